@@ -1,0 +1,623 @@
+//! Configuration: read once at start from the environment and an env file,
+//! typed and validated in one pass that collects every problem.
+//!
+//! Precedence: the process environment wins over the env file (systemd's
+//! `EnvironmentFile=` already puts the file into the environment; a value
+//! exported by hand in a terminal is the one the operator means).
+
+pub mod envfile;
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use settings::Setting;
+
+/// Exit code for configuration errors (`EX_CONFIG`); the unit has
+/// `RestartPreventExitStatus=78` so a bad env file does not restart-loop.
+pub const EXIT_CONFIG: i32 = 78;
+
+/// Where a value came from, for `check-config`'s listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The process environment, under this name.
+    Env(String),
+    /// The env file, under this name, at this line.
+    File(String, usize),
+    /// The built-in default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Env(name) => write!(f, "environment {name}"),
+            Origin::File(name, line) => write!(f, "env file {name} (line {line})"),
+            Origin::Default => write!(f, "default"),
+        }
+    }
+}
+
+/// The raw inputs: environment variables and the env file's assignments.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The process environment (or a test's stand-in for it).
+    pub env: BTreeMap<String, String>,
+    /// Assignments read from the env file, in file order.
+    pub file: Vec<envfile::Assignment>,
+    /// The env file's path, for messages.
+    pub file_path: Option<PathBuf>,
+    /// Syntax errors in the env file.
+    pub file_errors: Vec<envfile::SyntaxError>,
+}
+
+impl Sources {
+    /// The real process environment, plus `env_file` when given.
+    ///
+    /// A missing file named explicitly is a problem; reading is not retried.
+    pub fn load(env_file: Option<&Path>) -> Result<Sources, String> {
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let mut sources = Sources {
+            env,
+            ..Sources::default()
+        };
+        if let Some(path) = env_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read env file {}: {e}", path.display()))?;
+            let (file, errors) = envfile::parse(&text);
+            sources.file = file;
+            sources.file_errors = errors;
+            sources.file_path = Some(path.to_path_buf());
+        }
+        Ok(sources)
+    }
+
+    /// Finds a setting under any of its names: environment first, then file.
+    fn lookup(&self, setting: &Setting) -> Option<(String, Origin)> {
+        for name in setting.names {
+            if let Some(value) = self.env.get(*name) {
+                return Some((value.clone(), Origin::Env((*name).to_string())));
+            }
+        }
+        for name in setting.names {
+            // The last assignment in a file wins, as with systemd.
+            if let Some(a) = self.file.iter().rev().find(|a| a.key == *name) {
+                return Some((a.value.clone(), Origin::File(a.key.clone(), a.line)));
+            }
+        }
+        None
+    }
+}
+
+/// A secret string that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+/// One VolSpike backend to post to.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// `primary` or `dev`: names the queue and appears in logs.
+    pub name: &'static str,
+    /// Base URL without a trailing slash.
+    pub url: String,
+    /// Sent as `X-API-Key` (or `apiKey` on the user-alert routes).
+    pub key: Secret,
+}
+
+/// Telegram settings; every part is optional.
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    /// Bot API token.
+    pub bot_token: Option<Secret>,
+    /// Channels to ingest (usernames without `@`, or numeric ids).
+    pub channels: Vec<String>,
+    /// Chat that receives alert messages.
+    pub alert_chat_id: Option<String>,
+    /// Bot API base URL.
+    pub api_url: String,
+    /// Public preview base URL.
+    pub preview_url: String,
+}
+
+/// Binance connection settings.
+#[derive(Debug, Clone)]
+pub struct BinanceConfig {
+    /// REST base URL.
+    pub rest_url: String,
+    /// WebSocket base URL (the `/market` route).
+    pub ws_url: String,
+    /// Percent of the 2400/min weight limit we may use.
+    pub weight_ceiling_pct: u32,
+    /// Concurrent REST requests.
+    pub concurrency: usize,
+}
+
+/// The validated configuration every command works from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Backends to post to; empty in `--local` mode.
+    pub backends: Vec<BackendConfig>,
+    /// `run --local`: nothing is posted, alerts go to the log and state dir.
+    pub local: bool,
+    /// Telegram settings.
+    pub telegram: TelegramConfig,
+    /// Binance settings.
+    pub binance: BinanceConfig,
+    /// HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Release manifest URL, when configured.
+    pub update_url: Option<String>,
+    /// Job names switched off by configuration.
+    pub disabled_jobs: Vec<String>,
+    /// tracing env-filter directive.
+    pub log_filter: String,
+    /// Test switch: the critical loop to wedge on purpose.
+    pub wedge: Option<String>,
+}
+
+/// Everything wrong (problems) or suspicious (warnings) in a configuration.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Each makes the configuration unusable.
+    pub problems: Vec<String>,
+    /// Worth reading, but the appliance can run.
+    pub warnings: Vec<String>,
+}
+
+/// One line of `check-config`'s listing: the effective value of a setting.
+#[derive(Debug)]
+pub struct Effective {
+    /// Documented name.
+    pub name: &'static str,
+    /// The value, or `****` for secrets, or `(not set)`.
+    pub shown: String,
+    /// Where it came from; `None` when not set.
+    pub origin: Option<Origin>,
+}
+
+/// What validation needs to know about the command.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// `run --local`: backends are not required.
+    pub local: bool,
+}
+
+/// Collects typed values and problems in one pass.
+struct Reader<'a> {
+    sources: &'a Sources,
+    report: Report,
+}
+
+impl Reader<'_> {
+    fn raw(&self, setting: &Setting) -> Option<(String, Origin)> {
+        match self.sources.lookup(setting) {
+            // An empty assignment (`KEY=`) means "not set", as in the old scripts.
+            Some((value, _)) if value.trim().is_empty() => None,
+            Some((value, origin)) => Some((value.trim().to_string(), origin)),
+            None => None,
+        }
+    }
+
+    fn optional(&self, setting: &Setting) -> Option<String> {
+        self.raw(setting)
+            .map(|(v, _)| v)
+            .or_else(|| setting.default.map(str::to_string))
+    }
+
+    fn url(&mut self, setting: &Setting, schemes: &[&str]) -> Option<String> {
+        let (value, origin) = match self.raw(setting) {
+            Some(found) => found,
+            None => (setting.default?.to_string(), Origin::Default),
+        };
+        match check_url(&value, schemes) {
+            Ok(url) => Some(url),
+            Err(why) => {
+                self.report
+                    .problems
+                    .push(format!("{} ({origin}): {why}", setting.name()));
+                None
+            }
+        }
+    }
+
+    fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
+        &mut self,
+        setting: &Setting,
+        range: (T, T),
+    ) -> Option<T> {
+        let value = self.optional(setting)?;
+        match value.parse::<T>() {
+            Ok(n) if n >= range.0 && n <= range.1 => Some(n),
+            Ok(_) => {
+                self.report.problems.push(format!(
+                    "{}: {value} is out of range ({} to {})",
+                    setting.name(),
+                    range.0,
+                    range.1
+                ));
+                None
+            }
+            Err(_) => {
+                self.report
+                    .problems
+                    .push(format!("{}: `{value}` is not a number", setting.name()));
+                None
+            }
+        }
+    }
+
+    fn require(&mut self, setting: &Setting) {
+        if self.raw(setting).is_none() {
+            self.report.problems.push(format!(
+                "{} is required (also accepted: {}); set it in the env file or use `run --local`",
+                setting.name(),
+                setting.names[1..].join(", ")
+            ));
+        }
+    }
+}
+
+/// Checks a URL's scheme and host and returns it without a trailing slash.
+fn check_url(value: &str, schemes: &[&str]) -> Result<String, String> {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return Err(format!(
+            "`{value}` is not a URL (expected {}://…)",
+            schemes[0]
+        ));
+    };
+    if !schemes.contains(&scheme) {
+        return Err(format!(
+            "`{value}` has scheme {scheme}, expected one of {}",
+            schemes.join(", ")
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("`{value}` has no valid host"));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split([',', ' '])
+        .map(|s| s.trim().trim_start_matches('@').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl Config {
+    /// Validates `sources` for `mode`: the config, plus warnings; or every problem.
+    pub fn from_sources(sources: &Sources, mode: Mode) -> Result<(Config, Report), Report> {
+        let mut r = Reader {
+            sources,
+            report: Report::default(),
+        };
+        for e in &sources.file_errors {
+            let file = sources
+                .file_path
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            r.report.problems.push(format!("{file}: {e}"));
+        }
+        unknown_keys(sources, &mut r.report);
+
+        let http_schemes = &["https", "http"];
+        let mut backends = Vec::new();
+        if !mode.local {
+            r.require(&settings::BACKEND_URL);
+            r.require(&settings::BACKEND_KEY);
+            let url = r.url(&settings::BACKEND_URL, http_schemes);
+            let key = r.raw(&settings::BACKEND_KEY).map(|(k, _)| Secret(k));
+            if let (Some(url), Some(key)) = (url, key) {
+                backends.push(BackendConfig {
+                    name: "primary",
+                    url,
+                    key,
+                });
+            }
+            let dev_url = r.url(&settings::DEV_BACKEND_URL, http_schemes);
+            let dev_key = r.raw(&settings::DEV_BACKEND_KEY).map(|(k, _)| Secret(k));
+            match (dev_url, dev_key) {
+                (Some(url), Some(key)) => backends.push(BackendConfig {
+                    name: "dev",
+                    url,
+                    key,
+                }),
+                (None, None) => {}
+                (Some(_), None) => r.report.problems.push(
+                    "VOLSPIKE_API_URL_DEV is set but VOLSPIKE_API_KEY_DEV is not".to_string(),
+                ),
+                (None, Some(_)) => {
+                    if r.raw(&settings::DEV_BACKEND_URL).is_none() {
+                        r.report.problems.push(
+                            "VOLSPIKE_API_KEY_DEV is set but VOLSPIKE_API_URL_DEV is not"
+                                .to_string(),
+                        )
+                    }
+                }
+            }
+        }
+
+        let telegram = TelegramConfig {
+            bot_token: r.raw(&settings::TELEGRAM_TOKEN).map(|(t, _)| Secret(t)),
+            channels: r
+                .optional(&settings::TELEGRAM_CHANNELS)
+                .map(|v| split_list(&v))
+                .unwrap_or_default(),
+            alert_chat_id: r.optional(&settings::TELEGRAM_CHAT),
+            api_url: r
+                .url(&settings::TELEGRAM_API_URL, http_schemes)
+                .unwrap_or_default(),
+            preview_url: r
+                .url(&settings::TELEGRAM_PREVIEW_URL, http_schemes)
+                .unwrap_or_default(),
+        };
+        let binance = BinanceConfig {
+            rest_url: r
+                .url(&settings::BINANCE_FAPI_URL, http_schemes)
+                .unwrap_or_default(),
+            ws_url: r
+                .url(&settings::BINANCE_WS_URL, &["wss", "ws"])
+                .unwrap_or_default(),
+            weight_ceiling_pct: r
+                .number(&settings::WEIGHT_CEILING_PCT, (1, 100))
+                .unwrap_or(50),
+            concurrency: r
+                .number(&settings::BINANCE_CONCURRENCY, (1, 64))
+                .unwrap_or(8),
+        };
+        if binance.ws_url.ends_with("fstream.binance.com")
+            || binance.ws_url.contains("fstream.binance.com/stream")
+        {
+            r.report.warnings.push(format!(
+                "BINANCE_WS_URL {} is Binance's legacy route, retired on 2026-04-23: it connects but sends no data; use wss://fstream.binance.com/market",
+                binance.ws_url
+            ));
+        }
+
+        let http_addr = match r.optional(&settings::HTTP_ADDR) {
+            Some(v) => match v.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    r.report.problems.push(format!(
+                        "VOLSPIKE_HTTP_ADDR: `{v}` is not an address like 127.0.0.1:8080"
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let state_dir = r.optional(&settings::STATE_DIR).map(PathBuf::from);
+        if let Some(dir) = &state_dir {
+            if !dir.is_absolute() {
+                r.report.problems.push(format!(
+                    "VOLSPIKE_STATE_DIR: `{}` must be an absolute path",
+                    dir.display()
+                ));
+            }
+        }
+        let update_url = r.url(&settings::UPDATE_URL, http_schemes);
+        let disabled_jobs = r
+            .optional(&settings::DISABLED_JOBS)
+            .map(|v| split_list(&v))
+            .unwrap_or_default();
+        for job in &disabled_jobs {
+            if !crate::jobs::KNOWN.contains(&job.as_str()) {
+                r.report.problems.push(format!(
+                    "VOLSPIKE_DISABLED_JOBS: unknown job `{job}` (jobs: {})",
+                    crate::jobs::KNOWN.join(", ")
+                ));
+            }
+        }
+        let log_filter = r
+            .optional(&settings::LOG_FILTER)
+            .unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            r.report.problems.push(format!(
+                "VOLSPIKE_LOG: `{log_filter}` is not a valid log filter"
+            ));
+        }
+        let wedge = r.optional(&settings::WEDGE);
+
+        if !r.report.problems.is_empty() {
+            return Err(r.report);
+        }
+        let (Some(http_addr), Some(state_dir)) = (http_addr, state_dir) else {
+            r.report
+                .problems
+                .push("internal: a defaulted setting had no value".into());
+            return Err(r.report);
+        };
+        let config = Config {
+            backends,
+            local: mode.local,
+            telegram,
+            binance,
+            http_addr,
+            state_dir,
+            update_url,
+            disabled_jobs,
+            log_filter,
+            wedge,
+        };
+        Ok((config, r.report))
+    }
+}
+
+/// Warns about keys that look like ours but are not in the table: usually a typo
+/// that would otherwise silently leave a setting at its default.
+fn unknown_keys(sources: &Sources, report: &mut Report) {
+    for a in &sources.file {
+        if settings::find(&a.key).is_none() {
+            report.warnings.push(format!(
+                "unknown key {} in env file (line {}): ignored",
+                a.key, a.line
+            ));
+        }
+    }
+    for key in sources.env.keys() {
+        let ours = settings::OWN_PREFIXES.iter().any(|p| key.starts_with(p));
+        if ours && settings::find(key).is_none() {
+            report.warnings.push(format!(
+                "unknown variable {key} in the environment: ignored"
+            ));
+        }
+    }
+    for setting in settings::ALL {
+        let set: Vec<_> = setting
+            .names
+            .iter()
+            .filter(|n| sources.env.contains_key(**n) || sources.file.iter().any(|a| a.key == **n))
+            .collect();
+        if set.len() > 1 {
+            report.warnings.push(format!(
+                "{} are all set; using {}",
+                set.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                set[0]
+            ));
+        }
+    }
+}
+
+/// The effective value of every documented setting, secrets masked.
+pub fn effective(sources: &Sources) -> Vec<Effective> {
+    settings::ALL
+        .iter()
+        .filter(|s| settings::is_documented(s))
+        .map(|s| {
+            let found = sources
+                .lookup(s)
+                .filter(|(v, _)| !v.trim().is_empty())
+                .map(|(v, o)| (v, Some(o)))
+                .or_else(|| s.default.map(|d| (d.to_string(), Some(Origin::Default))));
+            match found {
+                Some((value, origin)) => Effective {
+                    name: s.name(),
+                    shown: if s.secret { "****".into() } else { value },
+                    origin,
+                },
+                None => Effective {
+                    name: s.name(),
+                    shown: "(not set)".into(),
+                    origin: None,
+                },
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(env: &[(&str, &str)], file: &str) -> Sources {
+        let (file, file_errors) = envfile::parse(file);
+        Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            file,
+            file_path: Some(PathBuf::from("/etc/volspike/volspike.env")),
+            file_errors,
+        }
+    }
+
+    #[test]
+    fn old_generation_names_are_accepted() {
+        let s = sources(
+            &[],
+            "VOLSPIKE_API_URL=https://b.example\nVOLSPIKE_API_KEY=k1\n",
+        );
+        let (config, _) = Config::from_sources(&s, Mode::default()).expect("valid");
+        assert_eq!(config.backends.len(), 1);
+        assert_eq!(config.backends[0].url, "https://b.example");
+        assert_eq!(config.backends[0].key.expose(), "k1");
+    }
+
+    #[test]
+    fn environment_wins_over_file() {
+        let s = sources(
+            &[("BACKEND_URL", "https://env.example/")],
+            "BACKEND_URL=https://file.example\nALERT_INGEST_API_KEY=k\n",
+        );
+        let (config, _) = Config::from_sources(&s, Mode::default()).expect("valid");
+        assert_eq!(config.backends[0].url, "https://env.example");
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let s = sources(
+            &[],
+            "VOLSPIKE_WEIGHT_CEILING_PCT=lots\nBINANCE_FAPI_URL=ftp://x\nVOLSPIKE_HTTP_ADDR=nowhere\nFOO_BAR=1\n",
+        );
+        let report = Config::from_sources(&s, Mode::default()).expect_err("invalid");
+        let all = report.problems.join("\n");
+        for needle in [
+            "BACKEND_URL is required",
+            "ALERT_INGEST_API_KEY is required",
+            "VOLSPIKE_WEIGHT_CEILING_PCT",
+            "BINANCE_FAPI_URL",
+            "VOLSPIKE_HTTP_ADDR",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
+        assert!(report.warnings.iter().any(|w| w.contains("FOO_BAR")));
+    }
+
+    #[test]
+    fn local_mode_needs_no_backend() {
+        let (config, _) =
+            Config::from_sources(&sources(&[], ""), Mode { local: true }).expect("valid");
+        assert!(config.backends.is_empty());
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.binance.ws_url, "wss://fstream.binance.com/market");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let s = sources(
+            &[],
+            "ALERT_INGEST_API_KEY=supersecret\nBACKEND_URL=https://b\n",
+        );
+        let listing = effective(&s);
+        let key = listing
+            .iter()
+            .find(|e| e.name == "ALERT_INGEST_API_KEY")
+            .expect("listed");
+        assert_eq!(key.shown, "****");
+        let (config, _) = Config::from_sources(&s, Mode::default()).expect("valid");
+        assert!(!format!("{config:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn legacy_websocket_url_warns() {
+        let s = sources(&[("BINANCE_WS_URL", "wss://fstream.binance.com")], "");
+        let (_, report) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert!(report.warnings.iter().any(|w| w.contains("legacy")));
+    }
+}

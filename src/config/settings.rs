@@ -1,0 +1,196 @@
+//! The table of every configuration key the appliance understands.
+//!
+//! One row per setting: the names accepted (the first is the one we document,
+//! the others are the two older generations of names still found in operators'
+//! env files), the default, and whether the value is a secret. `check-config`,
+//! the env-file template and the unknown-key warnings all read this table, so
+//! a new setting is added here once.
+
+/// One configuration setting.
+#[derive(Debug)]
+pub struct Setting {
+    /// Accepted names, preferred first.
+    pub names: &'static [&'static str],
+    /// Value used when no name is set; `None` means "off" or "required".
+    pub default: Option<&'static str>,
+    /// Secrets are printed as `****` and never logged.
+    pub secret: bool,
+    /// One line for `check-config` and the env template.
+    pub help: &'static str,
+}
+
+impl Setting {
+    /// The documented name.
+    pub fn name(&self) -> &'static str {
+        self.names[0]
+    }
+}
+
+macro_rules! setting {
+    ([$($name:literal),+], $default:expr, $secret:expr, $help:literal) => {
+        Setting { names: &[$($name),+], default: $default, secret: $secret, help: $help }
+    };
+}
+
+/// Primary backend base URL.
+pub const BACKEND_URL: Setting = setting!(
+    ["BACKEND_URL", "VOLSPIKE_API_URL"],
+    None,
+    false,
+    "primary VolSpike backend base URL (required unless `run --local`)"
+);
+/// Primary backend API key.
+pub const BACKEND_KEY: Setting = setting!(
+    ["ALERT_INGEST_API_KEY", "VOLSPIKE_API_KEY"],
+    None,
+    true,
+    "primary backend key (required unless `run --local`)"
+);
+/// Second (development) backend URL.
+pub const DEV_BACKEND_URL: Setting = setting!(
+    ["VOLSPIKE_API_URL_DEV"],
+    None,
+    false,
+    "second backend base URL (optional, needs its key)"
+);
+/// Second backend key.
+pub const DEV_BACKEND_KEY: Setting =
+    setting!(["VOLSPIKE_API_KEY_DEV"], None, true, "second backend key");
+/// Telegram bot token.
+pub const TELEGRAM_TOKEN: Setting = setting!(
+    ["TELEGRAM_BOT_TOKEN", "TELEGRAM_TOKEN"],
+    None,
+    true,
+    "Telegram bot token (optional)"
+);
+/// Telegram channels to ingest.
+pub const TELEGRAM_CHANNELS: Setting = setting!(
+    ["TELEGRAM_CHANNEL_IDS", "TELEGRAM_CHANNELS"],
+    None,
+    false,
+    "channels to ingest, comma-separated usernames or numeric ids (optional)"
+);
+/// Telegram chat that receives alert messages.
+pub const TELEGRAM_CHAT: Setting = setting!(
+    ["TELEGRAM_ALERT_CHAT_ID", "CHAT_ID"],
+    None,
+    false,
+    "chat id for alert messages (optional)"
+);
+/// Telegram Bot API base URL.
+pub const TELEGRAM_API_URL: Setting = setting!(
+    ["TELEGRAM_API_URL"],
+    Some("https://api.telegram.org"),
+    false,
+    "Telegram Bot API base URL"
+);
+/// Telegram public preview base URL.
+pub const TELEGRAM_PREVIEW_URL: Setting = setting!(
+    ["TELEGRAM_PREVIEW_URL"],
+    Some("https://t.me/s"),
+    false,
+    "public channel preview base URL"
+);
+/// Binance futures REST base URL.
+pub const BINANCE_FAPI_URL: Setting = setting!(
+    ["BINANCE_FAPI_URL"],
+    Some("https://fapi.binance.com"),
+    false,
+    "Binance USDⓈ-M REST base URL"
+);
+/// Binance futures WebSocket base URL.
+pub const BINANCE_WS_URL: Setting = setting!(
+    ["BINANCE_WS_URL"],
+    Some("wss://fstream.binance.com/market"),
+    false,
+    "Binance USDⓈ-M WebSocket base URL (the /market route)"
+);
+/// Share of Binance's 2400/min weight limit the appliance may use.
+pub const WEIGHT_CEILING_PCT: Setting = setting!(
+    ["VOLSPIKE_WEIGHT_CEILING_PCT"],
+    Some("50"),
+    false,
+    "percent of Binance's 2400/min request weight the appliance may use (1-100)"
+);
+/// Concurrent Binance REST requests.
+pub const BINANCE_CONCURRENCY: Setting = setting!(
+    ["VOLSPIKE_BINANCE_CONCURRENCY"],
+    Some("8"),
+    false,
+    "concurrent Binance REST requests (1-64)"
+);
+/// HTTP listen address.
+pub const HTTP_ADDR: Setting = setting!(
+    ["VOLSPIKE_HTTP_ADDR"],
+    Some("127.0.0.1:8080"),
+    false,
+    "listen address of the funding API, /health and the dashboard"
+);
+/// State directory.
+pub const STATE_DIR: Setting = setting!(
+    ["VOLSPIKE_STATE_DIR", "STATE_DIRECTORY"],
+    Some("/var/lib/volspike"),
+    false,
+    "state directory (systemd sets STATE_DIRECTORY)"
+);
+/// Release manifest URL.
+pub const UPDATE_URL: Setting = setting!(
+    ["VOLSPIKE_UPDATE_URL"],
+    None,
+    false,
+    "release manifest URL for self-update (a manifest.json on any static host)"
+);
+/// Jobs switched off.
+pub const DISABLED_JOBS: Setting = setting!(
+    ["VOLSPIKE_DISABLED_JOBS"],
+    None,
+    false,
+    "jobs to switch off, comma-separated job names"
+);
+/// Log filter.
+pub const LOG_FILTER: Setting = setting!(
+    ["VOLSPIKE_LOG"],
+    Some("info"),
+    false,
+    "log filter (error, warn, info, debug, or tracing's env-filter syntax)"
+);
+/// Hidden test switch: wedge one critical loop to prove the watchdog.
+pub const WEDGE: Setting = setting!(["VOLSPIKE_WEDGE"], None, false, "");
+
+/// Every setting, in the order `check-config` prints them.
+pub const ALL: &[&Setting] = &[
+    &BACKEND_URL,
+    &BACKEND_KEY,
+    &DEV_BACKEND_URL,
+    &DEV_BACKEND_KEY,
+    &TELEGRAM_TOKEN,
+    &TELEGRAM_CHANNELS,
+    &TELEGRAM_CHAT,
+    &TELEGRAM_API_URL,
+    &TELEGRAM_PREVIEW_URL,
+    &BINANCE_FAPI_URL,
+    &BINANCE_WS_URL,
+    &WEIGHT_CEILING_PCT,
+    &BINANCE_CONCURRENCY,
+    &HTTP_ADDR,
+    &STATE_DIR,
+    &UPDATE_URL,
+    &DISABLED_JOBS,
+    &LOG_FILTER,
+    &WEDGE,
+];
+
+/// Whether a setting is meant for operators (hidden test switches have no help).
+pub fn is_documented(setting: &Setting) -> bool {
+    !setting.help.is_empty()
+}
+
+/// Finds the setting a name belongs to.
+pub fn find(name: &str) -> Option<&'static Setting> {
+    ALL.iter().copied().find(|s| s.names.contains(&name))
+}
+
+/// Prefixes of environment variables that look like ours: an unknown one is
+/// probably a typo worth a warning. Other environment variables (PATH, HOME…)
+/// are none of our business.
+pub const OWN_PREFIXES: &[&str] = &["VOLSPIKE_", "BINANCE_", "TELEGRAM_", "BACKEND_", "ALERT_"];

@@ -1,0 +1,268 @@
+//! The scheduler: one critical loop that starts each job's tick when due.
+//!
+//! Each tick runs in its own tokio task inside a `job` span carrying
+//! `JOB=<name>`, so every event a job logs is tagged without the job doing
+//! anything. A panicking tick is caught at the task boundary, recorded as a
+//! failure, and the job runs again at its next time: one bad tick never takes
+//! the other jobs down. A tick still running when the next is due is not
+//! doubled up; the due run is skipped and logged.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::status::StatusBoard;
+use super::{Job, Schedule};
+use crate::shutdown::Shutdown;
+use crate::systemd::liveness::Heartbeat;
+
+/// The longest the scheduler sleeps, so its heartbeat stays fresh and a
+/// wall-clock jump is noticed within a second.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// How long running ticks get to finish once shutdown starts.
+const DRAIN: Duration = Duration::from_secs(5);
+
+type TickFuture = Pin<Box<dyn Future<Output = anyhow::Result<String>> + Send>>;
+type TickFn = Box<dyn Fn(SystemTime) -> TickFuture + Send + Sync>;
+
+/// A job with its type erased, ready for the scheduler.
+pub struct ScheduledJob {
+    /// The job's name.
+    name: &'static str,
+    /// When it runs.
+    schedule: Schedule,
+    /// Starts one tick.
+    tick: TickFn,
+}
+
+impl ScheduledJob {
+    /// Wraps a job. Its state sits behind an async mutex so a tick can run in
+    /// its own task (and panic there) while the job lives on for the next one.
+    pub fn new<J: Job>(job: J) -> ScheduledJob {
+        let schedule = job.schedule();
+        let job = Arc::new(Mutex::new(job));
+        ScheduledJob {
+            name: J::NAME,
+            schedule,
+            tick: Box::new(move |now| {
+                let job = job.clone();
+                Box::pin(async move { job.lock().await.tick(now).await })
+            }),
+        }
+    }
+
+    /// The job's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// One job's scheduling state.
+struct Slot {
+    job: ScheduledJob,
+    next_run: SystemTime,
+    running: Option<JoinHandle<()>>,
+}
+
+/// Runs `jobs` until shutdown, beating `heartbeat` on every turn.
+pub async fn run(
+    jobs: Vec<ScheduledJob>,
+    board: StatusBoard,
+    heartbeat: Heartbeat,
+    mut shutdown: Shutdown,
+) {
+    let now = SystemTime::now();
+    let mut slots: Vec<Slot> = jobs
+        .into_iter()
+        .map(|job| {
+            let next_run = job.schedule.first_run(now);
+            board.update(job.name, |s| {
+                s.schedule = job.schedule.describe();
+                s.next_run = Some(next_run);
+            });
+            Slot {
+                job,
+                next_run,
+                running: None,
+            }
+        })
+        .collect();
+
+    loop {
+        heartbeat.beat().await;
+        let now = SystemTime::now();
+        for slot in &mut slots {
+            if slot.running.as_ref().is_some_and(|h| h.is_finished()) {
+                slot.running = None;
+            }
+            if now < slot.next_run {
+                continue;
+            }
+            let due = slot.next_run;
+            slot.next_run = slot.job.schedule.next_run(due, now);
+            let next_run = slot.next_run;
+            if slot.running.is_some() {
+                tracing::warn!(
+                    JOB = slot.job.name,
+                    "previous tick still running; skipping the run due now"
+                );
+                board.update(slot.job.name, |s| s.next_run = Some(next_run));
+                continue;
+            }
+            slot.running = Some(start_tick(&slot.job, due, next_run, &board));
+        }
+
+        let earliest = slots.iter().map(|s| s.next_run).min();
+        let sleep = earliest
+            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_SLEEP);
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+
+    // Let running ticks finish (they may be mid-write); abandon them after DRAIN.
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    for slot in slots {
+        if let Some(handle) = slot.running {
+            let abort = handle.abort_handle();
+            if tokio::time::timeout_at(deadline, handle).await.is_err() {
+                tracing::warn!(
+                    JOB = slot.job.name,
+                    "tick did not finish in time for shutdown; abandoned"
+                );
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// Spawns one tick of `job` and records its outcome on `board`.
+fn start_tick(
+    job: &ScheduledJob,
+    due: SystemTime,
+    next_run: SystemTime,
+    board: &StatusBoard,
+) -> JoinHandle<()> {
+    let name = job.name;
+    board.update(name, |s| {
+        s.running = true;
+        s.last_run = Some(SystemTime::now());
+        s.next_run = Some(next_run);
+    });
+    let span = tracing::info_span!("job", JOB = name);
+    let tick = tokio::spawn((job.tick)(due).instrument(span.clone()));
+    let board = board.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let outcome = match tick.await {
+            Ok(result) => result.map_err(|e| format!("{e:#}")),
+            Err(e) if e.is_panic() => {
+                Err(format!("tick panicked: {}", panic_message(e.into_panic())))
+            }
+            Err(_) => Err("tick was cancelled".to_string()),
+        };
+        let elapsed = started.elapsed();
+        span.in_scope(|| match &outcome {
+            Ok(summary) => tracing::info!(duration_ms = elapsed.as_millis() as u64, "{summary}"),
+            Err(error) => tracing::error!(
+                duration_ms = elapsed.as_millis() as u64,
+                "tick failed: {error}"
+            ),
+        });
+        board.update(name, |s| {
+            s.running = false;
+            s.runs += 1;
+            s.last_duration = Some(elapsed);
+            match outcome {
+                Ok(summary) => {
+                    s.last_ok = Some(true);
+                    s.last_summary = Some(summary);
+                    s.consecutive_failures = 0;
+                }
+                Err(error) => {
+                    s.last_ok = Some(false);
+                    s.last_error = Some(error);
+                    s.last_error_at = Some(SystemTime::now());
+                    s.failures += 1;
+                    s.consecutive_failures += 1;
+                }
+            }
+        });
+    })
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systemd::liveness::Liveness;
+
+    /// Counts ticks and panics on the second one.
+    struct Flaky {
+        ticks: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl Job for Flaky {
+        const NAME: &'static str = "flaky";
+        fn schedule(&self) -> Schedule {
+            Schedule::Every(Duration::from_millis(50))
+        }
+        async fn tick(&mut self, _now: SystemTime) -> anyhow::Result<String> {
+            let n = self.ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if n == 2 {
+                panic!("boom on purpose");
+            }
+            Ok(format!("tick {n}"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_tick_is_recorded_and_the_job_goes_on() {
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let board = StatusBoard::default();
+        let liveness = Liveness::new(None);
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let jobs = vec![ScheduledJob::new(Flaky {
+            ticks: ticks.clone(),
+        })];
+        let handle = tokio::spawn(run(
+            jobs,
+            board.clone(),
+            liveness.register("scheduler", Duration::from_secs(5)),
+            shutdown,
+        ));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ticks.load(std::sync::atomic::Ordering::SeqCst) < 4 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        trigger.trigger();
+        handle.await.expect("scheduler ends cleanly");
+        let status = board.snapshot()["flaky"].clone();
+        assert!(status.runs >= 3, "{status:?}");
+        assert_eq!(status.failures, 1);
+        assert!(status
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("boom on purpose"));
+        assert_eq!(status.consecutive_failures, 0, "later ticks succeeded");
+    }
+}

@@ -1,0 +1,18 @@
+//! volspike: one static binary that watches Binance USDⓈ-M futures and
+//! feeds the VolSpike backend, supervised by systemd.
+//!
+//! Start at [`cli`] (the commands) and [`run`] (how `volspike run` wires the
+//! loops together); each folder is one concern.
+
+pub mod check_config;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod jobs;
+pub mod logging;
+pub mod run;
+pub mod shutdown;
+pub mod state;
+pub mod systemd;
+pub mod version;

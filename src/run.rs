@@ -1,0 +1,233 @@
+//! `volspike run`: validate, open state, bind HTTP, start every loop, tell
+//! systemd READY, keep STATUS current, stop cleanly on SIGTERM.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cli::RunArgs;
+use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
+use crate::http::{HttpContext, HttpServer};
+use crate::jobs::scheduler::{self, ScheduledJob};
+use crate::jobs::status::StatusBoard;
+use crate::shutdown;
+use crate::state::StateDir;
+use crate::systemd::liveness::{self, Liveness};
+use crate::systemd::notify;
+
+/// A critical loop that has not beaten for this long is wedged.
+const LOOP_DEADLINE: Duration = Duration::from_secs(10);
+/// How often the STATUS= line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// Everything must have stopped this long after SIGTERM (TimeoutStopSec is 15).
+const STOP_BUDGET: Duration = Duration::from_secs(10);
+/// HTTP worker threads.
+const HTTP_WORKERS: usize = 2;
+
+/// Runs the command; returns the exit code.
+pub fn run(args: RunArgs) -> i32 {
+    let sources = match Sources::load(args.env_file.as_deref()) {
+        Ok(sources) => sources,
+        Err(problem) => {
+            eprintln!("volspike: configuration error: {problem}");
+            return EXIT_CONFIG;
+        }
+    };
+    let (config, report) = match Config::from_sources(&sources, Mode { local: args.local }) {
+        Ok(ok) => ok,
+        Err(report) => {
+            eprintln!(
+                "volspike: refusing to start, {} configuration problem(s):",
+                report.problems.len()
+            );
+            for p in &report.problems {
+                eprintln!("  - {p}");
+            }
+            eprintln!("run `volspike check-config` for the full listing");
+            return EXIT_CONFIG;
+        }
+    };
+    let destination = crate::logging::init(&config.log_filter);
+    for w in &report.warnings {
+        tracing::warn!("configuration: {w}");
+    }
+    let jobs = match select_jobs(&config, &args.only) {
+        Ok(jobs) => jobs,
+        Err(problem) => {
+            tracing::error!("{problem}");
+            eprintln!("volspike: {problem}");
+            return 2;
+        }
+    };
+    // One crypto provider for every TLS user (ureq, tungstenite, self_update).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let state = match StateDir::open(&config.state_dir) {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!("state directory unusable (VOLSPIKE_STATE_DIR): {e}");
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    tracing::info!(
+        version = crate::version::VERSION,
+        mode = if config.local { "local" } else { "backend" },
+        logging = ?destination,
+        state_dir = %state.path().display(),
+        "starting {}",
+        crate::version::line()
+    );
+    match runtime.block_on(supervise(config, jobs)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            1
+        }
+    }
+}
+
+/// The jobs to run: those built for this configuration, minus disabled ones,
+/// restricted by `--only`. A name that is not a job is a usage error.
+fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, String> {
+    for name in only {
+        if !crate::jobs::KNOWN.contains(&name.as_str()) {
+            return Err(format!(
+                "--only: unknown job `{name}` (jobs: {})",
+                crate::jobs::KNOWN.join(", ")
+            ));
+        }
+    }
+    let available: Vec<ScheduledJob> = Vec::new();
+    for name in only {
+        if !available.iter().any(|j| j.name() == name) {
+            return Err(format!(
+                "--only: job `{name}` is not available in this version yet"
+            ));
+        }
+    }
+    Ok(available
+        .into_iter()
+        .filter(|j| !config.disabled_jobs.iter().any(|d| d == j.name()))
+        .filter(|j| only.is_empty() || only.iter().any(|o| o == j.name()))
+        .collect())
+}
+
+/// Starts every loop, signals READY, and waits for SIGTERM or Ctrl-C.
+async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let liveness = Liveness::new(config.wedge.as_deref().map(liveness::parse_wedge));
+    let board = StatusBoard::default();
+    let (trigger, shutdown) = shutdown::channel();
+
+    let http = HttpServer::bind(config.http_addr)?;
+    let http_addr = http.local_addr();
+    let http_threads = http.spawn(
+        HttpContext {
+            started,
+            board: board.clone(),
+            liveness: liveness.clone(),
+            local: config.local,
+        },
+        liveness.register("http", LOOP_DEADLINE),
+        shutdown.clone(),
+        HTTP_WORKERS,
+    );
+
+    let job_count = jobs.len();
+    let scheduler = tokio::spawn(scheduler::run(
+        jobs,
+        board.clone(),
+        liveness.register("scheduler", LOOP_DEADLINE),
+        shutdown.clone(),
+    ));
+
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        tracing::info!(timeout_ms = timeout.as_millis() as u64, "systemd watchdog enabled; pinging at half the timeout while every critical loop is alive");
+        tokio::spawn(liveness::watchdog_task(
+            liveness.clone(),
+            timeout / 2,
+            shutdown.clone(),
+        ));
+    }
+    tokio::spawn(status_task(
+        board.clone(),
+        liveness.clone(),
+        shutdown.clone(),
+    ));
+
+    notify::ready(&status_line(&board, &liveness));
+    tracing::info!(http = %http_addr, jobs = job_count, "ready");
+
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    notify::stopping();
+    trigger.trigger();
+
+    let deadline = tokio::time::Instant::now() + STOP_BUDGET;
+    if tokio::time::timeout_at(deadline, scheduler).await.is_err() {
+        tracing::warn!("scheduler did not stop in time");
+    }
+    // HTTP workers notice shutdown within their poll interval.
+    let join = tokio::task::spawn_blocking(move || {
+        for t in http_threads {
+            let _ = t.join();
+        }
+    });
+    let _ = tokio::time::timeout_at(deadline, join).await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// The one-line summary systemd shows in `systemctl status`.
+fn status_line(board: &StatusBoard, liveness: &Liveness) -> String {
+    let stalled = liveness.stalled();
+    let mut line = board.summary(SystemTime::now());
+    if !stalled.is_empty() {
+        line.push_str(&format!("; stalled: {}", stalled.join(", ")));
+    }
+    line
+}
+
+/// Keeps STATUS= current.
+async fn status_task(board: StatusBoard, liveness: Liveness, mut shutdown: shutdown::Shutdown) {
+    let mut last = String::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(STATUS_EVERY) => {}
+        }
+        let line = status_line(&board, &liveness);
+        if line != last {
+            notify::status(&line);
+            last = line;
+        }
+    }
+}
+
+/// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C in a terminal).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; stopping only on Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

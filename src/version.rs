@@ -1,0 +1,15 @@
+//! Build information: what `volspike version` prints and `/health` reports.
+
+/// The crate version, e.g. `0.1.0`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The target triple the binary was built for.
+pub const TARGET: &str = env!("VOLSPIKE_TARGET");
+/// The git commit it was built from (`unknown` outside a checkout).
+pub const COMMIT: &str = env!("VOLSPIKE_COMMIT");
+/// The UTC build date.
+pub const BUILD_DATE: &str = env!("VOLSPIKE_BUILD_DATE");
+
+/// One line: `volspike 0.1.0 (x86_64-unknown-linux-musl, commit abc, built 2026-11-25)`.
+pub fn line() -> String {
+    format!("volspike {VERSION} ({TARGET}, commit {COMMIT}, built {BUILD_DATE})")
+}
