@@ -408,7 +408,12 @@ impl Config {
             },
             None => None,
         };
-        let state_dir = r.optional(&settings::STATE_DIR).map(PathBuf::from);
+        let state_dir = match r.raw(&settings::STATE_DIR) {
+            Some((dir, _)) => Some(PathBuf::from(dir)),
+            // A newcomer's `run --local` is not root: keep state in their home.
+            None if mode.local => Some(local_state_dir(&sources.env)),
+            None => settings::STATE_DIR.default.map(PathBuf::from),
+        };
         if let Some(dir) = &state_dir {
             if !dir.is_absolute() {
                 r.report.problems.push(format!(
@@ -463,6 +468,18 @@ impl Config {
         };
         Ok((config, r.report))
     }
+}
+
+/// `$XDG_STATE_HOME/volspike`, else `$HOME/.local/state/volspike`, else a
+/// directory under /tmp: where `run --local` keeps state when none is set.
+fn local_state_dir(env: &BTreeMap<String, String>) -> PathBuf {
+    if let Some(xdg) = env.get("XDG_STATE_HOME").filter(|v| v.starts_with('/')) {
+        return Path::new(xdg).join("volspike");
+    }
+    if let Some(home) = env.get("HOME").filter(|v| v.starts_with('/')) {
+        return Path::new(home).join(".local/state/volspike");
+    }
+    std::env::temp_dir().join("volspike")
 }
 
 /// Warns about keys that look like ours but are not in the table: usually a typo
@@ -591,9 +608,13 @@ mod tests {
 
     #[test]
     fn local_mode_needs_no_backend() {
-        let (config, _) =
-            Config::from_sources(&sources(&[], ""), Mode { local: true }).expect("valid");
+        let s = sources(&[("HOME", "/home/newcomer")], "");
+        let (config, _) = Config::from_sources(&s, Mode { local: true }).expect("valid");
         assert!(config.backends.is_empty());
+        assert_eq!(
+            config.state_dir,
+            PathBuf::from("/home/newcomer/.local/state/volspike")
+        );
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.binance.ws_url, "wss://fstream.binance.com/market");
     }
