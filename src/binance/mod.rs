@@ -5,6 +5,7 @@
 //! ```ignore
 //! let governor = Arc::new(WeightGovernor::new(GovernorConfig::default()));
 //! let rest = BinanceRest::new(DEFAULT_BASE_URL, governor, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT)?;
+//! let universe = Universe::new(rest.clone(), universe::DEFAULT_MAX_AGE);
 //! ```
 
 mod endpoint;
@@ -14,6 +15,7 @@ pub mod models;
 pub mod rest;
 #[cfg(test)]
 mod test_server;
+pub mod universe;
 
 pub use endpoint::Endpoint;
 pub use error::BinanceError;
@@ -24,3 +26,4 @@ pub use models::{
     ExchangeInfo, Kline, OpenInterest, PremiumIndex, PriceTicker, RateLimit, SymbolInfo, Ticker24h,
 };
 pub use rest::{BinanceRest, DEFAULT_BASE_URL, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT};
+pub use universe::Universe;
