@@ -50,6 +50,11 @@
 #   VOLSPIKE_DROPLET_BOOT_TIMEOUT  seconds                (60)
 #   VOLSPIKE_DROPLET_STOP_TIMEOUT  seconds                (30)
 #   VOLSPIKE_DROPLET_KEEP=1  keep the tree of a failed run for debugging
+#   VOLSPIKE_DROPLET_CGROUP  unified (default): the container's systemd gets a
+#                            cgroup v2 tree like a real Debian 12 droplet, even
+#                            on a host with the legacy/hybrid layout (sets
+#                            SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1);
+#                            host: whatever systemd-nspawn picks for this host
 #
 # What does not work inside such a container is listed in
 # tests/droplet/README.md.
@@ -60,6 +65,7 @@ DROPLET_WORK=${VOLSPIKE_DROPLET_WORK:-/var/tmp}
 DROPLET_MIRROR=${VOLSPIKE_DROPLET_MIRROR:-http://deb.debian.org/debian}
 DROPLET_BOOT_TIMEOUT=${VOLSPIKE_DROPLET_BOOT_TIMEOUT:-60}
 DROPLET_STOP_TIMEOUT=${VOLSPIKE_DROPLET_STOP_TIMEOUT:-30}
+DROPLET_CGROUP=${VOLSPIKE_DROPLET_CGROUP:-unified}
 DROPLET_SUITE=bookworm
 DROPLET_PACKAGES=systemd,systemd-sysv,dbus,ca-certificates,procps,curl
 # Bump when the tree preparation below changes: a cache with another key is rebuilt.
@@ -219,8 +225,10 @@ droplet_boot() {
     _droplet_log "droplet $name: fresh tree at $DROPLET_ROOT ($(_droplet_since "$t0") s); booting"
     # No --private-network: the container shares the host's loopback so fakes
     # listening on 127.0.0.1 outside are reachable inside.
-    systemd-nspawn -D "$DROPLET_ROOT" -M "$name" --boot --register=no --keep-unit \
-        --console=pipe </dev/null >"$dir/console.log" 2>&1 &
+    local cg=()
+    [ "$DROPLET_CGROUP" = unified ] && cg=(SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1)
+    env ${cg[@]+"${cg[@]}"} systemd-nspawn -D "$DROPLET_ROOT" -M "$name" \
+        --boot --register=no --keep-unit --console=pipe </dev/null >"$dir/console.log" 2>&1 &
     DROPLET_NSPAWN_PID=$!
     DROPLET__ALL+=("$DROPLET_NSPAWN_PID::$dir")
     # PID 1 of the container: the child of systemd-nspawn named "systemd".
@@ -262,7 +270,7 @@ droplet_boot() {
         _droplet_log "droplet $name is degraded; failed units:"
         nsenter -t "$DROPLET_PID1" -a systemctl --failed --no-pager --no-legend >&2 || true
     fi
-    _droplet_log "droplet $name $state: PID1=$DROPLET_PID1 nspawn=$DROPLET_NSPAWN_PID root=$DROPLET_ROOT (boot $(_droplet_since "$t0") s)"
+    _droplet_log "droplet $name $state ($(droplet_exec stat -f -c %T /sys/fs/cgroup | sed 's/cgroup2fs/cgroup v2/;s/tmpfs/cgroup v1/')): PID1=$DROPLET_PID1 nspawn=$DROPLET_NSPAWN_PID root=$DROPLET_ROOT (boot $(_droplet_since "$t0") s)"
 }
 
 _droplet_need() {
