@@ -124,6 +124,9 @@ droplet_rootfs() {
     # One builder at a time; the others wait here and then reuse its result.
     local lockfd
     exec {lockfd}>"$DROPLET_CACHE/.lock" || return 1
+    if ! flock -n "$lockfd"; then
+        _droplet_log "another process is building $DROPLET_TARBALL; waiting for it (up to 15 min)"
+    fi
     if ! flock -w 900 "$lockfd"; then
         _droplet_err "timed out waiting for another build of $DROPLET_TARBALL (lock $DROPLET_CACHE/.lock)"
         exec {lockfd}>&-
@@ -163,8 +166,8 @@ _droplet_build_rootfs() {
     _droplet_umount_below "$tmp/root"
     local r=$tmp/root
     # A droplet is what a cloud image is after its first boot: no package
-    # caches, a hostname, an empty machine-id is NOT used (it would make
-    # systemd treat every boot as a first boot and run systemd-firstboot).
+    # caches, a hostname; droplet_boot writes a new machine-id per droplet (an
+    # empty one would make systemd treat the boot as a first boot).
     rm -rf "$r"/var/cache/apt/archives/*.deb "$r"/var/lib/apt/lists/* "$r"/debootstrap
     echo droplet >"$r/etc/hostname"
     # Nothing on a test droplet should go and talk to the internet on a timer.
@@ -222,6 +225,8 @@ droplet_boot() {
         _droplet_err "untar of $tarball failed"; _droplet_rmtree "$dir"; return 1
     fi
     echo "$name" >"$DROPLET_ROOT/etc/hostname"
+    # Every droplet gets its own machine-id, as a freshly provisioned one does.
+    tr -d '-' </proc/sys/kernel/random/uuid >"$DROPLET_ROOT/etc/machine-id"
     _droplet_log "droplet $name: fresh tree at $DROPLET_ROOT ($(_droplet_since "$t0") s); booting"
     # No --private-network: the container shares the host's loopback so fakes
     # listening on 127.0.0.1 outside are reachable inside.
