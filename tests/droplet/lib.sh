@@ -218,7 +218,7 @@ droplet_boot() {
     tarball=$(droplet_rootfs) || return 1
     mkdir -p "$DROPLET_WORK"
     dir=$(mktemp -d "$DROPLET_WORK/volspike-droplet-$name.XXXXXX") || return 1
-    DROPLET_NAME=$name DROPLET_DIR=$dir DROPLET_ROOT=$dir/root DROPLET_PID1= DROPLET_NSPAWN_PID=
+    DROPLET_NAME=$name DROPLET_DIR=$dir DROPLET_ROOT=$dir/root DROPLET_PID1='' DROPLET_NSPAWN_PID=''
     export DROPLET_NAME DROPLET_DIR DROPLET_ROOT DROPLET_PID1 DROPLET_NSPAWN_PID
     mkdir "$DROPLET_ROOT"
     if ! tar -C "$DROPLET_ROOT" --numeric-owner --xattrs -xf "$tarball"; then
@@ -308,8 +308,8 @@ droplet_copy_in() {
             # The booted container mounts its own tmpfs there, hiding $ROOT/tmp
             # etc.: stream the data in through its mount namespace instead.
             _droplet_need || return 1
-            local parent base
-            parent=$(dirname "$dest") base=$(basename "$dest")
+            local parent
+            parent=$(dirname "$dest")
             droplet_exec mkdir -p "$parent" || return 1
             if [ -d "$src" ]; then
                 tar -C "$src" -cf - . | droplet_exec sh -c 'mkdir -p "$1" && tar -C "$1" -xf -' sh "$dest" || return 1
@@ -392,7 +392,7 @@ droplet_stop() {
     done
     DROPLET__ALL=("${DROPLET__ALL[@]}")
     _droplet_log "droplet ${DROPLET_NAME:-?} stopped and removed ($(_droplet_since "$t0") s)"
-    DROPLET_NAME= DROPLET_DIR= DROPLET_ROOT= DROPLET_PID1= DROPLET_NSPAWN_PID=
+    DROPLET_NAME='' DROPLET_DIR='' DROPLET_ROOT='' DROPLET_PID1='' DROPLET_NSPAWN_PID=''
 }
 
 droplet_cleanup() {
@@ -414,7 +414,7 @@ droplet_cleanup() {
         _droplet_log "cleaned up droplet (nspawn $npid)"
     done
     DROPLET__ALL=()
-    DROPLET_NAME= DROPLET_DIR= DROPLET_ROOT= DROPLET_PID1= DROPLET_NSPAWN_PID=
+    DROPLET_NAME='' DROPLET_DIR='' DROPLET_ROOT='' DROPLET_PID1='' DROPLET_NSPAWN_PID=''
 }
 
 droplet_trap() {
