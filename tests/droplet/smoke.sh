@@ -110,6 +110,8 @@ done_step
 
 step "systemd-analyze security"
 droplet_exec systemd-analyze security --no-pager volspike.service >"$WORK/security.txt" 2>&1 || true
+# SMOKE_SECURITY_OUT=FILE keeps the full report (tests/droplet/security-score.txt is one).
+[ -z "${SMOKE_SECURITY_OUT:-}" ] || cp "$WORK/security.txt" "$SMOKE_SECURITY_OUT"
 score_line=$(grep 'Overall exposure level' "$WORK/security.txt") || { cat "$WORK/security.txt" >&2; fail "no exposure score"; }
 echo "  $score_line" >&2
 grep '✗' "$WORK/security.txt" | sed 's/^/    /' >&2 || true
