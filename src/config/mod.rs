@@ -98,6 +98,11 @@ impl Sources {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret (tests and callers outside configuration parsing).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0
