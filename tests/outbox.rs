@@ -192,6 +192,20 @@ fn a_post_arrives_with_exact_path_headers_and_body() {
     rig.drained("primary");
     assert_eq!(rig.stats("primary").delivered, 1);
     assert_eq!(rig.outbox.recent().len(), 1);
+    // The same client serves the GET routes.
+    assert_eq!(rig.outbox.backend_names(), ["primary"]);
+    let client = rig.outbox.client("primary").expect("client");
+    let snapshot = client
+        .get_json(
+            "/api/market/open-interest/snapshot",
+            &[("symbol", "BTCUSDT"), ("ts", "2025-12-03T14:00:00Z")],
+            volspike::backend::Auth::Header,
+        )
+        .expect("snapshot");
+    assert_eq!(snapshot["found"], false);
+    let get = fake.requests_to("/api/market/open-interest/snapshot");
+    assert_eq!(get[0].header("x-api-key"), Some("k-primary"));
+    assert_eq!(get[0].query_param("ts"), Some("2025-12-03T14:00:00Z"));
     rig.finish();
 }
 
@@ -225,6 +239,19 @@ fn user_alert_keys_go_in_the_body_at_send_time_and_never_to_disk() {
     assert_eq!(body["apiKey"], "k-user");
     assert_eq!(body["alertId"], "alert-1");
     assert_eq!(body["crossedUp"], true);
+    // The GET of the active list carries the key as `apiKey` in the query.
+    let client = rig.outbox.client("primary").expect("client");
+    let active = client
+        .get_json(
+            "/api/user-alerts-trigger/active",
+            &[],
+            volspike::backend::Auth::QueryParam,
+        )
+        .expect("active alerts");
+    assert!(active["alerts"].is_array());
+    let get = fake.requests_to("/api/user-alerts-trigger/active");
+    assert_eq!(get[0].query_param("apiKey"), Some("k-user"));
+    assert_eq!(get[0].header("x-api-key"), None);
     // A target that is not configured is an error, not a silent drop.
     let err = rig
         .outbox
