@@ -98,6 +98,11 @@ impl Sources {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret (tests and callers outside configuration parsing).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -166,6 +171,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Release manifest URL, when configured.
     pub update_url: Option<String>,
+    /// Undelivered posts kept per backend before shedding.
+    pub outbox_capacity: usize,
     /// Job names switched off by configuration.
     pub disabled_jobs: Vec<String>,
     /// tracing env-filter directive.
@@ -373,6 +380,9 @@ impl Config {
                 .url(&settings::TELEGRAM_PREVIEW_URL, http_schemes)
                 .unwrap_or_default(),
         };
+        let outbox_capacity = r
+            .number(&settings::OUTBOX_CAPACITY, (100, 1_000_000))
+            .unwrap_or(20_000);
         let binance = BinanceConfig {
             rest_url: r
                 .url(&settings::BINANCE_FAPI_URL, http_schemes)
@@ -462,6 +472,7 @@ impl Config {
             http_addr,
             state_dir,
             update_url,
+            outbox_capacity,
             disabled_jobs,
             log_filter,
             wedge,
