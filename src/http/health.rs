@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{HttpContext, Reply};
 use crate::backend::DeliveryStats;
+use crate::binance::governor::GovernorStatus;
 use crate::jobs::status::JobView;
 use crate::systemd::liveness::LoopState;
 
@@ -31,6 +32,9 @@ pub struct HealthBody {
     /// Each backend's outbox: pending, oldest pending age, delivered,
     /// retried, dropped (4xx), shed, refused. Empty in `--local` mode.
     pub delivery: BTreeMap<&'static str, DeliveryStats>,
+    /// The Binance weight governor: weight used in the window, ceiling,
+    /// pause after a 429/418, queued callers.
+    pub binance: Option<GovernorStatus>,
 }
 
 /// A backlog whose oldest post waits longer than this makes health degraded:
@@ -63,6 +67,7 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         jobs,
         loops,
         delivery,
+        binance: ctx.governor.as_ref().map(|g| g.status()),
     };
     (body, healthy)
 }
@@ -87,6 +92,7 @@ mod tests {
             liveness: Liveness::new(None),
             local: true,
             outbox: None,
+            governor: None,
         }
     }
 

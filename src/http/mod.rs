@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::binance::governor::WeightGovernor;
+
 use crate::backend::Outbox;
 use crate::jobs::status::StatusBoard;
 use crate::shutdown::Shutdown;
@@ -72,6 +74,8 @@ pub struct HttpContext {
     pub local: bool,
     /// The outbox, for delivery stats; `None` in tests that do not need it.
     pub outbox: Option<Outbox>,
+    /// The Binance weight governor, for its state; `None` in tests.
+    pub governor: Option<Arc<WeightGovernor>>,
 }
 
 /// Routes one request.

@@ -118,6 +118,10 @@ impl Running {
             .args(args)
             .env("VOLSPIKE_HTTP_ADDR", &addr)
             .env("VOLSPIKE_STATE_DIR", dir.join("state"))
+            // Tests never reach Binance: unless a test points these at a
+            // fake, they lead to a closed port on loopback.
+            .env("BINANCE_FAPI_URL", "http://127.0.0.1:9")
+            .env("BINANCE_WS_URL", "ws://127.0.0.1:9/market")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr);
