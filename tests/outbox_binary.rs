@@ -52,6 +52,9 @@ fn spawn_run(state: &std::path::Path, backend_url: &str) -> (Child, String) {
         .env("ALERT_INGEST_API_KEY", "k-bin")
         .env("VOLSPIKE_STATE_DIR", state)
         .env("VOLSPIKE_HTTP_ADDR", &http)
+        // Never real Binance from a test.
+        .env("BINANCE_FAPI_URL", "http://127.0.0.1:9")
+        .env("BINANCE_WS_URL", "ws://127.0.0.1:9/market")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
