@@ -3,8 +3,11 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::binance::cache::FundingCache;
+use crate::binance::stream::{self, StreamSettings, StreamStatus};
 use crate::cli::RunArgs;
 use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
+use crate::http::funding::FundingApi;
 use crate::http::{HttpContext, HttpServer};
 use crate::jobs::scheduler::{self, ScheduledJob};
 use crate::jobs::status::StatusBoard;
@@ -19,8 +22,12 @@ const LOOP_DEADLINE: Duration = Duration::from_secs(10);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// Everything must have stopped this long after SIGTERM (TimeoutStopSec is 15).
 const STOP_BUDGET: Duration = Duration::from_secs(10);
-/// HTTP worker threads.
-const HTTP_WORKERS: usize = 2;
+/// HTTP worker threads: handlers are cheap (lookups in a prepared snapshot),
+/// so a few suffice; more only help when clients read slowly.
+const HTTP_WORKERS: usize = 4;
+/// The funding stream's loop beats at least every second; this leaves room
+/// for DNS, a 10 s connect and a 10 s handshake.
+const STREAM_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the command; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
@@ -49,7 +56,7 @@ pub fn run(args: RunArgs) -> i32 {
     for w in &report.warnings {
         tracing::warn!("configuration: {w}");
     }
-    let jobs = match select_jobs(&config, &args.only) {
+    let selection = match select_jobs(&config, &args.only) {
         Ok(jobs) => jobs,
         Err(problem) => {
             tracing::error!("{problem}");
@@ -85,7 +92,7 @@ pub fn run(args: RunArgs) -> i32 {
         "starting {}",
         crate::version::line()
     );
-    match runtime.block_on(supervise(config, jobs)) {
+    match runtime.block_on(supervise(config, selection)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -94,9 +101,24 @@ pub fn run(args: RunArgs) -> i32 {
     }
 }
 
+/// What `run` starts.
+pub struct Selection {
+    /// Scheduled jobs.
+    pub scheduled: Vec<ScheduledJob>,
+    /// Whether the funding stream (a continuous job with its own thread) runs.
+    pub funding_stream: bool,
+}
+
+/// Whether job `name` is selected: not disabled, and named by `--only` when
+/// `--only` is given.
+fn selected(config: &Config, only: &[String], name: &str) -> bool {
+    !config.disabled_jobs.iter().any(|d| d == name)
+        && (only.is_empty() || only.iter().any(|o| o == name))
+}
+
 /// The jobs to run: those built for this configuration, minus disabled ones,
 /// restricted by `--only`. A name that is not a job is a usage error.
-fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, String> {
+fn select_jobs(config: &Config, only: &[String]) -> Result<Selection, String> {
     for name in only {
         if !crate::jobs::KNOWN.contains(&name.as_str()) {
             return Err(format!(
@@ -106,26 +128,37 @@ fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, St
         }
     }
     let available: Vec<ScheduledJob> = Vec::new();
+    // Continuous jobs run on threads of their own, not in the scheduler.
+    let continuous = [stream::NAME];
     for name in only {
-        if !available.iter().any(|j| j.name() == name) {
+        if !available.iter().any(|j| j.name() == name) && !continuous.contains(&name.as_str()) {
             return Err(format!(
                 "--only: job `{name}` is not available in this version yet"
             ));
         }
     }
-    Ok(available
-        .into_iter()
-        .filter(|j| !config.disabled_jobs.iter().any(|d| d == j.name()))
-        .filter(|j| only.is_empty() || only.iter().any(|o| o == j.name()))
-        .collect())
+    Ok(Selection {
+        funding_stream: selected(config, only, stream::NAME),
+        scheduled: available
+            .into_iter()
+            .filter(|j| selected(config, only, j.name()))
+            .collect(),
+    })
 }
 
 /// Starts every loop, signals READY, and waits for SIGTERM or Ctrl-C.
-async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()> {
+async fn supervise(config: Config, selection: Selection) -> anyhow::Result<()> {
     let started = Instant::now();
     let liveness = Liveness::new(config.wedge.as_deref().map(liveness::parse_wedge));
     let board = StatusBoard::default();
     let (trigger, shutdown) = shutdown::channel();
+    // One cache for the stream, the funding API and every job that needs prices.
+    let funding = FundingApi {
+        cache: FundingCache::new(),
+        stream: StreamStatus::new(),
+        stale_after: config.funding.stale_after,
+    };
+    let jobs = selection.scheduled;
 
     let http = HttpServer::bind(config.http_addr)?;
     let http_addr = http.local_addr();
@@ -135,13 +168,29 @@ async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()
             board: board.clone(),
             liveness: liveness.clone(),
             local: config.local,
+            funding: funding.clone(),
         },
         liveness.register("http", LOOP_DEADLINE),
         shutdown.clone(),
         HTTP_WORKERS,
     );
 
-    let job_count = jobs.len();
+    let stream_thread = if selection.funding_stream {
+        let settings = StreamSettings::new(&config.binance.ws_url, config.funding.silence);
+        Some(stream::spawn(
+            settings,
+            funding.cache.clone(),
+            funding.stream.clone(),
+            board.clone(),
+            liveness.register(stream::NAME, STREAM_DEADLINE),
+            shutdown.clone(),
+        )?)
+    } else {
+        tracing::info!("funding stream disabled: the funding API will answer 503");
+        None
+    };
+
+    let job_count = jobs.len() + usize::from(stream_thread.is_some());
     let scheduler = tokio::spawn(scheduler::run(
         jobs,
         board.clone(),
@@ -175,9 +224,10 @@ async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()
     if tokio::time::timeout_at(deadline, scheduler).await.is_err() {
         tracing::warn!("scheduler did not stop in time");
     }
-    // HTTP workers notice shutdown within their poll interval.
+    // HTTP workers notice shutdown within their poll interval, the stream
+    // within its 1 s read tick plus the close handshake.
     let join = tokio::task::spawn_blocking(move || {
-        for t in http_threads {
+        for t in http_threads.into_iter().chain(stream_thread) {
             let _ = t.join();
         }
     });

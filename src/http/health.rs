@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::{HttpContext, Reply};
+use crate::binance::stream::StreamView;
 use crate::jobs::status::JobView;
 use crate::systemd::liveness::LoopState;
 
@@ -26,6 +27,9 @@ pub struct HealthBody {
     pub jobs: BTreeMap<&'static str, JobView>,
     /// Every critical loop.
     pub loops: Vec<LoopState>,
+    /// The funding WebSocket (its health also counts as the
+    /// `funding_stream` job in `jobs`).
+    pub websocket: StreamView,
 }
 
 /// Builds the health body and whether the appliance is healthy.
@@ -40,6 +44,7 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         mode: if ctx.local { "local" } else { "backend" },
         jobs,
         loops,
+        websocket: ctx.funding.stream.view(),
     };
     (body, healthy)
 }
@@ -63,6 +68,7 @@ mod tests {
             board: StatusBoard::default(),
             liveness: Liveness::new(None),
             local: true,
+            funding: Default::default(),
         }
     }
 
