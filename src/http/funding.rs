@@ -13,7 +13,7 @@
 //!   `data` holds the fresh entries in request order, `missing` the requested
 //!   symbols (upper-cased, de-duplicated) that are unknown or stale, `found`
 //!   is `data`'s length and `total` the number of distinct symbols asked for.
-//!   At most [`MAX_BATCH`] symbols; more is a 400.
+//!   At most [`MAX_BATCH`] names per request (duplicates count); more is a 400.
 //! - `GET /funding/health` → the old daemon's body (see [`FundingHealth`]),
 //!   200 when healthy, 503 otherwise.
 //!
@@ -33,8 +33,10 @@ use crate::clock::{from_unix_ms, iso, unix_ms};
 
 /// Most symbols one batch request may name (Binance lists about 700).
 pub const MAX_BATCH: usize = 1000;
-/// Longest query string read for a batch (1000 symbols of ~12 characters fit).
-pub const MAX_QUERY: usize = 32 * 1024;
+/// Longest query string read for a batch. Generous (the router caps the
+/// whole target at [`super::MAX_URL`]): an over-long list should meet the
+/// clearer "too many symbols" 400 first.
+pub const MAX_QUERY: usize = 128 * 1024;
 
 /// What the funding handlers read; cheap to clone.
 #[derive(Debug, Clone)]
@@ -215,8 +217,14 @@ pub fn batch(api: &FundingApi, query: &str, now_ms: u64) -> Reply {
     };
     let mut symbols: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for part in decoded.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
-        if symbols.len() >= MAX_BATCH {
+    // The cap counts names as listed, duplicates included: it bounds the
+    // work a request can ask for.
+    for (listed, part) in decoded
+        .split([',', ' '])
+        .filter(|p| !p.trim().is_empty())
+        .enumerate()
+    {
+        if listed >= MAX_BATCH {
             return Reply::error(
                 400,
                 &format!("too many symbols (limit {MAX_BATCH} per request)"),

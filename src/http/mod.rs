@@ -40,7 +40,7 @@ const POLL: Duration = Duration::from_millis(500);
 /// Requests waiting for a worker; beyond this, new requests get 503.
 pub const MAX_QUEUED: usize = 64;
 /// Longest request target (path and query) accepted.
-pub const MAX_URL: usize = 40 * 1024;
+pub const MAX_URL: usize = 128 * 1024;
 /// At most one "server busy" log line per this period.
 const BUSY_LOG_EVERY: Duration = Duration::from_secs(60);
 
