@@ -124,8 +124,16 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `addr`; failing here is failing before READY.
     pub fn bind(addr: SocketAddr) -> anyhow::Result<HttpServer> {
-        let server = tiny_http::Server::http(addr)
+        let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (VOLSPIKE_HTTP_ADDR): {e}"))?;
+        // tiny_http writes headers and body separately; with Nagle on, a body
+        // over ~1 KB then waits for the client's delayed ACK (40 ms). Linux
+        // copies TCP_NODELAY from the listener to every accepted socket.
+        if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on the HTTP listener; larger replies may be delayed");
+        }
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| anyhow::anyhow!("cannot serve on {addr} (VOLSPIKE_HTTP_ADDR): {e}"))?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -249,8 +257,42 @@ fn respond(request: tiny_http::Request, reply: Reply) {
         Cursor::new(reply.body),
         Some(length),
         None,
-    );
+    )
+    // Always Content-Length: the length is known, and chunking a prepared
+    // 100 KB snapshot only costs the client work.
+    .with_chunked_threshold(usize::MAX);
     if let Err(e) = request.respond(response) {
         tracing::debug!(error = %e, "HTTP client disconnected before the reply was sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::status::StatusBoard;
+    use crate::systemd::liveness::Liveness;
+
+    fn ctx() -> HttpContext {
+        HttpContext {
+            started: Instant::now(),
+            board: StatusBoard::default(),
+            liveness: Liveness::new(None),
+            local: true,
+            funding: funding::FundingApi::default(),
+        }
+    }
+
+    #[test]
+    fn routing_and_limits() {
+        let ctx = ctx();
+        assert_eq!(route(&ctx, "POST", "/funding").status, 405);
+        assert_eq!(route(&ctx, "GET", "/nowhere").status, 404);
+        let long = format!("/funding/{}", "A".repeat(MAX_URL));
+        assert_eq!(route(&ctx, "GET", &long).status, 414);
+        // No stream data yet: the funding routes answer 503, not 404.
+        assert_eq!(route(&ctx, "GET", "/funding").status, 503);
+        assert_eq!(route(&ctx, "GET", "/funding/BTCUSDT?x=1").status, 503);
+        assert_eq!(route(&ctx, "GET", "/funding/health").status, 503);
+        assert_eq!(route(&ctx, "HEAD", "/health").status, 200);
     }
 }
