@@ -281,3 +281,38 @@ async fn wait_for_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(env: &[(&str, &str)]) -> Config {
+        let sources = Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Sources::default()
+        };
+        match Config::from_sources(&sources, Mode { local: true }) {
+            Ok((config, _)) => config,
+            Err(report) => panic!("test config invalid: {:?}", report.problems),
+        }
+    }
+
+    fn only(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_funding_stream_is_selectable() {
+        let on = |c: &Config, o: &[&str]| select_jobs(c, &only(o)).map(|s| s.funding_stream);
+        let default = config(&[]);
+        assert_eq!(on(&default, &[]), Ok(true));
+        assert_eq!(on(&default, &["funding_stream"]), Ok(true));
+        assert!(on(&default, &["volume_spike"]).is_err(), "not built yet");
+        assert!(on(&default, &["nonsense"]).is_err());
+        let disabled = config(&[("VOLSPIKE_DISABLED_JOBS", "funding_stream")]);
+        assert_eq!(on(&disabled, &[]), Ok(false));
+    }
+}

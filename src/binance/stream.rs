@@ -826,7 +826,20 @@ mod tests {
 
     #[test]
     fn connect_failures_are_errors_not_panics() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         assert!(connect("ws://127.0.0.1:1/stream").is_err());
         assert!(connect("not a url").is_err());
+        // A TLS handshake against a server that hangs up: an error, not a panic.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                use std::io::Write;
+                let _ = s.write_all(b"HTTP/1.1 500 nope\r\n\r\n");
+            }
+        });
+        let err = connect(&format!("wss://localhost:{port}/market/stream")).expect_err("no TLS");
+        assert!(err.contains("handshake"), "{err}");
+        let _ = server.join();
     }
 }
