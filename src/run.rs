@@ -6,10 +6,13 @@ use std::time::{Duration, Instant, SystemTime};
 use std::sync::Arc;
 
 use crate::backend::{Outbox, OutboxSettings};
+use crate::binance::cache::FundingCache;
 use crate::binance::governor::{GovernorConfig, WeightGovernor, BINANCE_WEIGHT_LIMIT};
+use crate::binance::stream::{self, StreamSettings, StreamStatus};
 use crate::binance::{BinanceRest, Universe};
 use crate::cli::RunArgs;
 use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
+use crate::http::funding::FundingApi;
 use crate::http::{HttpContext, HttpServer};
 use crate::jobs::liquid_universe::select::Thresholds;
 use crate::jobs::liquid_universe::{LiquidSet, LiquidUniverse};
@@ -28,7 +31,10 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// Everything must have stopped this long after SIGTERM (TimeoutStopSec is 15).
 const STOP_BUDGET: Duration = Duration::from_secs(10);
 /// HTTP worker threads.
-const HTTP_WORKERS: usize = 2;
+const HTTP_WORKERS: usize = 4;
+/// The WebSocket reader beats at least every second while connected or
+/// backing off; a minute without a beat means its thread is stuck.
+const STREAM_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the command; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
@@ -122,7 +128,8 @@ pub fn run(args: RunArgs) -> i32 {
         "starting {}",
         crate::version::line()
     );
-    match runtime.block_on(supervise(config, jobs, services)) {
+    let funding_stream = wanted(&config, &args.only, stream::NAME);
+    match runtime.block_on(supervise(config, jobs, funding_stream, services)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -133,7 +140,7 @@ pub fn run(args: RunArgs) -> i32 {
 
 /// Jobs this version can run (the others of [`crate::jobs::KNOWN`] are
 /// still to come).
-const AVAILABLE: &[&str] = &["liquid_universe"];
+const AVAILABLE: &[&str] = &["funding_stream", "liquid_universe"];
 
 /// `--only` names must be jobs; a typo is a usage error, not a silent no-op.
 fn check_only(only: &[String]) -> Result<(), String> {
@@ -167,6 +174,8 @@ pub struct Services {
     pub universe: Arc<Universe>,
     /// The liquid set, written by liquid_universe, read by open_interest.
     pub liquid: LiquidSet,
+    /// The funding cache (fed by the stream) and the stream's counters.
+    pub funding: FundingApi,
 }
 
 impl Services {
@@ -195,8 +204,19 @@ impl Services {
             rest,
             universe,
             liquid: LiquidSet::default(),
+            funding: FundingApi {
+                cache: FundingCache::new(),
+                stream: StreamStatus::new(),
+                stale_after: config.funding.stale_after,
+            },
         })
     }
+}
+
+/// Whether job `name` runs: not disabled, and named by `--only` when given.
+fn wanted(config: &Config, only: &[String], name: &str) -> bool {
+    !config.disabled_jobs.iter().any(|d| d == name)
+        && (only.is_empty() || only.iter().any(|o| o == name))
 }
 
 /// The jobs to run: every available job that is not disabled by
@@ -230,6 +250,7 @@ fn build_jobs(
 async fn supervise(
     config: Config,
     jobs: Vec<ScheduledJob>,
+    funding_stream: bool,
     services: Services,
 ) -> anyhow::Result<()> {
     let outbox = services.outbox.clone();
@@ -248,6 +269,7 @@ async fn supervise(
             local: config.local,
             outbox: Some(outbox.clone()),
             governor: Some(services.governor.clone()),
+            funding: services.funding.clone(),
         },
         liveness.register("http", LOOP_DEADLINE),
         shutdown.clone(),
@@ -257,7 +279,22 @@ async fn supervise(
     // One critical loop per backend; jobs get `outbox` clones as they arrive.
     let delivery = outbox.start_delivery(&liveness, shutdown.clone());
 
-    let job_count = jobs.len();
+    let stream_thread = if funding_stream {
+        let settings = StreamSettings::new(&config.binance.ws_url, config.funding.silence);
+        Some(stream::spawn(
+            settings,
+            services.funding.cache.clone(),
+            services.funding.stream.clone(),
+            board.clone(),
+            liveness.register(stream::NAME, STREAM_DEADLINE),
+            shutdown.clone(),
+        )?)
+    } else {
+        tracing::info!("funding stream disabled: the funding API will answer 503");
+        None
+    };
+
+    let job_count = jobs.len() + usize::from(stream_thread.is_some());
     let scheduler = tokio::spawn(scheduler::run(
         jobs,
         board.clone(),
@@ -297,9 +334,9 @@ async fn supervise(
             tracing::warn!("a delivery loop did not stop in time; its posts stay on disk");
         }
     }
-    // HTTP workers notice shutdown within their poll interval.
+    // HTTP workers and the stream notice shutdown within a second.
     let join = tokio::task::spawn_blocking(move || {
-        for t in http_threads {
+        for t in http_threads.into_iter().chain(stream_thread) {
             let _ = t.join();
         }
     });
@@ -351,5 +388,48 @@ async fn wait_for_signal() {
             tracing::warn!("cannot install signal handlers; stopping only on Ctrl-C");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(env: &[(&str, &str)]) -> Config {
+        let sources = Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Sources::default()
+        };
+        match Config::from_sources(&sources, Mode { local: true }) {
+            Ok((config, _)) => config,
+            Err(report) => panic!("test config invalid: {:?}", report.problems),
+        }
+    }
+
+    fn only(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn jobs_are_selected_by_only_and_disabled() {
+        let default = config(&[]);
+        assert!(wanted(&default, &[], "funding_stream"));
+        assert!(wanted(
+            &default,
+            &only(&["funding_stream"]),
+            "funding_stream"
+        ));
+        assert!(!wanted(
+            &default,
+            &only(&["liquid_universe"]),
+            "funding_stream"
+        ));
+        let disabled = config(&[("VOLSPIKE_DISABLED_JOBS", "funding_stream")]);
+        assert!(!wanted(&disabled, &[], "funding_stream"));
+        assert!(check_only(&only(&["funding_stream", "liquid_universe"])).is_ok());
+        assert!(check_only(&only(&["nonsense"])).is_err());
     }
 }

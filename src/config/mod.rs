@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use settings::Setting;
 
@@ -154,6 +155,15 @@ pub struct BinanceConfig {
     pub concurrency: usize,
 }
 
+/// Funding stream and funding API settings.
+#[derive(Debug, Clone)]
+pub struct FundingConfig {
+    /// Data older than this is stale: the funding API answers 503.
+    pub stale_after: Duration,
+    /// A connection without a data message for this long is dead.
+    pub silence: Duration,
+}
+
 /// The validated configuration every command works from.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -165,6 +175,8 @@ pub struct Config {
     pub telegram: TelegramConfig,
     /// Binance settings.
     pub binance: BinanceConfig,
+    /// Funding stream and API settings.
+    pub funding: FundingConfig,
     /// HTTP listen address.
     pub http_addr: SocketAddr,
     /// State directory.
@@ -406,6 +418,16 @@ impl Config {
             ));
         }
 
+        let funding = FundingConfig {
+            stale_after: Duration::from_secs(
+                r.number(&settings::FUNDING_STALE_SECS, (1, 86_400))
+                    .unwrap_or(180),
+            ),
+            silence: Duration::from_secs(
+                r.number(&settings::WS_SILENCE_SECS, (1, 600)).unwrap_or(30),
+            ),
+        };
+
         let http_addr = match r.optional(&settings::HTTP_ADDR) {
             Some(v) => match v.parse::<SocketAddr>() {
                 Ok(addr) => Some(addr),
@@ -469,6 +491,7 @@ impl Config {
             local: mode.local,
             telegram,
             binance,
+            funding,
             http_addr,
             state_dir,
             update_url,
@@ -628,6 +651,8 @@ mod tests {
         );
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.binance.ws_url, "wss://fstream.binance.com/market");
+        assert_eq!(config.funding.stale_after, Duration::from_secs(180));
+        assert_eq!(config.funding.silence, Duration::from_secs(30));
     }
 
     #[test]

@@ -105,6 +105,20 @@ pub const BINANCE_WS_URL: Setting = setting!(
     false,
     "Binance USDⓈ-M WebSocket base URL (the /market route)"
 );
+/// Age after which funding data counts as stale (the funding API answers 503).
+pub const FUNDING_STALE_SECS: Setting = setting!(
+    ["VOLSPIKE_FUNDING_STALE_SECS"],
+    Some("180"),
+    false,
+    "seconds after which funding data is stale: the funding API answers 503 (1-86400)"
+);
+/// Silence after which the WebSocket counts as dead and is reconnected.
+pub const WS_SILENCE_SECS: Setting = setting!(
+    ["VOLSPIKE_WS_SILENCE_SECS"],
+    Some("30"),
+    false,
+    "seconds without a data message before the WebSocket is treated as dead and reconnected (1-600)"
+);
 /// Share of Binance's 2400/min weight limit the appliance may use.
 pub const WEIGHT_CEILING_PCT: Setting = setting!(
     ["VOLSPIKE_WEIGHT_CEILING_PCT"],
@@ -177,6 +191,8 @@ pub const ALL: &[&Setting] = &[
     &TELEGRAM_PREVIEW_URL,
     &BINANCE_FAPI_URL,
     &BINANCE_WS_URL,
+    &FUNDING_STALE_SECS,
+    &WS_SILENCE_SECS,
     &WEIGHT_CEILING_PCT,
     &BINANCE_CONCURRENCY,
     &HTTP_ADDR,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{HttpContext, Reply};
 use crate::backend::DeliveryStats;
 use crate::binance::governor::GovernorStatus;
+use crate::binance::stream::StreamView;
 use crate::jobs::status::JobView;
 use crate::systemd::liveness::LoopState;
 
@@ -35,6 +36,9 @@ pub struct HealthBody {
     /// The Binance weight governor: weight used in the window, ceiling,
     /// pause after a 429/418, queued callers.
     pub binance: Option<GovernorStatus>,
+    /// The funding WebSocket (its health also counts as the
+    /// `funding_stream` job in `jobs`).
+    pub websocket: StreamView,
 }
 
 /// A backlog whose oldest post waits longer than this makes health degraded:
@@ -68,6 +72,7 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         loops,
         delivery,
         binance: ctx.governor.as_ref().map(|g| g.status()),
+        websocket: ctx.funding.stream.view(),
     };
     (body, healthy)
 }
@@ -93,6 +98,7 @@ mod tests {
             local: true,
             outbox: None,
             governor: None,
+            funding: Default::default(),
         }
     }
 
