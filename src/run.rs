@@ -18,6 +18,8 @@ use crate::jobs::liquid_universe::select::Thresholds;
 use crate::jobs::liquid_universe::{LiquidSet, LiquidUniverse};
 use crate::jobs::scheduler::{self, ScheduledJob};
 use crate::jobs::status::StatusBoard;
+use crate::jobs::volume_spike::detect::Rules;
+use crate::jobs::volume_spike::VolumeSpike;
 use crate::jobs::Job;
 use crate::shutdown;
 use crate::state::StateDir;
@@ -140,7 +142,7 @@ pub fn run(args: RunArgs) -> i32 {
 
 /// Jobs this version can run (the others of [`crate::jobs::KNOWN`] are
 /// still to come).
-const AVAILABLE: &[&str] = &["funding_stream", "liquid_universe"];
+const AVAILABLE: &[&str] = &["funding_stream", "liquid_universe", "volume_spike"];
 
 /// `--only` names must be jobs; a typo is a usage error, not a silent no-op.
 fn check_only(only: &[String]) -> Result<(), String> {
@@ -239,8 +241,25 @@ fn build_jobs(
             services.universe.clone(),
             services.outbox.clone(),
             primary.clone(),
-            Thresholds::default(),
+            Thresholds {
+                enter: config.thresholds.liquid_enter,
+                exit: config.thresholds.liquid_exit,
+            },
             services.liquid.clone(),
+        )));
+    }
+    if wanted(VolumeSpike::NAME) {
+        jobs.push(ScheduledJob::new(VolumeSpike::new(
+            services.rest.clone(),
+            services.universe.clone(),
+            services.funding.cache.clone(),
+            services.outbox.clone(),
+            primary.clone(),
+            Rules {
+                min_ratio: config.thresholds.spike_ratio,
+                min_quote_volume: config.thresholds.spike_min_volume,
+            },
+            services.state.clone(),
         )));
     }
     Ok(jobs)

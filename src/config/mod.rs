@@ -164,6 +164,19 @@ pub struct FundingConfig {
     pub silence: Duration,
 }
 
+/// Thresholds of the alert jobs (jobs.md defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct JobThresholds {
+    /// volume_spike: minimum ratio.
+    pub spike_ratio: f64,
+    /// volume_spike: minimum hourly quote volume.
+    pub spike_min_volume: f64,
+    /// liquid_universe: enter above this 24h quote volume.
+    pub liquid_enter: f64,
+    /// liquid_universe: stay while at or above this.
+    pub liquid_exit: f64,
+}
+
 /// The validated configuration every command works from.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -177,6 +190,8 @@ pub struct Config {
     pub binance: BinanceConfig,
     /// Funding stream and API settings.
     pub funding: FundingConfig,
+    /// Alert job thresholds.
+    pub thresholds: JobThresholds,
     /// HTTP listen address.
     pub http_addr: SocketAddr,
     /// State directory.
@@ -428,6 +443,25 @@ impl Config {
             ),
         };
 
+        let liquid_enter = r
+            .number(&settings::LIQUID_ENTER_USD, (0.0, 1e13))
+            .unwrap_or(1e8);
+        let thresholds = JobThresholds {
+            spike_ratio: r
+                .number(&settings::SPIKE_RATIO, (1.0, 1000.0))
+                .unwrap_or(3.0),
+            spike_min_volume: r
+                .number(&settings::SPIKE_MIN_VOLUME, (0.0, 1e13))
+                .unwrap_or(3e6),
+            liquid_enter,
+            liquid_exit: match r.raw(&settings::LIQUID_EXIT_USD) {
+                Some(_) => r
+                    .number(&settings::LIQUID_EXIT_USD, (0.0, liquid_enter))
+                    .unwrap_or(liquid_enter / 2.0),
+                None => liquid_enter / 2.0,
+            },
+        };
+
         let http_addr = match r.optional(&settings::HTTP_ADDR) {
             Some(v) => match v.parse::<SocketAddr>() {
                 Ok(addr) => Some(addr),
@@ -492,6 +526,7 @@ impl Config {
             telegram,
             binance,
             funding,
+            thresholds,
             http_addr,
             state_dir,
             update_url,

@@ -178,6 +178,35 @@ pub const LOG_FILTER: Setting = setting!(
 /// Hidden test switch: wedge one critical loop to prove the watchdog.
 pub const WEDGE: Setting = setting!(["VOLSPIKE_WEDGE"], None, false, "");
 
+/// volume_spike: minimum current/previous hourly quote-volume ratio.
+pub const SPIKE_RATIO: Setting = setting!(
+    ["VOLSPIKE_SPIKE_RATIO"],
+    Some("3.0"),
+    false,
+    "volume_spike: minimum current/previous hourly quote-volume ratio"
+);
+/// volume_spike: minimum hourly quote volume.
+pub const SPIKE_MIN_VOLUME: Setting = setting!(
+    ["VOLSPIKE_SPIKE_MIN_VOLUME"],
+    Some("3000000"),
+    false,
+    "volume_spike: minimum hourly quote volume in USDT"
+);
+/// liquid_universe: enter threshold.
+pub const LIQUID_ENTER_USD: Setting = setting!(
+    ["VOLSPIKE_LIQUID_ENTER_USD"],
+    Some("100000000"),
+    false,
+    "liquid_universe: a symbol enters above this 24h quote volume (USDT)"
+);
+/// liquid_universe: exit threshold.
+pub const LIQUID_EXIT_USD: Setting = setting!(
+    ["VOLSPIKE_LIQUID_EXIT_USD"],
+    None,
+    false,
+    "liquid_universe: a liquid symbol stays while at or above this (default: half the enter threshold)"
+);
+
 /// Every setting, in the order `check-config` prints them.
 pub const ALL: &[&Setting] = &[
     &BACKEND_URL,
@@ -199,6 +228,10 @@ pub const ALL: &[&Setting] = &[
     &STATE_DIR,
     &UPDATE_URL,
     &OUTBOX_CAPACITY,
+    &SPIKE_RATIO,
+    &SPIKE_MIN_VOLUME,
+    &LIQUID_ENTER_USD,
+    &LIQUID_EXIT_USD,
     &DISABLED_JOBS,
     &LOG_FILTER,
     &WEDGE,
