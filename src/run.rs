@@ -1,7 +1,7 @@
 //! `volspike run`: validate, open state, bind HTTP, start every loop, tell
 //! systemd READY, keep STATUS current, stop cleanly on SIGTERM.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
@@ -367,7 +367,7 @@ async fn supervise(
 /// The one-line summary systemd shows in `systemctl status`.
 fn status_line(board: &StatusBoard, liveness: &Liveness) -> String {
     let stalled = liveness.stalled();
-    let mut line = board.summary(SystemTime::now());
+    let mut line = board.summary(crate::clock::now());
     if !stalled.is_empty() {
         line.push_str(&format!("; stalled: {}", stalled.join(", ")));
     }

@@ -207,6 +207,9 @@ pub const LIQUID_EXIT_USD: Setting = setting!(
     "liquid_universe: a liquid symbol stays while at or above this (default: half the enter threshold)"
 );
 
+/// Hidden test switch: shift the wall clock (see [`crate::clock::now`]).
+pub const CLOCK_OFFSET: Setting = setting!(["VOLSPIKE_CLOCK_OFFSET_MS"], None, false, "");
+
 /// Every setting, in the order `check-config` prints them.
 pub const ALL: &[&Setting] = &[
     &BACKEND_URL,
@@ -235,6 +238,7 @@ pub const ALL: &[&Setting] = &[
     &DISABLED_JOBS,
     &LOG_FILTER,
     &WEDGE,
+    &CLOCK_OFFSET,
 ];
 
 /// Whether a setting is meant for operators (hidden test switches have no help).
