@@ -50,6 +50,11 @@
 #   VOLSPIKE_DROPLET_BOOT_TIMEOUT  seconds                (60)
 #   VOLSPIKE_DROPLET_STOP_TIMEOUT  seconds                (30)
 #   VOLSPIKE_DROPLET_KEEP=1  keep the tree of a failed run for debugging
+#   VOLSPIKE_DROPLET_CGROUP  unified (default): the container's systemd gets a
+#                            cgroup v2 tree like a real Debian 12 droplet, even
+#                            on a host with the legacy/hybrid layout (sets
+#                            SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1);
+#                            host: whatever systemd-nspawn picks for this host
 #
 # What does not work inside such a container is listed in
 # tests/droplet/README.md.
@@ -60,6 +65,7 @@ DROPLET_WORK=${VOLSPIKE_DROPLET_WORK:-/var/tmp}
 DROPLET_MIRROR=${VOLSPIKE_DROPLET_MIRROR:-http://deb.debian.org/debian}
 DROPLET_BOOT_TIMEOUT=${VOLSPIKE_DROPLET_BOOT_TIMEOUT:-60}
 DROPLET_STOP_TIMEOUT=${VOLSPIKE_DROPLET_STOP_TIMEOUT:-30}
+DROPLET_CGROUP=${VOLSPIKE_DROPLET_CGROUP:-unified}
 DROPLET_SUITE=bookworm
 DROPLET_PACKAGES=systemd,systemd-sysv,dbus,ca-certificates,procps,curl
 # Bump when the tree preparation below changes: a cache with another key is rebuilt.
@@ -118,6 +124,9 @@ droplet_rootfs() {
     # One builder at a time; the others wait here and then reuse its result.
     local lockfd
     exec {lockfd}>"$DROPLET_CACHE/.lock" || return 1
+    if ! flock -n "$lockfd"; then
+        _droplet_log "another process is building $DROPLET_TARBALL; waiting for it (up to 15 min)"
+    fi
     if ! flock -w 900 "$lockfd"; then
         _droplet_err "timed out waiting for another build of $DROPLET_TARBALL (lock $DROPLET_CACHE/.lock)"
         exec {lockfd}>&-
@@ -157,8 +166,8 @@ _droplet_build_rootfs() {
     _droplet_umount_below "$tmp/root"
     local r=$tmp/root
     # A droplet is what a cloud image is after its first boot: no package
-    # caches, a hostname, an empty machine-id is NOT used (it would make
-    # systemd treat every boot as a first boot and run systemd-firstboot).
+    # caches, a hostname; droplet_boot writes a new machine-id per droplet (an
+    # empty one would make systemd treat the boot as a first boot).
     rm -rf "$r"/var/cache/apt/archives/*.deb "$r"/var/lib/apt/lists/* "$r"/debootstrap
     echo droplet >"$r/etc/hostname"
     # Nothing on a test droplet should go and talk to the internet on a timer.
@@ -209,18 +218,22 @@ droplet_boot() {
     tarball=$(droplet_rootfs) || return 1
     mkdir -p "$DROPLET_WORK"
     dir=$(mktemp -d "$DROPLET_WORK/volspike-droplet-$name.XXXXXX") || return 1
-    DROPLET_NAME=$name DROPLET_DIR=$dir DROPLET_ROOT=$dir/root DROPLET_PID1= DROPLET_NSPAWN_PID=
+    DROPLET_NAME=$name DROPLET_DIR=$dir DROPLET_ROOT=$dir/root DROPLET_PID1='' DROPLET_NSPAWN_PID=''
     export DROPLET_NAME DROPLET_DIR DROPLET_ROOT DROPLET_PID1 DROPLET_NSPAWN_PID
     mkdir "$DROPLET_ROOT"
     if ! tar -C "$DROPLET_ROOT" --numeric-owner --xattrs -xf "$tarball"; then
         _droplet_err "untar of $tarball failed"; _droplet_rmtree "$dir"; return 1
     fi
     echo "$name" >"$DROPLET_ROOT/etc/hostname"
+    # Every droplet gets its own machine-id, as a freshly provisioned one does.
+    tr -d '-' </proc/sys/kernel/random/uuid >"$DROPLET_ROOT/etc/machine-id"
     _droplet_log "droplet $name: fresh tree at $DROPLET_ROOT ($(_droplet_since "$t0") s); booting"
     # No --private-network: the container shares the host's loopback so fakes
     # listening on 127.0.0.1 outside are reachable inside.
-    systemd-nspawn -D "$DROPLET_ROOT" -M "$name" --boot --register=no --keep-unit \
-        --console=pipe </dev/null >"$dir/console.log" 2>&1 &
+    local cg=()
+    [ "$DROPLET_CGROUP" = unified ] && cg=(SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1)
+    env ${cg[@]+"${cg[@]}"} systemd-nspawn -D "$DROPLET_ROOT" -M "$name" \
+        --boot --register=no --keep-unit --console=pipe </dev/null >"$dir/console.log" 2>&1 &
     DROPLET_NSPAWN_PID=$!
     DROPLET__ALL+=("$DROPLET_NSPAWN_PID::$dir")
     # PID 1 of the container: the child of systemd-nspawn named "systemd".
@@ -262,7 +275,7 @@ droplet_boot() {
         _droplet_log "droplet $name is degraded; failed units:"
         nsenter -t "$DROPLET_PID1" -a systemctl --failed --no-pager --no-legend >&2 || true
     fi
-    _droplet_log "droplet $name $state: PID1=$DROPLET_PID1 nspawn=$DROPLET_NSPAWN_PID root=$DROPLET_ROOT (boot $(_droplet_since "$t0") s)"
+    _droplet_log "droplet $name $state ($(droplet_exec stat -f -c %T /sys/fs/cgroup | sed 's/cgroup2fs/cgroup v2/;s/tmpfs/cgroup v1/')): PID1=$DROPLET_PID1 nspawn=$DROPLET_NSPAWN_PID root=$DROPLET_ROOT (boot $(_droplet_since "$t0") s)"
 }
 
 _droplet_need() {
@@ -295,8 +308,8 @@ droplet_copy_in() {
             # The booted container mounts its own tmpfs there, hiding $ROOT/tmp
             # etc.: stream the data in through its mount namespace instead.
             _droplet_need || return 1
-            local parent base
-            parent=$(dirname "$dest") base=$(basename "$dest")
+            local parent
+            parent=$(dirname "$dest")
             droplet_exec mkdir -p "$parent" || return 1
             if [ -d "$src" ]; then
                 tar -C "$src" -cf - . | droplet_exec sh -c 'mkdir -p "$1" && tar -C "$1" -xf -' sh "$dest" || return 1
@@ -379,7 +392,7 @@ droplet_stop() {
     done
     DROPLET__ALL=("${DROPLET__ALL[@]}")
     _droplet_log "droplet ${DROPLET_NAME:-?} stopped and removed ($(_droplet_since "$t0") s)"
-    DROPLET_NAME= DROPLET_DIR= DROPLET_ROOT= DROPLET_PID1= DROPLET_NSPAWN_PID=
+    DROPLET_NAME='' DROPLET_DIR='' DROPLET_ROOT='' DROPLET_PID1='' DROPLET_NSPAWN_PID=''
 }
 
 droplet_cleanup() {
@@ -401,7 +414,7 @@ droplet_cleanup() {
         _droplet_log "cleaned up droplet (nspawn $npid)"
     done
     DROPLET__ALL=()
-    DROPLET_NAME= DROPLET_DIR= DROPLET_ROOT= DROPLET_PID1= DROPLET_NSPAWN_PID=
+    DROPLET_NAME='' DROPLET_DIR='' DROPLET_ROOT='' DROPLET_PID1='' DROPLET_NSPAWN_PID=''
 }
 
 droplet_trap() {
