@@ -1,1 +1,25 @@
-pub fn placeholder() {}
+//! Test rig for volspike: a fake Binance USDⓈ-M futures exchange (REST and
+//! WebSocket) and a fake VolSpike backend.
+//!
+//! Both fakes bind to `127.0.0.1` only, on an ephemeral port unless told
+//! otherwise, run on plain std threads (no async runtime), and never panic on
+//! what a client sends: a malformed request is answered with `400`.
+//!
+//! * [`FakeBinance`] serves the REST routes and the combined-stream WebSocket
+//!   described in `spec/binance.md`, from a mutable [`Market`] model.
+//! * [`FakeBackend`] records every request to the backend routes of
+//!   `spec/backend.md` and answers them with the documented defaults.
+
+mod backend;
+mod binance;
+mod http_server;
+mod http_util;
+mod sync;
+mod tcp_server;
+
+pub use backend::{BackendRequest, FakeBackend};
+pub use binance::market::{
+    Candle, Market, MarketHandle, SymbolState, FILTERED_OUT_SYMBOLS, HOUR_MS,
+};
+pub use binance::tape::{Change, TapeHandle, TapeStep};
+pub use binance::{FakeBinance, RestRequest, DEFAULT_WEIGHT_LIMIT};

@@ -1,0 +1,202 @@
+//! The fake Binance USDⓈ-M futures exchange: REST on one port, the
+//! combined-stream WebSocket on another, both fed by one [`Market`].
+
+pub(crate) mod json;
+pub(crate) mod market;
+pub(crate) mod rest;
+pub(crate) mod tape;
+pub(crate) mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use market::{Market, MarketHandle};
+use rest::RestState;
+pub use rest::{RestRequest, DEFAULT_WEIGHT_LIMIT};
+use ws::WsState;
+
+use crate::http_server::{Handler, HttpServer};
+use crate::tcp_server::{ConnHandler, TcpServer};
+
+/// A running fake Binance. Dropping it stops both servers and closes every
+/// connection.
+///
+/// REST (`rest_url()` + `/fapi/v1/...`):
+/// `exchangeInfo`, `ticker/24hr`, `v2/ticker/price`, `klines` (interval `1h`
+/// only), `openInterest`, `premiumIndex`, with Binance's request weights, the
+/// `X-MBX-USED-WEIGHT-1M` header and a 429 once the minute's weight exceeds
+/// the limit (2400 unless [`FakeBinance::set_weight_limit`]).
+///
+/// WebSocket (`ws_url()` + `/stream?streams=!markPrice@arr/!ticker@arr`):
+/// pushes the requested array streams every interval (first frame at once).
+/// The legacy path without `/market` connects but sends nothing.
+pub struct FakeBinance {
+    market: MarketHandle,
+    rest: RestServer,
+    ws: WsServer,
+}
+
+struct RestServer {
+    state: Arc<RestState>,
+    server: HttpServer,
+}
+
+struct WsServer {
+    state: Arc<WsState>,
+    server: TcpServer,
+}
+
+impl FakeBinance {
+    /// Starts REST and WS servers on 127.0.0.1 ephemeral ports with `market`.
+    pub fn start(market: Market) -> std::io::Result<FakeBinance> {
+        FakeBinance::start_on("127.0.0.1:0", "127.0.0.1:0", market)
+    }
+
+    /// Starts the REST server on `rest_addr` and the WebSocket server on
+    /// `ws_addr` (e.g. `127.0.0.1:0`).
+    pub fn start_on(
+        rest_addr: &str,
+        ws_addr: &str,
+        market: Market,
+    ) -> std::io::Result<FakeBinance> {
+        let market = MarketHandle::new(market);
+
+        let rest_state = Arc::new(RestState::new(market.clone()));
+        let handler: Handler = {
+            let state = Arc::clone(&rest_state);
+            Arc::new(move |req| Some(state.handle(req)))
+        };
+        let rest = RestServer {
+            state: rest_state,
+            server: HttpServer::bind(rest_addr, handler)?,
+        };
+
+        let ws_state = Arc::new(WsState::new(market.clone()));
+        let conn_handler: ConnHandler = {
+            let state = Arc::clone(&ws_state);
+            Arc::new(move |stream, conns| state.serve(stream, &conns))
+        };
+        let ws = WsServer {
+            state: ws_state,
+            server: TcpServer::bind(ws_addr, conn_handler)?,
+        };
+        Ok(FakeBinance { market, rest, ws })
+    }
+
+    /// REST base URL, `http://127.0.0.1:PORT` (the client appends `/fapi/v1/...`).
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.rest.server.local_addr())
+    }
+
+    /// WebSocket base URL, `ws://127.0.0.1:PORT/market` (the client appends
+    /// `/stream?streams=...`).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/market", self.ws.server.local_addr())
+    }
+
+    /// WebSocket legacy base URL, `ws://127.0.0.1:PORT` (retired by Binance:
+    /// connects, sends nothing while [`FakeBinance::ws_legacy_silent`] is on).
+    pub fn ws_legacy_url(&self) -> String {
+        format!("ws://{}", self.ws.server.local_addr())
+    }
+
+    /// The market served; changes show up in the next answer or frame.
+    pub fn market(&self) -> MarketHandle {
+        self.market.clone()
+    }
+
+    /// Delay added before every REST answer (default zero). Requests are
+    /// served concurrently, so N parallel requests take about one delay.
+    pub fn set_latency(&self, d: Duration) {
+        self.rest.state.set_latency(d);
+    }
+
+    /// The next `n` REST requests answer `status` (429, 418, 500, ...) with
+    /// body `{"code":-1003,"msg":...}` and, when given, a `Retry-After`
+    /// header. Their weight is still charged. Replaces any earlier setting.
+    pub fn fail_next(&self, n: usize, status: u16, retry_after_secs: Option<u64>) {
+        self.rest.state.fail_next(n, status, retry_after_secs);
+    }
+
+    /// Weight per wall-clock minute above which requests answer 429 with
+    /// `Retry-After` (seconds to the next minute). Default 2400.
+    pub fn set_weight_limit(&self, limit: u32) {
+        self.rest.state.set_weight_limit(limit);
+    }
+
+    /// Every REST request received since start (or the last
+    /// [`FakeBinance::clear_requests`]), in answer order.
+    pub fn requests(&self) -> Vec<RestRequest> {
+        self.rest.state.requests()
+    }
+
+    /// Sum of the weight of the recorded requests received in the last `window`.
+    pub fn weight_in_window(&self, window: Duration) -> u32 {
+        self.rest.state.weight_in_window(window)
+    }
+
+    /// Weight used in the current wall-clock minute, as the
+    /// `X-MBX-USED-WEIGHT-1M` header reports it (not reset by `clear_requests`).
+    pub fn weight_this_minute(&self) -> u32 {
+        self.rest.state.weight_this_minute()
+    }
+
+    /// Forgets the recorded requests (the minute's weight counter stays, like
+    /// on Binance).
+    pub fn clear_requests(&self) {
+        self.rest.state.clear_requests();
+    }
+
+    /// WebSocket connections currently open (after the handshake).
+    pub fn ws_connections(&self) -> usize {
+        self.ws.server.connections().len()
+    }
+
+    /// WebSocket connections accepted (handshake completed) since start.
+    pub fn ws_total_connections(&self) -> usize {
+        self.ws.state.total_connections()
+    }
+
+    /// Closes every open WebSocket abruptly: TCP shutdown, no close frame.
+    pub fn ws_drop_all(&self) {
+        self.ws.server.connections().shutdown_all();
+    }
+
+    /// While `stalled`, open sockets stay open but the server sends nothing,
+    /// not even pings or pongs (it stops reading too).
+    pub fn ws_set_stalled(&self, stalled: bool) {
+        self.ws.state.set_stalled(stalled);
+    }
+
+    /// Sends one text frame of invalid JSON and one binary frame of junk on
+    /// every live socket (a stalled socket sends them when it resumes).
+    pub fn ws_send_garbage(&self) {
+        self.ws.state.send_garbage();
+    }
+
+    /// How often the `!markPrice@arr` and `!ticker@arr` frames are pushed
+    /// (default 1 s).
+    pub fn ws_set_interval(&self, d: Duration) {
+        self.ws.state.set_interval(d);
+    }
+
+    /// Sends a ping with `payload` (at most 125 bytes) on every live socket;
+    /// the pongs received are in [`FakeBinance::ws_pongs`].
+    pub fn ws_send_ping(&self, payload: &[u8]) {
+        self.ws.state.send_ping(payload);
+    }
+
+    /// Payloads of the pongs received from clients, in arrival order.
+    pub fn ws_pongs(&self) -> Vec<Vec<u8>> {
+        self.ws.state.pongs()
+    }
+
+    /// Models Binance's retired legacy URL (path `/stream` without
+    /// `/market`). `true` (the default): such connections are accepted and
+    /// get nothing at all, no data, no pong. `false`: the legacy path serves
+    /// data like `/market`, as before the 2026-04-23 cut-over. Applies to
+    /// connections opened afterwards.
+    pub fn ws_legacy_silent(&self, silent: bool) {
+        self.ws.state.set_legacy_silent(silent);
+    }
+}

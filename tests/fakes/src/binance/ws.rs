@@ -1,0 +1,277 @@
+//! The fake Binance combined-stream WebSocket (`/market/stream?streams=...`).
+//!
+//! Each connection runs on its own thread with a short read timeout, so the
+//! controls (stall, drop, garbage, pings, interval) take effect within a few
+//! tens of milliseconds.
+
+use std::io::{self, ErrorKind, Read};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::{Bytes, Message, WebSocket};
+
+use super::json;
+use super::market::MarketHandle;
+use crate::http_util::{parse_query, query_value};
+use crate::sync::{lock, now_ms};
+use crate::tcp_server::{ConnGuard, Connections};
+
+/// How long a connection thread waits for client data before looking at the
+/// controls again.
+const POLL: Duration = Duration::from_millis(20);
+/// Time allowed for the opening handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that does not read for this long loses frames (write timeout).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default push interval of the array streams.
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Something to send once on every live connection.
+#[derive(Debug, Clone)]
+enum Broadcast {
+    Ping(Vec<u8>),
+    Garbage,
+}
+
+/// What a connection serves, decided at the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    /// `/market/stream`: push the requested array streams.
+    Live(Vec<String>),
+    /// Legacy `/stream` after the cut-over: connected, silent.
+    Silent,
+}
+
+/// State and behaviour controls shared by all WebSocket connections.
+pub(crate) struct WsState {
+    market: MarketHandle,
+    interval: Mutex<Duration>,
+    stalled: AtomicBool,
+    legacy_silent: AtomicBool,
+    /// Connections after a successful handshake.
+    total: AtomicUsize,
+    /// Append-only log; each connection remembers how far it got.
+    broadcasts: Mutex<Vec<Broadcast>>,
+    pongs: Mutex<Vec<Vec<u8>>>,
+}
+
+impl WsState {
+    pub(crate) fn new(market: MarketHandle) -> WsState {
+        WsState {
+            market,
+            interval: Mutex::new(DEFAULT_INTERVAL),
+            stalled: AtomicBool::new(false),
+            legacy_silent: AtomicBool::new(true),
+            total: AtomicUsize::new(0),
+            broadcasts: Mutex::new(Vec::new()),
+            pongs: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn total_connections(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_legacy_silent(&self, silent: bool) {
+        self.legacy_silent.store(silent, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_interval(&self, interval: Duration) {
+        *lock(&self.interval) = interval;
+    }
+
+    pub(crate) fn send_garbage(&self) {
+        lock(&self.broadcasts).push(Broadcast::Garbage);
+    }
+
+    pub(crate) fn send_ping(&self, payload: &[u8]) {
+        lock(&self.broadcasts).push(Broadcast::Ping(payload.to_vec()));
+    }
+
+    pub(crate) fn pongs(&self) -> Vec<Vec<u8>> {
+        lock(&self.pongs).clone()
+    }
+
+    /// Serves one accepted TCP connection until it closes or is dropped.
+    pub(crate) fn serve(&self, stream: TcpStream, conns: &Arc<Connections>) {
+        if stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).is_err()
+            || stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err()
+        {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let mut mode = None;
+        // The error type is tungstenite's, not ours to shrink.
+        #[allow(clippy::result_large_err)]
+        let callback = |request: &Request, response: Response| {
+            mode = self.mode_for(request);
+            if mode.is_some() {
+                Ok(response)
+            } else {
+                let mut not_found = ErrorResponse::new(Some("Not found".into()));
+                *not_found.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+                Err(not_found)
+            }
+        };
+        let Ok(socket) = tungstenite::accept_hdr(stream, callback) else {
+            return;
+        };
+        let Some(mode) = mode else {
+            return;
+        };
+        let Ok(guard) = conns.register(socket.get_ref()) else {
+            return;
+        };
+        self.total.fetch_add(1, Ordering::SeqCst);
+        if socket.get_ref().set_read_timeout(Some(POLL)).is_err() {
+            return;
+        }
+        match mode {
+            Mode::Live(streams) => self.serve_live(socket, &guard, &streams),
+            Mode::Silent => serve_silent(socket, &guard),
+        }
+        // Leaving without a close frame: the socket just closes.
+        drop(guard);
+    }
+
+    /// Decides what to serve from the request path; `None` rejects it (404).
+    fn mode_for(&self, request: &Request) -> Option<Mode> {
+        let uri = request.uri();
+        let streams: Vec<String> = uri
+            .query()
+            .map(parse_query)
+            .and_then(|pairs| query_value(&pairs, "streams").map(str::to_string))
+            .map(|s| {
+                s.split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        match uri.path().trim_end_matches('/') {
+            "/market/stream" => Some(Mode::Live(streams)),
+            "/stream" if self.legacy_silent.load(Ordering::SeqCst) => Some(Mode::Silent),
+            "/stream" => Some(Mode::Live(streams)),
+            _ => None,
+        }
+    }
+
+    fn serve_live(&self, mut socket: WebSocket<TcpStream>, guard: &ConnGuard, streams: &[String]) {
+        let mut seen = lock(&self.broadcasts).len();
+        let mut last_push: Option<Instant> = None;
+        while guard.is_open() {
+            if self.stalled.load(Ordering::SeqCst) {
+                // Not even reading: no pong goes out either.
+                thread::sleep(POLL);
+                continue;
+            }
+            let pending: Vec<Broadcast> = {
+                let log = lock(&self.broadcasts);
+                let new = log[seen.min(log.len())..].to_vec();
+                seen = log.len();
+                new
+            };
+            for broadcast in pending {
+                let sent = match broadcast {
+                    Broadcast::Ping(payload) => {
+                        send(&mut socket, Message::Ping(Bytes::from(payload)))
+                    }
+                    Broadcast::Garbage => send(
+                        &mut socket,
+                        Message::text("{\"stream\":\"!markPrice@arr\",\"data\":[{\"e\":"),
+                    )
+                    .and_then(|()| {
+                        send(
+                            &mut socket,
+                            Message::Binary(Bytes::from_static(&[
+                                0xde, 0xad, 0xbe, 0xef, 0x00, 0xff,
+                            ])),
+                        )
+                    }),
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+            let interval = *lock(&self.interval);
+            if last_push.is_none_or(|t| t.elapsed() >= interval) {
+                last_push = Some(Instant::now());
+                for frame in self.frames(streams) {
+                    if send(&mut socket, Message::text(frame)).is_err() {
+                        return;
+                    }
+                }
+            }
+            match socket.read() {
+                Ok(Message::Pong(payload)) => lock(&self.pongs).push(payload.to_vec()),
+                // Pings are answered by tungstenite on the next read/flush.
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                Err(_) => return,
+            }
+            match socket.flush() {
+                Ok(()) => {}
+                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The combined-stream frames for the requested streams, rendered now.
+    fn frames(&self, streams: &[String]) -> Vec<String> {
+        let now = now_ms();
+        streams
+            .iter()
+            .filter_map(|stream| {
+                let render: fn(&super::market::SymbolState, i64) -> Value = match stream.as_str() {
+                    "!markPrice@arr" | "!markPrice@arr@1s" => json::ws_mark_price,
+                    "!ticker@arr" => json::ws_ticker,
+                    _ => return None,
+                };
+                let data: Vec<Value> = self
+                    .market
+                    .read(|m| m.iter().map(|s| render(s, now)).collect());
+                Some(json!({"stream": stream, "data": data}).to_string())
+            })
+            .collect()
+    }
+}
+
+/// Sends `message`; a write that times out (client not reading) only loses
+/// the frame, any other error ends the connection.
+fn send(socket: &mut WebSocket<TcpStream>, message: Message) -> Result<(), tungstenite::Error> {
+    match socket.send(message) {
+        Err(tungstenite::Error::Io(e)) if is_timeout(&e) => Ok(()),
+        other => other,
+    }
+}
+
+/// Legacy URL after the cut-over: read and discard whatever the client sends
+/// (no pong, no close reply), never write.
+fn serve_silent(mut socket: WebSocket<TcpStream>, guard: &ConnGuard) {
+    let mut sink = [0u8; 4096];
+    while guard.is_open() {
+        match socket.get_mut().read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
