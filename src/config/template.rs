@@ -93,8 +93,8 @@ pub struct Merge {
     pub text: String,
     /// Keys taken from the imported file (added or filling an empty value).
     pub added: Vec<String>,
-    /// Imported keys ignored because the existing file already has a value
-    /// (possibly under another accepted name).
+    /// Imported keys ignored because the existing file already has another
+    /// value for them (possibly under another accepted name).
     pub kept: Vec<String>,
 }
 
@@ -128,11 +128,16 @@ pub fn merge(existing: Option<&str>, import: &[Assignment], source: &str) -> Mer
             continue;
         }
         seen.push(&a.key);
-        let has_value = current
+        let operator_value = current
             .iter()
-            .any(|c| same_setting(&c.key, &a.key) && !c.value.trim().is_empty());
-        if has_value {
-            kept.push(a.key.clone());
+            .rev()
+            .find(|c| same_setting(&c.key, &a.key) && !c.value.trim().is_empty());
+        if let Some(c) = operator_value {
+            // Reported only when the two files disagree: a rerun of install
+            // after a successful import has nothing to say.
+            if c.value.trim() != a.value.trim() {
+                kept.push(a.key.clone());
+            }
             continue;
         }
         if a.value.trim().is_empty() {
@@ -285,5 +290,9 @@ mod tests {
         let second = merge(Some(&first.text), &old, "/old");
         assert_eq!(first.text, second.text);
         assert!(second.added.is_empty());
+        assert!(
+            second.kept.is_empty(),
+            "same values are not reported as kept"
+        );
     }
 }

@@ -1047,13 +1047,19 @@ fn print_findings(plan: &Plan) {
 /// Prints what to do when the env file is incomplete.
 fn print_not_started(plan: &Plan) {
     println!();
+    // A service already running keeps its old environment until restarted.
+    let state = if plan.service.is_up() {
+        format!("not restarted ({SERVICE} keeps running with its previous configuration)")
+    } else {
+        "not started".to_string()
+    };
     if !plan.missing_keys.is_empty() {
         println!(
-            "installed, but not started: fill {} in {ENV_FILE}",
+            "installed, but {state}: fill {} in {ENV_FILE}",
             plan.missing_keys.join(" and ")
         );
     } else {
-        println!("installed, but not started: {ENV_FILE} has problems");
+        println!("installed, but {state}: {ENV_FILE} has problems");
     }
     for p in &plan.config_problems {
         println!("  - {p}");
