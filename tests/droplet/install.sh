@@ -29,7 +29,10 @@
 #   - `uninstall` removes unit and binary, keeps env and state; a second one
 #     has nothing to do; `--purge` removes env and state;
 #   - on the now clean droplet, `install` without any env file writes the
-#     commented template, says which keys to fill, exits 78 without starting.
+#     commented template, says which keys to fill, exits 78 without starting;
+#     once the keys are filled in, `install` again starts it (READY);
+#   - a service that cannot start (unwritable state dir) makes install exit 1
+#     saying so, without hanging.
 # Prints the time of each step. Everything started is stopped on any exit.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -358,7 +361,7 @@ done
 ok "--purge removed /etc/volspike, /var/lib/volspike and the drop-ins; legacy units stay disabled"
 done_step
 
-step "install with no env file: template, exit 78, not started"
+step "install with no env file: template, exit 78; keys filled: starts"
 droplet_exec rm -f /home/trader/.volspike.env
 rc=0
 out=$(droplet_exec timeout 120 "$TEST_BIN" install 2>&1) || rc=$?
@@ -372,6 +375,18 @@ droplet_exec grep -q '^#VOLSPIKE_HTTP_ADDR=127.0.0.1:8080$' /etc/volspike/volspi
 rc=0; out=$(droplet_exec "$TEST_BIN" check-config 2>&1) || rc=$?
 [ "$rc" = 78 ] || fail "check-config on the template: exit $rc"
 ok "template written, service enabled but not started, check-config exits 78"
+# The operator fills in the two keys (here also the test's port and fakes)
+# and runs install again.
+droplet_exec sed -i -e "s|^BACKEND_URL=\$|BACKEND_URL=$BACKEND_URL|" \
+    -e 's|^ALERT_INGEST_API_KEY=$|ALERT_INGEST_API_KEY=filled-in|' \
+    -e "s|^#VOLSPIKE_HTTP_ADDR=.*|VOLSPIKE_HTTP_ADDR=127.0.0.1:$HTTP_PORT|" \
+    -e "s|^#BINANCE_FAPI_URL=.*|BINANCE_FAPI_URL=$REST_URL|" \
+    -e "s|^#BINANCE_WS_URL=.*|BINANCE_WS_URL=$WS_URL|" /etc/volspike/volspike.env
+out=$(droplet_exec timeout 120 "$TEST_BIN" install 2>&1) || { echo "$out" >&2; fail "install after filling in the keys failed"; }
+grep '^\[' <<<"$out" | indent
+grep -q 'is READY' <<<"$out" || fail "not READY after filling in the keys"
+droplet_exec curl -fsS -o /dev/null "http://127.0.0.1:$HTTP_PORT/health" || fail "/health did not answer"
+ok "after filling in BACKEND_URL and ALERT_INGEST_API_KEY, install starts it: READY, /health answers"
 out=$(droplet_exec "$TEST_BIN" uninstall --purge 2>&1) || fail "final purge failed: $out"
 done_step
 
