@@ -1204,7 +1204,7 @@ pub fn run(args: InstallArgs) -> i32 {
                 state.active_state, state.sub_state, state.invocation_id
             );
             print_status(&plan);
-            println!("\ninstalled");
+            println!("\ninstalled; follow it with `journalctl -u volspike -f`, check it with `volspike check-config`");
             0
         }
         Some(Readiness::Failed(why)) => {
@@ -1265,9 +1265,13 @@ mod tests {
         }
     }
 
+    /// A scratch root with a source binary, removed when dropped.
     struct Tree {
+        /// The temporary root directory.
         root: PathBuf,
+        /// Paths under `root`, owned by the test's own uid.
         layout: Layout,
+        /// Install options reading `root/source-binary`.
         options: Options,
     }
 

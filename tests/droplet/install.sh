@@ -332,7 +332,7 @@ rc=0
 out=$(droplet_exec timeout 120 /usr/local/bin/volspike install --env-file /root/broken.env 2>&1) || rc=$?
 [ "$rc" = 1 ] || { echo "$out" >&2; fail "install with a service that cannot start: exit $rc, want 1"; }
 grep -q 'did not come up' <<<"$out" || { echo "$out" >&2; fail "install did not say the service did not come up"; }
-grep -q 'installed$' <<<"$out" && fail "install claimed success"
+grep -q '^installed' <<<"$out" && fail "install claimed success"
 ok "exit 1 after $(_droplet_since "$t0") s: $(grep 'did not come up' <<<"$out")"
 done_step
 
