@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 /// VolSpike backend: volume spikes, open interest, funding, user alerts,
 /// Telegram news. It installs itself, runs under systemd and updates itself.
 #[derive(Debug, Parser)]
-#[command(name = "volspike", version, about, long_about = None, propagate_version = true)]
+#[command(name = "volspike", version, about, long_about = None)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]

@@ -3,11 +3,19 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use std::sync::Arc;
+
+use crate::backend::{Outbox, OutboxSettings};
+use crate::binance::governor::{GovernorConfig, WeightGovernor, BINANCE_WEIGHT_LIMIT};
+use crate::binance::{BinanceRest, Universe};
 use crate::cli::RunArgs;
 use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
 use crate::http::{HttpContext, HttpServer};
+use crate::jobs::liquid_universe::select::Thresholds;
+use crate::jobs::liquid_universe::{LiquidSet, LiquidUniverse};
 use crate::jobs::scheduler::{self, ScheduledJob};
 use crate::jobs::status::StatusBoard;
+use crate::jobs::Job;
 use crate::shutdown;
 use crate::state::StateDir;
 use crate::systemd::liveness::{self, Liveness};
@@ -49,14 +57,11 @@ pub fn run(args: RunArgs) -> i32 {
     for w in &report.warnings {
         tracing::warn!("configuration: {w}");
     }
-    let jobs = match select_jobs(&config, &args.only) {
-        Ok(jobs) => jobs,
-        Err(problem) => {
-            tracing::error!("{problem}");
-            eprintln!("volspike: {problem}");
-            return 2;
-        }
-    };
+    if let Err(problem) = check_only(&args.only) {
+        tracing::error!("{problem}");
+        eprintln!("volspike: {problem}");
+        return 2;
+    }
     // One crypto provider for every TLS user (ureq, tungstenite, self_update).
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -65,6 +70,38 @@ pub fn run(args: RunArgs) -> i32 {
         Err(e) => {
             tracing::error!("state directory unusable (VOLSPIKE_STATE_DIR): {e}");
             return 1;
+        }
+    };
+    // After the state directory, before READY: what a previous run left
+    // undelivered is loaded now and resent as soon as delivery starts.
+    let outbox = if config.local {
+        Outbox::local(&state)
+    } else {
+        let settings = OutboxSettings {
+            capacity: config.outbox_capacity,
+            ..OutboxSettings::default()
+        };
+        match Outbox::open(&state, &config.backends, settings) {
+            Ok(outbox) => outbox,
+            Err(e) => {
+                tracing::error!("outbox unusable in the state directory: {e}");
+                return 1;
+            }
+        }
+    };
+    let services = match Services::build(&config, state, outbox) {
+        Ok(services) => services,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return EXIT_CONFIG;
+        }
+    };
+    let jobs = match build_jobs(&config, &services, &args.only) {
+        Ok(jobs) => jobs,
+        Err(problem) => {
+            tracing::error!("{problem}");
+            eprintln!("volspike: {problem}");
+            return 2;
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -81,11 +118,11 @@ pub fn run(args: RunArgs) -> i32 {
         version = crate::version::VERSION,
         mode = if config.local { "local" } else { "backend" },
         logging = ?destination,
-        state_dir = %state.path().display(),
+        state_dir = %services.state.path().display(),
         "starting {}",
         crate::version::line()
     );
-    match runtime.block_on(supervise(config, jobs)) {
+    match runtime.block_on(supervise(config, jobs, services)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -94,9 +131,12 @@ pub fn run(args: RunArgs) -> i32 {
     }
 }
 
-/// The jobs to run: those built for this configuration, minus disabled ones,
-/// restricted by `--only`. A name that is not a job is a usage error.
-fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, String> {
+/// Jobs this version can run (the others of [`crate::jobs::KNOWN`] are
+/// still to come).
+const AVAILABLE: &[&str] = &["liquid_universe"];
+
+/// `--only` names must be jobs; a typo is a usage error, not a silent no-op.
+fn check_only(only: &[String]) -> Result<(), String> {
     for name in only {
         if !crate::jobs::KNOWN.contains(&name.as_str()) {
             return Err(format!(
@@ -104,24 +144,95 @@ fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, St
                 crate::jobs::KNOWN.join(", ")
             ));
         }
-    }
-    let available: Vec<ScheduledJob> = Vec::new();
-    for name in only {
-        if !available.iter().any(|j| j.name() == name) {
+        if !AVAILABLE.contains(&name.as_str()) {
             return Err(format!(
                 "--only: job `{name}` is not available in this version yet"
             ));
         }
     }
-    Ok(available
-        .into_iter()
-        .filter(|j| !config.disabled_jobs.iter().any(|d| d == j.name()))
-        .filter(|j| only.is_empty() || only.iter().any(|o| o == j.name()))
-        .collect())
+    Ok(())
+}
+
+/// The shared clients and state every job is built from.
+pub struct Services {
+    /// The state directory.
+    pub state: StateDir,
+    /// Where posts go (or the local log).
+    pub outbox: Outbox,
+    /// The one weight governor for every Binance REST call.
+    pub governor: Arc<WeightGovernor>,
+    /// Binance REST client (bounded concurrency, governed).
+    pub rest: BinanceRest,
+    /// The USDT-perpetual universe, refreshed at least hourly.
+    pub universe: Arc<Universe>,
+    /// The liquid set, written by liquid_universe, read by open_interest.
+    pub liquid: LiquidSet,
+}
+
+impl Services {
+    /// Builds the shared clients from a validated configuration.
+    pub fn build(config: &Config, state: StateDir, outbox: Outbox) -> anyhow::Result<Services> {
+        let governor = Arc::new(WeightGovernor::new(GovernorConfig::with_fraction(
+            BINANCE_WEIGHT_LIMIT,
+            f64::from(config.binance.weight_ceiling_pct) / 100.0,
+            Duration::from_secs(60),
+        )));
+        let rest = BinanceRest::new(
+            &config.binance.rest_url,
+            governor.clone(),
+            config.binance.concurrency,
+            crate::binance::rest::DEFAULT_TIMEOUT,
+        )
+        .map_err(|e| anyhow::anyhow!("BINANCE_FAPI_URL: {e}"))?;
+        let universe = Arc::new(Universe::new(
+            rest.clone(),
+            crate::binance::universe::DEFAULT_MAX_AGE,
+        ));
+        Ok(Services {
+            state,
+            outbox,
+            governor,
+            rest,
+            universe,
+            liquid: LiquidSet::default(),
+        })
+    }
+}
+
+/// The jobs to run: every available job that is not disabled by
+/// `VOLSPIKE_DISABLED_JOBS` and, with `--only`, named there.
+fn build_jobs(
+    config: &Config,
+    services: &Services,
+    only: &[String],
+) -> Result<Vec<ScheduledJob>, String> {
+    let wanted = |name: &str| {
+        !config.disabled_jobs.iter().any(|d| d == name)
+            && (only.is_empty() || only.iter().any(|o| o == name))
+    };
+    // The primary backend answers the GET routes (seed set, snapshots).
+    let primary = services.outbox.client("primary");
+    let mut jobs = Vec::new();
+    if wanted(LiquidUniverse::NAME) {
+        jobs.push(ScheduledJob::new(LiquidUniverse::new(
+            services.rest.clone(),
+            services.universe.clone(),
+            services.outbox.clone(),
+            primary.clone(),
+            Thresholds::default(),
+            services.liquid.clone(),
+        )));
+    }
+    Ok(jobs)
 }
 
 /// Starts every loop, signals READY, and waits for SIGTERM or Ctrl-C.
-async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()> {
+async fn supervise(
+    config: Config,
+    jobs: Vec<ScheduledJob>,
+    services: Services,
+) -> anyhow::Result<()> {
+    let outbox = services.outbox.clone();
     let started = Instant::now();
     let liveness = Liveness::new(config.wedge.as_deref().map(liveness::parse_wedge));
     let board = StatusBoard::default();
@@ -135,11 +246,16 @@ async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()
             board: board.clone(),
             liveness: liveness.clone(),
             local: config.local,
+            outbox: Some(outbox.clone()),
+            governor: Some(services.governor.clone()),
         },
         liveness.register("http", LOOP_DEADLINE),
         shutdown.clone(),
         HTTP_WORKERS,
     );
+
+    // One critical loop per backend; jobs get `outbox` clones as they arrive.
+    let delivery = outbox.start_delivery(&liveness, shutdown.clone());
 
     let job_count = jobs.len();
     let scheduler = tokio::spawn(scheduler::run(
@@ -174,6 +290,12 @@ async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()
     let deadline = tokio::time::Instant::now() + STOP_BUDGET;
     if tokio::time::timeout_at(deadline, scheduler).await.is_err() {
         tracing::warn!("scheduler did not stop in time");
+    }
+    // Delivery stops sending; whatever is undelivered stays on disk.
+    for task in delivery {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            tracing::warn!("a delivery loop did not stop in time; its posts stay on disk");
+        }
     }
     // HTTP workers notice shutdown within their poll interval.
     let join = tokio::task::spawn_blocking(move || {

@@ -99,6 +99,11 @@ impl Sources {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret (tests and callers outside configuration parsing).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -167,6 +172,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Release manifest URL, when configured.
     pub update_url: Option<String>,
+    /// Undelivered posts kept per backend before shedding.
+    pub outbox_capacity: usize,
     /// Job names switched off by configuration.
     pub disabled_jobs: Vec<String>,
     /// tracing env-filter directive.
@@ -374,6 +381,9 @@ impl Config {
                 .url(&settings::TELEGRAM_PREVIEW_URL, http_schemes)
                 .unwrap_or_default(),
         };
+        let outbox_capacity = r
+            .number(&settings::OUTBOX_CAPACITY, (100, 1_000_000))
+            .unwrap_or(20_000);
         let binance = BinanceConfig {
             rest_url: r
                 .url(&settings::BINANCE_FAPI_URL, http_schemes)
@@ -409,7 +419,12 @@ impl Config {
             },
             None => None,
         };
-        let state_dir = r.optional(&settings::STATE_DIR).map(PathBuf::from);
+        let state_dir = match r.raw(&settings::STATE_DIR) {
+            Some((dir, _)) => Some(PathBuf::from(dir)),
+            // A newcomer's `run --local` is not root: keep state in their home.
+            None if mode.local => Some(local_state_dir(&sources.env)),
+            None => settings::STATE_DIR.default.map(PathBuf::from),
+        };
         if let Some(dir) = &state_dir {
             if !dir.is_absolute() {
                 r.report.problems.push(format!(
@@ -458,12 +473,25 @@ impl Config {
             http_addr,
             state_dir,
             update_url,
+            outbox_capacity,
             disabled_jobs,
             log_filter,
             wedge,
         };
         Ok((config, r.report))
     }
+}
+
+/// `$XDG_STATE_HOME/volspike`, else `$HOME/.local/state/volspike`, else a
+/// directory under /tmp: where `run --local` keeps state when none is set.
+fn local_state_dir(env: &BTreeMap<String, String>) -> PathBuf {
+    if let Some(xdg) = env.get("XDG_STATE_HOME").filter(|v| v.starts_with('/')) {
+        return Path::new(xdg).join("volspike");
+    }
+    if let Some(home) = env.get("HOME").filter(|v| v.starts_with('/')) {
+        return Path::new(home).join(".local/state/volspike");
+    }
+    std::env::temp_dir().join("volspike")
 }
 
 /// Warns about keys that look like ours but are not in the table: usually a typo
@@ -592,9 +620,13 @@ mod tests {
 
     #[test]
     fn local_mode_needs_no_backend() {
-        let (config, _) =
-            Config::from_sources(&sources(&[], ""), Mode { local: true }).expect("valid");
+        let s = sources(&[("HOME", "/home/newcomer")], "");
+        let (config, _) = Config::from_sources(&s, Mode { local: true }).expect("valid");
         assert!(config.backends.is_empty());
+        assert_eq!(
+            config.state_dir,
+            PathBuf::from("/home/newcomer/.local/state/volspike")
+        );
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.binance.ws_url, "wss://fstream.binance.com/market");
     }

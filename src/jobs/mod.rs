@@ -7,8 +7,12 @@
 //! next to it, unit-tested without sockets; the scheduler owns timing, logging
 //! context (`JOB=<name>`), panics and `/health` bookkeeping, so a job does not.
 
+pub mod liquid_universe;
+pub mod open_interest;
 pub mod scheduler;
 pub mod status;
+pub mod user_alerts;
+pub mod volume_spike;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};

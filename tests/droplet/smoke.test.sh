@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/droplet/smoke.sh: the droplet rig and packaging/volspike.service
-# against a real systemd. Run as root:  tests/droplet/smoke.sh
+# tests/droplet/smoke.test.sh: the droplet rig and packaging/volspike.service
+# against a real systemd. Run as root:  tests/droplet/smoke.test.sh
 #
 # Boots a fresh droplet, installs a stand-in for the binary (standin.c, built
 # static) as /usr/local/bin/volspike with the rendered unit, the way
@@ -110,6 +110,8 @@ done_step
 
 step "systemd-analyze security"
 droplet_exec systemd-analyze security --no-pager volspike.service >"$WORK/security.txt" 2>&1 || true
+# SMOKE_SECURITY_OUT=FILE keeps the full report (tests/droplet/security-score.txt is one).
+[ -z "${SMOKE_SECURITY_OUT:-}" ] || cp "$WORK/security.txt" "$SMOKE_SECURITY_OUT"
 score_line=$(grep 'Overall exposure level' "$WORK/security.txt") || { cat "$WORK/security.txt" >&2; fail "no exposure score"; }
 echo "  $score_line" >&2
 grep '✗' "$WORK/security.txt" | sed 's/^/    /' >&2 || true

@@ -1,0 +1,29 @@
+//! Binance USDⓈ-M futures market data over REST: typed models, the shared
+//! request-weight governor, the client and the universe cache.
+//!
+//! Wiring (one of each per process):
+//! ```ignore
+//! let governor = Arc::new(WeightGovernor::new(GovernorConfig::default()));
+//! let rest = BinanceRest::new(DEFAULT_BASE_URL, governor, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT)?;
+//! let universe = Universe::new(rest.clone(), universe::DEFAULT_MAX_AGE);
+//! ```
+
+mod endpoint;
+mod error;
+pub mod governor;
+pub mod models;
+pub mod rest;
+#[cfg(test)]
+mod test_server;
+pub mod universe;
+
+pub use endpoint::Endpoint;
+pub use error::BinanceError;
+pub use governor::{
+    weight_of, GovernorConfig, GovernorStatus, Permit, ResponseMeta, WeightGovernor,
+};
+pub use models::{
+    ExchangeInfo, Kline, OpenInterest, PremiumIndex, PriceTicker, RateLimit, SymbolInfo, Ticker24h,
+};
+pub use rest::{BinanceRest, DEFAULT_BASE_URL, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT};
+pub use universe::Universe;

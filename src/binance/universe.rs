@@ -1,0 +1,152 @@
+//! The universe cache: USDT perpetuals that are trading, from `exchangeInfo`.
+//!
+//! Refreshed on access when older than a maximum age (default 1 h). A failed
+//! refresh keeps serving the last good list (with a warning) and is retried
+//! no sooner than [`RETRY_FAILED_AFTER`] (or the max age, if shorter), so a
+//! Binance outage does not turn every access into another failing call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::endpoint::Endpoint;
+use super::error::BinanceError;
+use super::models::{ExchangeInfo, SymbolInfo};
+use super::rest::BinanceRest;
+
+/// Default maximum age of the cached list.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Wait between attempts after a failed refresh (capped at the max age).
+pub const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
+
+/// Shared, lazily refreshed list of universe symbols.
+#[derive(Debug)]
+pub struct Universe {
+    /// Client used for `exchangeInfo`.
+    rest: BinanceRest,
+    /// Refresh when the list is older than this.
+    max_age: Duration,
+    /// The cache. A tokio mutex, held across the refresh, so concurrent
+    /// callers share one `exchangeInfo` call instead of each making one.
+    state: Mutex<Cache>,
+}
+
+/// What the cache holds.
+#[derive(Debug, Default)]
+struct Cache {
+    /// Last good list and when it was fetched.
+    list: Option<(Arc<Vec<SymbolInfo>>, Instant)>,
+    /// After a failure: no new attempt before this.
+    retry_at: Option<Instant>,
+}
+
+impl Universe {
+    /// A cache refreshed through `rest` when older than `max_age`.
+    pub fn new(rest: BinanceRest, max_age: Duration) -> Self {
+        Self {
+            rest,
+            max_age,
+            state: Mutex::new(Cache::default()),
+        }
+    }
+
+    /// The universe, refreshed first if stale. Errors only when there has
+    /// never been a good list.
+    pub async fn symbols(&self) -> Result<Arc<Vec<SymbolInfo>>, BinanceError> {
+        let mut cache = self.state.lock().await;
+        let now = Instant::now();
+        if let Some(list) = self.fresh(&cache, now) {
+            return Ok(list);
+        }
+        match self.fetch().await {
+            Ok(list) => Ok(Self::store(&mut cache, list)),
+            Err(e) => self.on_failure(&mut cache, e),
+        }
+    }
+
+    /// Just the symbol names, e.g. for a sweep.
+    pub async fn symbol_names(&self) -> Result<Vec<String>, BinanceError> {
+        Ok(self
+            .symbols()
+            .await?
+            .iter()
+            .map(|s| s.symbol.clone())
+            .collect())
+    }
+
+    /// Replaces the list with one from an `exchangeInfo` fetched elsewhere
+    /// (liquid_universe fetches it every 5 minutes anyway). An empty universe
+    /// is ignored, as in a refresh.
+    pub async fn update_from(&self, info: &ExchangeInfo) {
+        let list = info.universe();
+        if list.is_empty() {
+            tracing::warn!(target: "binance", "exchangeInfo without USDT perpetuals ignored");
+            return;
+        }
+        let mut cache = self.state.lock().await;
+        Self::store(&mut cache, list);
+    }
+
+    /// Age of the cached list, if there is one.
+    pub async fn age(&self) -> Option<Duration> {
+        let cache = self.state.lock().await;
+        cache.list.as_ref().map(|(_, at)| at.elapsed())
+    }
+
+    /// The cached list if it may be served without a refresh attempt now.
+    fn fresh(&self, cache: &Cache, now: Instant) -> Option<Arc<Vec<SymbolInfo>>> {
+        let (list, fetched) = cache.list.as_ref()?;
+        let young = now.saturating_duration_since(*fetched) < self.max_age;
+        let backing_off = cache.retry_at.is_some_and(|r| now < r);
+        (young || backing_off).then(|| Arc::clone(list))
+    }
+
+    /// One `exchangeInfo`, filtered; an empty universe counts as a failure
+    /// (Binance always lists hundreds; empty means a broken answer).
+    async fn fetch(&self) -> Result<Vec<SymbolInfo>, BinanceError> {
+        let list = self.rest.universe().await?;
+        if list.is_empty() {
+            return Err(BinanceError::Decode {
+                endpoint: Endpoint::ExchangeInfo,
+                symbol: None,
+                detail: "no USDT perpetual in TRADING status".to_owned(),
+            });
+        }
+        Ok(list)
+    }
+
+    /// Stores a good list.
+    fn store(cache: &mut Cache, list: Vec<SymbolInfo>) -> Arc<Vec<SymbolInfo>> {
+        tracing::debug!(target: "binance", symbols = list.len(), "universe refreshed");
+        let list = Arc::new(list);
+        cache.list = Some((Arc::clone(&list), Instant::now()));
+        cache.retry_at = None;
+        list
+    }
+
+    /// Keeps the last good list after a failed refresh, or reports the error.
+    fn on_failure(
+        &self,
+        cache: &mut Cache,
+        e: BinanceError,
+    ) -> Result<Arc<Vec<SymbolInfo>>, BinanceError> {
+        cache.retry_at = Some(Instant::now() + RETRY_FAILED_AFTER.min(self.max_age));
+        match &cache.list {
+            Some((list, fetched)) => {
+                tracing::warn!(
+                    target: "binance",
+                    error = %e,
+                    age_s = fetched.elapsed().as_secs(),
+                    "universe refresh failed; serving the last good list"
+                );
+                Ok(Arc::clone(list))
+            }
+            None => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this):
+# formatting, lints, unit and integration tests against the fakes, the static
+# musl build, and the droplet tests in a real systemd container.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+failures=()
+suite() {
+  local name=$1; shift
+  local start=$(date +%s)
+  echo
+  echo "=== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "=== $name: ok ($(( $(date +%s) - start )) s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "=== $name: FAILED ($(( $(date +%s) - start )) s)"
+  fi
+}
+
+tests/prereqs.sh
+
+suite "cargo fmt" cargo fmt --all -- --check
+suite "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+suite "cargo test" cargo test --workspace --locked
+suite "static musl binary" tests/static_binary.sh
+for t in tests/droplet/*.test.sh; do
+  [ -e "$t" ] || continue
+  suite "droplet: $(basename "$t" .test.sh)" bash "$t"
+done
+
+echo
+if [ "$failed" -gt 0 ]; then
+  echo "failed suites: ${failures[*]}"
+fi
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
