@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::backend::{Outbox, OutboxSettings};
 use crate::cli::RunArgs;
 use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
 use crate::http::{HttpContext, HttpServer};
@@ -67,6 +68,19 @@ pub fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
+    // After the state directory, before READY: what a previous run left
+    // undelivered is loaded now and resent as soon as delivery starts.
+    let outbox = if config.local {
+        Outbox::local(&state)
+    } else {
+        match Outbox::open(&state, &config.backends, OutboxSettings::default()) {
+            Ok(outbox) => outbox,
+            Err(e) => {
+                tracing::error!("outbox unusable in the state directory: {e}");
+                return 1;
+            }
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,7 +99,7 @@ pub fn run(args: RunArgs) -> i32 {
         "starting {}",
         crate::version::line()
     );
-    match runtime.block_on(supervise(config, jobs)) {
+    match runtime.block_on(supervise(config, jobs, outbox)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -121,7 +135,7 @@ fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, St
 }
 
 /// Starts every loop, signals READY, and waits for SIGTERM or Ctrl-C.
-async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()> {
+async fn supervise(config: Config, jobs: Vec<ScheduledJob>, outbox: Outbox) -> anyhow::Result<()> {
     let started = Instant::now();
     let liveness = Liveness::new(config.wedge.as_deref().map(liveness::parse_wedge));
     let board = StatusBoard::default();
@@ -135,11 +149,15 @@ async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()
             board: board.clone(),
             liveness: liveness.clone(),
             local: config.local,
+            outbox: Some(outbox.clone()),
         },
         liveness.register("http", LOOP_DEADLINE),
         shutdown.clone(),
         HTTP_WORKERS,
     );
+
+    // One critical loop per backend; jobs get `outbox` clones as they arrive.
+    let delivery = outbox.start_delivery(&liveness, shutdown.clone());
 
     let job_count = jobs.len();
     let scheduler = tokio::spawn(scheduler::run(
@@ -174,6 +192,12 @@ async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()
     let deadline = tokio::time::Instant::now() + STOP_BUDGET;
     if tokio::time::timeout_at(deadline, scheduler).await.is_err() {
         tracing::warn!("scheduler did not stop in time");
+    }
+    // Delivery stops sending; whatever is undelivered stays on disk.
+    for task in delivery {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            tracing::warn!("a delivery loop did not stop in time; its posts stay on disk");
+        }
     }
     // HTTP workers notice shutdown within their poll interval.
     let join = tokio::task::spawn_blocking(move || {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::backend::Outbox;
 use crate::jobs::status::StatusBoard;
 use crate::shutdown::Shutdown;
 use crate::systemd::liveness::{Heartbeat, Liveness};
@@ -69,6 +70,8 @@ pub struct HttpContext {
     pub liveness: Liveness,
     /// `run --local`: nothing is posted to a backend.
     pub local: bool,
+    /// The outbox, for delivery stats; `None` in tests that do not need it.
+    pub outbox: Option<Outbox>,
 }
 
 /// Routes one request.
