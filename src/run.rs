@@ -9,6 +9,7 @@ use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
 use crate::http::{HttpContext, HttpServer};
 use crate::jobs::scheduler::{self, ScheduledJob};
 use crate::jobs::status::StatusBoard;
+use crate::jobs::telegram::TelegramJob;
 use crate::shutdown;
 use crate::state::StateDir;
 use crate::systemd::liveness::{self, Liveness};
@@ -50,14 +51,11 @@ pub fn run(args: RunArgs) -> i32 {
     for w in &report.warnings {
         tracing::warn!("configuration: {w}");
     }
-    let jobs = match select_jobs(&config, &args.only) {
-        Ok(jobs) => jobs,
-        Err(problem) => {
-            tracing::error!("{problem}");
-            eprintln!("volspike: {problem}");
-            return 2;
-        }
-    };
+    if let Err(problem) = check_only(&args.only) {
+        tracing::error!("{problem}");
+        eprintln!("volspike: {problem}");
+        return 2;
+    }
     // One crypto provider for every TLS user (ureq, tungstenite, self_update).
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -79,6 +77,14 @@ pub fn run(args: RunArgs) -> i32 {
                 tracing::error!("outbox unusable in the state directory: {e}");
                 return 1;
             }
+        }
+    };
+    let jobs = match select_jobs(&config, &args.only, &outbox, &state) {
+        Ok(jobs) => jobs,
+        Err(problem) => {
+            tracing::error!("{problem}");
+            eprintln!("volspike: {problem}");
+            return 2;
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -108,9 +114,12 @@ pub fn run(args: RunArgs) -> i32 {
     }
 }
 
-/// The jobs to run: those built for this configuration, minus disabled ones,
-/// restricted by `--only`. A name that is not a job is a usage error.
-fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, String> {
+/// Jobs implemented in this version (the others in `jobs::KNOWN` are to come).
+const IMPLEMENTED: &[&str] = &["telegram"];
+
+/// Checks `--only` before anything is touched: a name that is not a job, or
+/// not one this version has, is a usage error.
+fn check_only(only: &[String]) -> Result<(), String> {
     for name in only {
         if !crate::jobs::KNOWN.contains(&name.as_str()) {
             return Err(format!(
@@ -118,12 +127,38 @@ fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, St
                 crate::jobs::KNOWN.join(", ")
             ));
         }
+        if !IMPLEMENTED.contains(&name.as_str()) {
+            return Err(format!(
+                "--only: job `{name}` is not available in this version yet"
+            ));
+        }
     }
-    let available: Vec<ScheduledJob> = Vec::new();
+    Ok(())
+}
+
+/// The jobs to run: those this configuration enables, minus disabled ones,
+/// restricted by `--only`. Asking `--only` for a job the configuration does
+/// not enable is a usage error.
+fn select_jobs(
+    config: &Config,
+    only: &[String],
+    outbox: &Outbox,
+    state: &StateDir,
+) -> Result<Vec<ScheduledJob>, String> {
+    let mut available: Vec<ScheduledJob> = Vec::new();
+    // telegram: on when channels are configured; `--local` logs the ingest
+    // through the outbox's local mode instead of posting it.
+    if !config.telegram.channels.is_empty() {
+        available.push(ScheduledJob::new(TelegramJob::new(
+            &config.telegram,
+            outbox.clone(),
+            state.clone(),
+        )));
+    }
     for name in only {
         if !available.iter().any(|j| j.name() == name) {
             return Err(format!(
-                "--only: job `{name}` is not available in this version yet"
+                "--only: job `{name}` is not enabled by the configuration (see `volspike check-config`)"
             ));
         }
     }

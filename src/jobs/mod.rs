@@ -11,6 +11,7 @@ pub mod liquid_universe;
 pub mod open_interest;
 pub mod scheduler;
 pub mod status;
+pub mod telegram;
 pub mod user_alerts;
 pub mod volume_spike;
 

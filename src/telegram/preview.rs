@@ -109,7 +109,8 @@ pub fn parse_page(html: &str) -> Result<PreviewPage, TelegramError> {
 
 fn parse_page_inner(html: &str) -> Result<PreviewPage, TelegramError> {
     let unexpected = |what: String| TelegramError::Unexpected(format!("preview page: {what}"));
-    let dom = tl::parse(html, tl::ParserOptions::default())
+    let html = close_void_tags(html);
+    let dom = tl::parse(&html, tl::ParserOptions::default())
         .map_err(|e| unexpected(format!("not HTML: {e}")))?;
     let parser = dom.parser();
     let tags: Vec<&tl::HTMLTag> = dom.nodes().iter().filter_map(|n| n.as_tag()).collect();
@@ -163,6 +164,25 @@ fn parse_page_inner(html: &str) -> Result<PreviewPage, TelegramError> {
     Ok(PreviewPage { channel, posts })
 }
 
+/// Void elements written `<br/>` (no space before the slash, as Telegram
+/// writes line breaks) become `<br>`: tl 0.7 reads `br/` as the tag name, sees
+/// no void element, and nests the rest of the page inside it.
+fn close_void_tags(html: &str) -> Cow<'_, str> {
+    const VOID: [&str; 8] = ["br", "hr", "img", "wbr", "input", "meta", "link", "source"];
+    if !html.contains("/>") {
+        return Cow::Borrowed(html);
+    }
+    let mut out = html.to_string();
+    for name in VOID {
+        for written in [format!("<{name}/>"), format!("<{}/>", name.to_ascii_uppercase())] {
+            if out.contains(&written) {
+                out = out.replace(&written, &format!("<{name}>"));
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// One post: everything but the id comes from inside its element.
 fn parse_post(message: &tl::HTMLTag, parser: &tl::Parser, id: i64) -> Result<Post, String> {
     let inside: Vec<&tl::HTMLTag> = message
@@ -178,10 +198,11 @@ fn parse_post(message: &tl::HTMLTag, parser: &tl::Parser, id: i64) -> Result<Pos
             .find(|t| t.attributes().is_class_member(class))
     };
 
+    // A video's duration is a <time> too, without `datetime`.
     let datetime = inside
         .iter()
-        .find(|t| t.name().as_bytes() == b"time")
-        .and_then(|t| attr(t, "datetime"))
+        .filter(|t| t.name().as_bytes() == b"time")
+        .find_map(|t| attr(t, "datetime"))
         .ok_or("no time[datetime]")?;
     let date = parse_datetime(&datetime).ok_or_else(|| format!("bad datetime `{datetime}`"))?;
 
@@ -424,6 +445,101 @@ pub fn parse_datetime(s: &str) -> Option<SystemTime> {
 mod tests {
     use super::*;
     use crate::clock::iso;
+
+    const PAGE: &str = include_str!("../../tests/fixtures/telegram/preview_marketfeed.html");
+    const CHANGED: &str = include_str!("../../tests/fixtures/telegram/preview_changed.html");
+
+    #[test]
+    fn fixture_page_parses_to_the_expected_posts() {
+        let page = parse_page(PAGE).expect("the fixture parses");
+        assert_eq!(
+            page.channel,
+            Some(Channel {
+                id: -1_001_234_567_890,
+                username: Some("marketfeed".into()),
+                title: "Market Feed".into(),
+            })
+        );
+        let ids: Vec<i64> = page.posts.iter().map(|p| p.id).collect();
+        assert_eq!(ids, [121, 122, 123, 125]);
+
+        let cpi = &page.posts[0];
+        assert_eq!(
+            cpi.text.as_deref(),
+            Some("🇺🇸 US CPI (YoY) Actual 2.9% & Expected 3.0%\nCore CPI \"cooler\" than expected — www.bls.gov/cpi #CPI")
+        );
+        assert_eq!(iso(cpi.date), "2025-12-04T13:30:00Z");
+        assert_eq!(cpi.views, Some(5200));
+        assert_eq!(cpi.forwards, None);
+        assert_eq!(cpi.sender_name.as_deref(), Some("Ann Analyst"));
+        assert_eq!(cpi.media, None);
+        assert_eq!(cpi.links, ["https://www.bls.gov/cpi/"]);
+
+        let chart = &page.posts[1];
+        assert_eq!(chart.text.as_deref(), Some("Chart: 10Y yields vs DXY"));
+        assert_eq!(chart.media, Some(Media::Photo));
+        assert_eq!(chart.views, Some(842));
+        assert_eq!(chart.sender_name, None);
+        assert!(chart.links.is_empty());
+
+        let video = &page.posts[2];
+        assert_eq!(video.text, None);
+        assert_eq!(video.media, Some(Media::Video));
+        assert_eq!(video.views, Some(1_300_000));
+        // The video's duration is a <time> too, without datetime: not the date.
+        assert_eq!(iso(video.date), "2025-12-04T14:00:00Z");
+
+        let doc = &page.posts[3];
+        assert_eq!(doc.media, Some(Media::Document));
+        assert_eq!(iso(doc.date), "2025-12-04T14:15:00Z");
+        assert_eq!(
+            doc.links,
+            [
+                "https://www.federalreserve.gov/monetarypolicy.htm",
+                "https://www.reuters.com/markets/fed-minutes/"
+            ]
+        );
+    }
+
+    #[test]
+    fn changed_structure_is_an_error_not_a_panic() {
+        let err = parse_page(CHANGED).expect_err("unknown structure");
+        assert!(err.to_string().contains("structure changed"), "{err}");
+
+        // A post that lost its date is refused rather than dated to 1970.
+        let undated = PAGE.replace("datetime=\"2025-12-04T13:45:10+00:00\"", "data-x=\"1\"");
+        let err = parse_page(&undated).expect_err("undated post");
+        assert!(err.to_string().contains("marketfeed/122"), "{err}");
+
+        let unreadable_views = PAGE.replace(">842<", ">many<");
+        assert!(parse_page(&unreadable_views).is_err());
+
+        // Garbage and truncated pages: errors, never panics.
+        for junk in ["", "<", "<div class=", "\u{0}\u{1}<<<>>>", &PAGE[..PAGE.len() / 2]] {
+            let _ = parse_page(junk);
+        }
+    }
+
+    #[test]
+    fn self_closed_line_breaks_do_not_swallow_the_page() {
+        let html = r#"<div class="tgme_channel_info"></div>
+            <div class="tgme_widget_message" data-post="c/1"><div class="tgme_widget_message_text">a<br/>b<BR/>c</div>
+            <time datetime="2025-12-04T12:00:00+00:00"></time></div>
+            <div class="tgme_widget_message" data-post="c/2"><time datetime="2025-12-04T12:01:00+00:00"></time></div>"#;
+        let page = parse_page(html).expect("parses");
+        assert_eq!(page.posts.len(), 2);
+        assert_eq!(page.posts[0].text.as_deref(), Some("a\nb\nc"));
+        assert_eq!(page.posts[1].text, None);
+    }
+
+    #[test]
+    fn an_empty_channel_page_has_no_posts() {
+        let empty = r#"<html><body><div class="tgme_channel_info"></div>
+            <section class="tgme_channel_history"></section></body></html>"#;
+        let page = parse_page(empty).expect("a channel page");
+        assert!(page.posts.is_empty());
+        assert_eq!(page.channel, None);
+    }
 
     #[test]
     fn counts_as_the_page_shows_them() {
