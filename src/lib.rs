@@ -15,6 +15,6 @@ pub mod logging;
 pub mod run;
 pub mod shutdown;
 pub mod state;
-pub mod telegram;
 pub mod systemd;
+pub mod telegram;
 pub mod version;

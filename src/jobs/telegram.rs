@@ -185,9 +185,10 @@ impl TelegramJob {
     /// [`RESOLVE_EVERY`].
     async fn resolve(&mut self, now: SystemTime) -> Result<(), Paused> {
         for name in self.channels.clone() {
-            let fresh = self.routes.get(&name).is_some_and(|(_, at)| {
-                now.duration_since(*at).unwrap_or_default() < RESOLVE_EVERY
-            });
+            let fresh = self
+                .routes
+                .get(&name)
+                .is_some_and(|(_, at)| now.duration_since(*at).unwrap_or_default() < RESOLVE_EVERY);
             if fresh {
                 continue;
             }
@@ -238,9 +239,9 @@ impl TelegramJob {
                 Ok(match (admin, username) {
                     (true, _) => Route::Bot,
                     (false, Some(username)) => Route::Preview(username),
-                    (false, None) => fallback(
-                        "private channel and the bot is not its administrator".into(),
-                    ),
+                    (false, None) => {
+                        fallback("private channel and the bot is not its administrator".into())
+                    }
                 })
             }
             Err(e) => flood(e).map(|e| fallback(format!("getChat failed: {e}"))),
@@ -255,7 +256,11 @@ impl TelegramJob {
         };
         for round in 0..MAX_UPDATE_ROUNDS {
             let offset = self.state.update_offset;
-            let wait = if round == 0 { self.long_poll } else { Duration::ZERO };
+            let wait = if round == 0 {
+                self.long_poll
+            } else {
+                Duration::ZERO
+            };
             let updates = match blocking(bot.clone(), move |b| {
                 b.get_updates(offset, wait, CHANNEL_UPDATES)
             })
@@ -442,7 +447,10 @@ impl Job for TelegramJob {
     async fn tick(&mut self, now: SystemTime) -> anyhow::Result<String> {
         if let Some(until) = self.paused_until {
             if now < until {
-                return Ok(format!("paused by a Telegram flood limit until {}", iso(until)));
+                return Ok(format!(
+                    "paused by a Telegram flood limit until {}",
+                    iso(until)
+                ));
             }
             self.paused_until = None;
         }

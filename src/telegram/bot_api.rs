@@ -207,15 +207,13 @@ impl BotApi {
                     "getUpdates: an update without update_id".into(),
                 ));
             };
-            let (message, edited) = match (
-                value.get("channel_post"),
-                value.get("edited_channel_post"),
-            ) {
-                (Some(m), _) => (Some(m), false),
-                (None, Some(m)) => (Some(m), true),
-                (None, None) => (None, false),
-            };
-            let post = match message.map(|m| Message::deserialize(m)) {
+            let (message, edited) =
+                match (value.get("channel_post"), value.get("edited_channel_post")) {
+                    (Some(m), _) => (Some(m), false),
+                    (None, Some(m)) => (Some(m), true),
+                    (None, None) => (None, false),
+                };
+            let post = match message.map(Message::deserialize) {
                 Some(Ok(message)) => Some(ChannelPost {
                     channel: channel_of(&message.chat),
                     post: post_of(&message),
@@ -257,7 +255,9 @@ impl BotApi {
                 member.status.as_str(),
                 "administrator" | "creator"
             )),
-            Err(TelegramError::Api { code: 400 | 403, .. }) => Ok(false),
+            Err(TelegramError::Api {
+                code: 400 | 403, ..
+            }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -498,7 +498,10 @@ mod tests {
         let post = post_of(&m);
         assert_eq!(post.id, 10);
         assert_eq!(iso(post.date), "2025-12-04T12:00:00Z");
-        assert_eq!(post.text.as_deref(), Some("📈 CPI out: https://bls.gov/cpi and more"));
+        assert_eq!(
+            post.text.as_deref(),
+            Some("📈 CPI out: https://bls.gov/cpi and more")
+        );
         assert_eq!(post.links, ["https://bls.gov/cpi"]);
         assert_eq!(post.sender_name.as_deref(), Some("Ann"));
         assert_eq!(post.media, None);
@@ -548,8 +551,8 @@ mod tests {
                 retry_after: Duration::from_secs(7)
             }
         );
-        let err = decode::<Value>("getUpdates", 429, b"<html>slow down</html>", None)
-            .expect_err("429");
+        let err =
+            decode::<Value>("getUpdates", 429, b"<html>slow down</html>", None).expect_err("429");
         assert!(matches!(err, TelegramError::RateLimited { .. }));
     }
 
@@ -557,7 +560,10 @@ mod tests {
     fn api_errors_hide_the_token() {
         let body = br#"{"ok":false,"error_code":401,"description":"Unauthorized for 123:abc"}"#;
         let err = decode::<Value>("getMe", 401, body, Some("123:abc")).expect_err("401");
-        assert_eq!(err.to_string(), "Telegram answered 401: getMe: Unauthorized for ****");
+        assert_eq!(
+            err.to_string(),
+            "Telegram answered 401: getMe: Unauthorized for ****"
+        );
     }
 
     #[test]

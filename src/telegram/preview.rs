@@ -126,8 +126,7 @@ fn parse_page_inner(html: &str) -> Result<PreviewPage, TelegramError> {
     });
     if messages.is_empty() && !channel_page {
         return Err(unexpected(
-            "no div.tgme_widget_message and no channel header (the page structure changed?)"
-                .into(),
+            "no div.tgme_widget_message and no channel header (the page structure changed?)".into(),
         ));
     }
 
@@ -146,19 +145,27 @@ fn parse_page_inner(html: &str) -> Result<PreviewPage, TelegramError> {
             bare_id = attr(message, "data-peer").and_then(|p| parse_peer(&p));
         }
         posts.push(parse_post(message, parser, id).map_err(|what| {
-            unexpected(format!("post {data_post}: {what} (the page structure changed?)"))
+            unexpected(format!(
+                "post {data_post}: {what} (the page structure changed?)"
+            ))
         })?);
     }
 
     let title = tags
         .iter()
-        .find(|t| t.attributes().is_class_member("tgme_channel_info_header_title"))
+        .find(|t| {
+            t.attributes()
+                .is_class_member("tgme_channel_info_header_title")
+        })
         .map(|t| text_of(t, parser))
         .or_else(|| meta_content(&tags, "og:title"))
         .filter(|t| !t.is_empty());
     let channel = bare_id.map(|bare| Channel {
         id: -(CHANNEL_ID_BASE + bare),
-        title: title.clone().or_else(|| username.clone()).unwrap_or_default(),
+        title: title
+            .clone()
+            .or_else(|| username.clone())
+            .unwrap_or_default(),
         username: username.clone(),
     });
     Ok(PreviewPage { channel, posts })
@@ -174,7 +181,10 @@ fn close_void_tags(html: &str) -> Cow<'_, str> {
     }
     let mut out = html.to_string();
     for name in VOID {
-        for written in [format!("<{name}/>"), format!("<{}/>", name.to_ascii_uppercase())] {
+        for written in [
+            format!("<{name}/>"),
+            format!("<{}/>", name.to_ascii_uppercase()),
+        ] {
             if out.contains(&written) {
                 out = out.replace(&written, &format!("<{name}>"));
             }
@@ -207,7 +217,9 @@ fn parse_post(message: &tl::HTMLTag, parser: &tl::Parser, id: i64) -> Result<Pos
     let date = parse_datetime(&datetime).ok_or_else(|| format!("bad datetime `{datetime}`"))?;
 
     let text_tag = with_class("tgme_widget_message_text");
-    let text = text_tag.map(|t| text_of(t, parser)).filter(|t| !t.is_empty());
+    let text = text_tag
+        .map(|t| text_of(t, parser))
+        .filter(|t| !t.is_empty());
 
     let mut links = Vec::new();
     if let Some(text_tag) = text_tag {
@@ -515,7 +527,13 @@ mod tests {
         assert!(parse_page(&unreadable_views).is_err());
 
         // Garbage and truncated pages: errors, never panics.
-        for junk in ["", "<", "<div class=", "\u{0}\u{1}<<<>>>", &PAGE[..PAGE.len() / 2]] {
+        for junk in [
+            "",
+            "<",
+            "<div class=",
+            "\u{0}\u{1}<<<>>>",
+            &PAGE[..PAGE.len() / 2],
+        ] {
             let _ = parse_page(junk);
         }
     }
@@ -554,10 +572,22 @@ mod tests {
     #[test]
     fn datetimes_with_offsets() {
         let t = |s| parse_datetime(s).map(iso);
-        assert_eq!(t("2025-12-04T12:00:00+00:00").as_deref(), Some("2025-12-04T12:00:00Z"));
-        assert_eq!(t("2025-12-04T14:30:00+02:30").as_deref(), Some("2025-12-04T12:00:00Z"));
-        assert_eq!(t("2025-12-04T07:00:00.123-05:00").as_deref(), Some("2025-12-04T12:00:00Z"));
-        assert_eq!(t("2025-12-04T12:00:00Z").as_deref(), Some("2025-12-04T12:00:00Z"));
+        assert_eq!(
+            t("2025-12-04T12:00:00+00:00").as_deref(),
+            Some("2025-12-04T12:00:00Z")
+        );
+        assert_eq!(
+            t("2025-12-04T14:30:00+02:30").as_deref(),
+            Some("2025-12-04T12:00:00Z")
+        );
+        assert_eq!(
+            t("2025-12-04T07:00:00.123-05:00").as_deref(),
+            Some("2025-12-04T12:00:00Z")
+        );
+        assert_eq!(
+            t("2025-12-04T12:00:00Z").as_deref(),
+            Some("2025-12-04T12:00:00Z")
+        );
         assert_eq!(t("yesterday"), None);
         assert_eq!(t("2025-12-04T12:00:00+2"), None);
     }
@@ -572,7 +602,10 @@ mod tests {
 
     #[test]
     fn peer_ids() {
-        assert_eq!(parse_peer("c1006503122_-6496929493087458329"), Some(1_006_503_122));
+        assert_eq!(
+            parse_peer("c1006503122_-6496929493087458329"),
+            Some(1_006_503_122)
+        );
         assert_eq!(parse_peer("u123_1"), None);
         assert_eq!(parse_peer("c_1"), None);
     }

@@ -411,7 +411,9 @@ impl TelegramState {
                 Some(name) => chat["username"]
                     .as_str()
                     .is_some_and(|u| u.eq_ignore_ascii_case(name)),
-                None => chat["id"].to_string() == chat_id,
+                None => chat["id"]
+                    .as_i64()
+                    .is_some_and(|id| chat_id.parse() == Ok(id)),
             })
             .cloned()
     }
