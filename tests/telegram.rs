@@ -469,3 +469,43 @@ async fn the_notifier_never_makes_the_caller_wait() {
     assert!(!off.is_enabled());
     off.send_alert("x").await;
 }
+
+#[test]
+fn volspike_run_starts_the_job_when_channels_are_configured() {
+    let backend = FakeBackend::start().expect("fake backend");
+    backend.expect_api_key("k");
+    let telegram = FakeTelegram::start().expect("fake telegram");
+    telegram.set_preview_page("marketfeed", None, PREVIEW_FIXTURE);
+    let dir = TempDir::new("tg-run");
+    let backend_url = backend.url();
+    let (api_url, preview_url) = (telegram.api_url(), telegram.preview_url());
+    let mut running = common::Running::start(
+        &dir,
+        &["--only", "telegram"],
+        &[
+            ("BACKEND_URL", backend_url.as_str()),
+            ("ALERT_INGEST_API_KEY", "k"),
+            ("TELEGRAM_CHANNELS", "@marketfeed"),
+            ("TELEGRAM_API_URL", api_url.as_str()),
+            ("TELEGRAM_PREVIEW_URL", preview_url.as_str()),
+        ],
+    );
+    let posted = backend.wait_for_requests(INGEST, 1, Duration::from_secs(30));
+    assert_eq!(posted.len(), 1, "log:\n{}", running.log_text());
+    assert_eq!(posted[0].status, 200);
+    assert_eq!(
+        ids(posted[0].json.as_ref().expect("JSON")),
+        [121, 122, 123, 125]
+    );
+    // The offsets are saved right after the enqueue, maybe after delivery.
+    let state_file = dir.join("state").join(STATE_FILE);
+    let last_seen = common::wait_until(Duration::from_secs(10), || {
+        let state: Value = serde_json::from_slice(&std::fs::read(&state_file).ok()?).ok()?;
+        state["last_seen"]["marketfeed"].as_i64()
+    });
+    assert_eq!(last_seen, Some(125));
+    running.terminate();
+    assert!(running.wait_exit(Duration::from_secs(15)).is_some());
+    let log = running.log_text();
+    assert!(log.contains("4 new message(s) from 1 channel(s)"), "{log}");
+}
