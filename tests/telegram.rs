@@ -322,6 +322,45 @@ async fn preview_pages_are_ingested_once_and_gaps_are_filled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_the_bot_cannot_read_go_through_the_preview() {
+    let rig = Rig::new("tg-mixed");
+    // The bot administers marketfeed; it is no member of watcherguru.
+    rig.telegram
+        .add_chat(marketfeed_chat(), Some("administrator"));
+    rig.telegram.add_chat(
+        json!({"id": -1000000000777i64, "type": "channel", "title": "Watcher Guru", "username": "WatcherGuru"}),
+        None,
+    );
+    rig.telegram.push_channel_post(
+        json!({"message_id": 1, "date": 1_764_849_600, "chat": marketfeed_chat(), "text": "bot"}),
+    );
+    rig.telegram
+        .set_preview_page("watcherguru", None, page("watcherguru", &[5]));
+    let mut job = rig.job(&["marketfeed", "watcherguru"], true);
+    job.tick(SystemTime::now()).await.expect("tick");
+    let bodies = rig.ingests(2).await;
+    let mut by_channel: Vec<(String, Vec<i64>)> = bodies
+        .iter()
+        .map(|b| {
+            (
+                b["channel"]["username"].as_str().unwrap_or("").to_string(),
+                ids(b),
+            )
+        })
+        .collect();
+    by_channel.sort();
+    assert_eq!(
+        by_channel,
+        [
+            ("marketfeed".to_string(), vec![1]),
+            ("watcherguru".to_string(), vec![5])
+        ]
+    );
+    assert_eq!(rig.telegram.requests_for("preview").len(), 1);
+    assert_eq!(rig.telegram.requests_for("getUpdates").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_page_is_a_logged_error_not_a_panic() {
     let rig = Rig::new("tg-changed");
     rig.telegram.set_preview_page(

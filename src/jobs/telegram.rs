@@ -192,18 +192,27 @@ impl TelegramJob {
             if fresh {
                 continue;
             }
-            let route = self.route_of(&name).await?;
+            let (route, settled) = self.route_of(&name).await?;
             match &route {
                 Route::Unreadable(why) => tracing::error!("channel {name}: {why}"),
                 route => tracing::debug!("channel {name}: read through {route:?}"),
             }
-            self.routes.insert(name, (route, now));
+            // A decision forced by an outage is used for this tick only and
+            // made again on the next.
+            let at = if settled {
+                now
+            } else {
+                now.checked_sub(RESOLVE_EVERY)
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+            };
+            self.routes.insert(name, (route, at));
         }
         Ok(())
     }
 
-    /// The source of channel `name`.
-    async fn route_of(&mut self, name: &str) -> Result<Route, Paused> {
+    /// The source of channel `name`, and whether that is settled (`false`
+    /// when Telegram could not be asked, so the question is asked again).
+    async fn route_of(&mut self, name: &str) -> Result<(Route, bool), Paused> {
         let is_username = name.parse::<i64>().is_err();
         let fallback = |why: String| {
             if is_username {
@@ -212,16 +221,25 @@ impl TelegramJob {
                 Route::Unreadable(why)
             }
         };
+        let unsettled = |e: TelegramError, call: &str| {
+            flood(e).map(|e| {
+                let settled = !matches!(e, TelegramError::Transport(_));
+                (fallback(format!("{call} failed: {e}")), settled)
+            })
+        };
         let Some(bot) = self.bot.clone() else {
-            return Ok(fallback(
-                "a numeric channel id needs TELEGRAM_BOT_TOKEN and the bot as its admin".into(),
+            return Ok((
+                fallback(
+                    "a numeric channel id needs TELEGRAM_BOT_TOKEN and the bot as its admin".into(),
+                ),
+                true,
             ));
         };
         let bot_id = match self.bot_id {
             Some(id) => id,
             None => match blocking(bot.clone(), |b| b.me()).await {
                 Ok(id) => *self.bot_id.insert(id),
-                Err(e) => return flood(e).map(|e| fallback(format!("getMe failed: {e}"))),
+                Err(e) => return unsettled(e, "getMe"),
             },
         };
         let chat = name.to_string();
@@ -236,15 +254,16 @@ impl TelegramJob {
                 let channel = crate::telegram::bot_api::channel_of(&chat);
                 let username = channel.username.clone();
                 self.known.insert(name.to_string(), channel);
-                Ok(match (admin, username) {
+                let route = match (admin, username) {
                     (true, _) => Route::Bot,
                     (false, Some(username)) => Route::Preview(username),
                     (false, None) => {
                         fallback("private channel and the bot is not its administrator".into())
                     }
-                })
+                };
+                Ok((route, true))
             }
-            Err(e) => flood(e).map(|e| fallback(format!("getChat failed: {e}"))),
+            Err(e) => unsettled(e, "getChat"),
         }
     }
 

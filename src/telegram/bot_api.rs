@@ -130,20 +130,28 @@ struct Message {
     /// The link preview shown under the text.
     #[serde(default)]
     link_preview_options: Option<LinkPreview>,
+    /// A photo (sizes).
     #[serde(default)]
     photo: Option<IgnoredAny>,
+    /// A video.
     #[serde(default)]
     video: Option<IgnoredAny>,
+    /// A round video note.
     #[serde(default)]
     video_note: Option<IgnoredAny>,
+    /// A GIF-like animation (Telegram also fills `document`).
     #[serde(default)]
     animation: Option<IgnoredAny>,
+    /// A file.
     #[serde(default)]
     document: Option<IgnoredAny>,
+    /// A music file.
     #[serde(default)]
     audio: Option<IgnoredAny>,
+    /// A voice note.
     #[serde(default)]
     voice: Option<IgnoredAny>,
+    /// A sticker.
     #[serde(default)]
     sticker: Option<IgnoredAny>,
 }

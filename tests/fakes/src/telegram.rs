@@ -78,8 +78,11 @@ pub struct SentMessage {
 ///
 /// Any token is accepted until [`FakeTelegram::expect_token`].
 pub struct FakeTelegram {
+    /// The bound address.
     addr: SocketAddr,
+    /// Shared with the handler.
     state: Arc<TelegramState>,
+    /// The server; `None` after [`FakeTelegram::shutdown`].
     server: Mutex<Option<HttpServer>>,
 }
 
@@ -210,9 +213,13 @@ impl FakeTelegram {
 /// Shared state behind the handler.
 #[derive(Default)]
 struct TelegramState {
+    /// The only token accepted, once set.
     token: Mutex<Option<String>>,
+    /// Updates not yet confirmed by an offset, oldest first.
     updates: Mutex<Vec<Value>>,
+    /// The last update id handed out.
     next_update: AtomicI64,
+    /// Known chats and the bot's status in each.
     chats: Mutex<Vec<(Value, Option<String>)>>,
     /// (remaining, retry_after) of scripted Bot API 429s.
     rate_limit: Mutex<(usize, u64)>,
@@ -220,8 +227,11 @@ struct TelegramState {
     preview_rate_limit: Mutex<(usize, u64)>,
     /// (remaining, status) of scripted `sendMessage` failures.
     send_failures: Mutex<(usize, u64)>,
+    /// Preview pages by (lower-case channel, `before`).
     pages: Mutex<HashMap<(String, Option<i64>), String>>,
+    /// Successful `sendMessage` calls.
     sent: Mutex<Vec<SentMessage>>,
+    /// Every request answered.
     requests: Mutex<Vec<TelegramRequest>>,
 }
 
