@@ -71,7 +71,11 @@ pub fn run(args: RunArgs) -> i32 {
     let outbox = if config.local {
         Outbox::local(&state)
     } else {
-        match Outbox::open(&state, &config.backends, OutboxSettings::default()) {
+        let settings = OutboxSettings {
+            capacity: config.outbox_capacity,
+            ..OutboxSettings::default()
+        };
+        match Outbox::open(&state, &config.backends, settings) {
             Ok(outbox) => outbox,
             Err(e) => {
                 tracing::error!("outbox unusable in the state directory: {e}");

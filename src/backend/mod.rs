@@ -48,4 +48,4 @@ pub use delivery::BackoffPolicy;
 pub use local::ALERTS_FILE;
 pub use outbox::{DeliveryStats, Enqueued, Outbox, OutboxError, OutboxSettings, RecentAlert};
 pub use payloads::*;
-pub use post::{Dedup, Kind, Post, PostError, Target, DEFAULT_DEDUP_WINDOW};
+pub use post::{Kind, Post, PostError, Target, DEFAULT_DEDUP_WINDOW};

@@ -128,6 +128,7 @@ struct Inner {
 /// The durable outbox; cheap to clone, one per process.
 #[derive(Debug, Clone)]
 pub struct Outbox {
+    /// Queues, clients and the local sink, shared by every clone.
     inner: Arc<Inner>,
 }
 
@@ -305,6 +306,22 @@ impl Outbox {
             Ok(recent) => recent.iter().cloned().collect(),
             Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
         }
+    }
+
+    /// Configured backend names, primary first (empty in local mode): the
+    /// user-alert job reads each one's active list and answers it there.
+    pub fn backend_names(&self) -> Vec<&'static str> {
+        self.inner.backends.iter().map(|b| b.queue.name()).collect()
+    }
+
+    /// The HTTP client of backend `name`, for GET routes (OI snapshot,
+    /// active user alerts, liquid universe). Run its calls in `spawn_blocking`.
+    pub fn client(&self, name: &str) -> Option<BackendClient> {
+        self.inner
+            .backends
+            .iter()
+            .find(|b| b.queue.name() == name)
+            .map(|b| b.client.clone())
     }
 
     /// Whether this is the `--local` outbox.

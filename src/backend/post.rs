@@ -64,7 +64,7 @@ pub enum Target {
 
 /// The dedup identity of a post.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dedup {
+pub(crate) struct Dedup {
     /// E.g. `volume:BTCUSDT:2025-12-03T14:00:00Z:SPIKE`.
     pub key: String,
     /// A post with the same key enqueued less than this before is a duplicate.

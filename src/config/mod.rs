@@ -174,6 +174,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Release manifest URL, when configured.
     pub update_url: Option<String>,
+    /// Undelivered posts kept per backend before shedding.
+    pub outbox_capacity: usize,
     /// Job names switched off by configuration.
     pub disabled_jobs: Vec<String>,
     /// tracing env-filter directive.
@@ -419,6 +421,9 @@ impl Config {
                 None => BTreeMap::new(),
             },
         };
+        let outbox_capacity = r
+            .number(&settings::OUTBOX_CAPACITY, (100, 1_000_000))
+            .unwrap_or(20_000);
         let binance = BinanceConfig {
             rest_url: r
                 .url(&settings::BINANCE_FAPI_URL, http_schemes)
@@ -508,6 +513,7 @@ impl Config {
             http_addr,
             state_dir,
             update_url,
+            outbox_capacity,
             disabled_jobs,
             log_filter,
             wedge,

@@ -147,6 +147,13 @@ pub const UPDATE_URL: Setting = setting!(
     false,
     "release manifest URL for self-update (a manifest.json on any static host)"
 );
+/// Undelivered posts kept per backend.
+pub const OUTBOX_CAPACITY: Setting = setting!(
+    ["VOLSPIKE_OUTBOX_CAPACITY"],
+    Some("20000"),
+    false,
+    "undelivered posts kept per backend; when full, OI samples are shed first (100-1000000)"
+);
 /// Jobs switched off.
 pub const DISABLED_JOBS: Setting = setting!(
     ["VOLSPIKE_DISABLED_JOBS"],
@@ -183,6 +190,7 @@ pub const ALL: &[&Setting] = &[
     &HTTP_ADDR,
     &STATE_DIR,
     &UPDATE_URL,
+    &OUTBOX_CAPACITY,
     &DISABLED_JOBS,
     &LOG_FILTER,
     &WEDGE,
