@@ -17,4 +17,5 @@ pub mod run;
 pub mod shutdown;
 pub mod state;
 pub mod systemd;
+pub mod telegram;
 pub mod version;

@@ -4,17 +4,14 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use volspike::backend::{Outbox, OutboxSettings};
-use volspike::binance::cache::FundingCache;
 use volspike::binance::frames::{MarkUpdate, Update};
-use volspike::binance::governor::WeightGovernor;
-use volspike::binance::{BinanceRest, Universe};
 use volspike::clock::from_unix_ms;
-use volspike::config::{BackendConfig, Secret};
+use volspike::config::{Config, Mode, Sources};
+use volspike::jobs::services::Services;
 use volspike::jobs::volume_spike::detect::Rules;
 use volspike::jobs::volume_spike::VolumeSpike;
 use volspike::jobs::Job;
@@ -78,28 +75,27 @@ impl Rig {
             .enable_all()
             .build()
             .expect("runtime");
-        let state = StateDir::open(state).expect("state dir");
-        let config = BackendConfig {
-            name: "primary",
-            url: backend.url(),
-            key: Secret::new("test-key"),
+        let env = [
+            ("BACKEND_URL", backend.url()),
+            ("ALERT_INGEST_API_KEY", "test-key".to_string()),
+            ("BINANCE_FAPI_URL", binance.rest_url()),
+            ("VOLSPIKE_STATE_DIR", state.display().to_string()),
+        ];
+        let sources = Sources {
+            env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            ..Sources::default()
         };
-        let outbox = Outbox::open(&state, &[config], OutboxSettings::default()).expect("outbox");
+        let (config, _) =
+            Config::from_sources(&sources, Mode::default()).expect("valid test config");
+        let state = StateDir::open(&config.state_dir).expect("state dir");
+        let outbox =
+            Outbox::open(&state, &config.backends, OutboxSettings::default()).expect("outbox");
         let (trigger, shutdown) = shutdown::channel();
         let liveness = Liveness::new(None);
-        runtime.block_on(async {
-            outbox.start_delivery(&liveness, shutdown);
-        });
-        let rest = BinanceRest::new(
-            &binance.rest_url(),
-            Arc::new(WeightGovernor::default()),
-            8,
-            Duration::from_secs(10),
-        )
-        .expect("rest client");
-        let universe = Arc::new(Universe::new(rest.clone(), Duration::from_secs(3600)));
-        let funding = FundingCache::new();
-        funding.apply(
+        let context = runtime.enter();
+        outbox.start_delivery(&liveness, shutdown);
+        let services = Services::build(&config, state, outbox).expect("services");
+        services.funding.cache.apply(
             &[Update::Mark(MarkUpdate {
                 symbol: "BTCUSDT".into(),
                 mark_price: Some(102.4),
@@ -110,16 +106,8 @@ impl Rig {
             })],
             1_764_770_700_000,
         );
-        let snapshots = outbox.client("primary");
-        let job = VolumeSpike::new(
-            rest,
-            universe,
-            funding,
-            outbox,
-            snapshots,
-            Rules::default(),
-            state,
-        );
+        let job = VolumeSpike::new(&services, Rules::default());
+        drop(context);
         Rig {
             runtime,
             job,

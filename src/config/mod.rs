@@ -141,6 +141,9 @@ pub struct TelegramConfig {
     pub api_url: String,
     /// Public preview base URL.
     pub preview_url: String,
+    /// Channel (lower-case username or numeric id) → news category; channels
+    /// not listed are `general`.
+    pub categories: BTreeMap<String, String>,
 }
 
 /// Binance connection settings.
@@ -340,6 +343,35 @@ fn split_list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parses `channel=category` pairs (comma- or space-separated); channel names
+/// are case-insensitive, so they are kept lower-case, without a leading `@`.
+fn parse_categories(value: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for pair in value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some((channel, category))
+                if !channel.trim().trim_start_matches('@').is_empty()
+                    && !category.trim().is_empty() =>
+            {
+                map.insert(
+                    channel.trim().trim_start_matches('@').to_ascii_lowercase(),
+                    category.trim().to_string(),
+                );
+            }
+            _ => {
+                return Err(format!(
+                    "`{pair}` is not channel=category (e.g. marketfeed=macro)"
+                ))
+            }
+        }
+    }
+    Ok(map)
+}
+
 impl Config {
     /// Validates `sources` for `mode`: the config, plus warnings; or every problem.
     pub fn from_sources(sources: &Sources, mode: Mode) -> Result<(Config, Report), Report> {
@@ -407,6 +439,15 @@ impl Config {
             preview_url: r
                 .url(&settings::TELEGRAM_PREVIEW_URL, http_schemes)
                 .unwrap_or_default(),
+            categories: match r.optional(&settings::TELEGRAM_CATEGORIES) {
+                Some(v) => parse_categories(&v).unwrap_or_else(|why| {
+                    r.report
+                        .problems
+                        .push(format!("TELEGRAM_CATEGORIES: {why}"));
+                    BTreeMap::new()
+                }),
+                None => BTreeMap::new(),
+            },
         };
         let outbox_capacity = r
             .number(&settings::OUTBOX_CAPACITY, (100, 1_000_000))
@@ -705,6 +746,33 @@ mod tests {
         assert_eq!(key.shown, "****");
         let (config, _) = Config::from_sources(&s, Mode::default()).expect("valid");
         assert!(!format!("{config:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn telegram_categories_default_and_override() {
+        let s = sources(&[], "");
+        let (config, _) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert_eq!(config.telegram.categories["marketfeed"], "macro");
+        assert_eq!(config.telegram.categories["watcherguru"], "crypto");
+
+        let s = sources(
+            &[(
+                "TELEGRAM_CATEGORIES",
+                "@MarketFeed=crypto, whale_alert=onchain",
+            )],
+            "",
+        );
+        let (config, _) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert_eq!(config.telegram.categories.len(), 2);
+        assert_eq!(config.telegram.categories["marketfeed"], "crypto");
+        assert_eq!(config.telegram.categories["whale_alert"], "onchain");
+
+        let s = sources(&[("TELEGRAM_CATEGORIES", "marketfeed")], "");
+        let report = Config::from_sources(&s, Mode { local: true }).expect_err("invalid");
+        assert!(report
+            .problems
+            .iter()
+            .any(|p| p.contains("TELEGRAM_CATEGORIES")));
     }
 
     #[test]

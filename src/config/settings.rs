@@ -91,6 +91,13 @@ pub const TELEGRAM_PREVIEW_URL: Setting = setting!(
     false,
     "public channel preview base URL"
 );
+/// Telegram channel → news category map.
+pub const TELEGRAM_CATEGORIES: Setting = setting!(
+    ["TELEGRAM_CATEGORIES"],
+    Some("marketfeed=macro,watcherguru=crypto"),
+    false,
+    "news category per channel, channel=category pairs; other channels are `general`"
+);
 /// Binance futures REST base URL.
 pub const BINANCE_FAPI_URL: Setting = setting!(
     ["BINANCE_FAPI_URL"],
@@ -221,6 +228,7 @@ pub const ALL: &[&Setting] = &[
     &TELEGRAM_CHAT,
     &TELEGRAM_API_URL,
     &TELEGRAM_PREVIEW_URL,
+    &TELEGRAM_CATEGORIES,
     &BINANCE_FAPI_URL,
     &BINANCE_WS_URL,
     &FUNDING_STALE_SECS,

@@ -10,7 +10,9 @@
 pub mod liquid_universe;
 pub mod open_interest;
 pub mod scheduler;
+pub mod services;
 pub mod status;
+pub mod telegram;
 pub mod user_alerts;
 pub mod volume_spike;
 

@@ -14,6 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use self::detect::{AlertType, Candle, Rules};
+use super::services::Services;
 use super::{Job, Schedule};
 use crate::backend::{
     Auth, BackendClient, CandleDirection, Enqueued, Outbox, Post, VolumeAlert, VolumeAlertType,
@@ -22,6 +23,7 @@ use crate::binance::cache::FundingCache;
 use crate::binance::{BinanceRest, Kline, Universe};
 use crate::clock::{from_unix_ms, iso, unix_ms};
 use crate::state::StateDir;
+use crate::telegram::notifier::TelegramNotifier;
 
 /// The file holding the ledger in the state directory.
 const LEDGER_FILE: &str = "volume_spike.json";
@@ -60,20 +62,16 @@ pub struct VolumeSpike {
     state: StateDir,
     /// (symbol, hour) → first alert minute.
     ledger: Ledger,
+    /// The same message to a Telegram chat, when configured; never blocks.
+    notifier: TelegramNotifier,
 }
 
 impl VolumeSpike {
-    /// Builds the job and loads its ledger (a corrupt ledger is logged and
-    /// replaced: re-firing one hour is better than not running).
-    pub fn new(
-        rest: BinanceRest,
-        universe: Arc<Universe>,
-        funding: FundingCache,
-        outbox: Outbox,
-        snapshots: Option<BackendClient>,
-        rules: Rules,
-        state: StateDir,
-    ) -> VolumeSpike {
+    /// Builds the job from the shared clients and loads its ledger (a
+    /// corrupt ledger is logged and replaced: re-firing one hour is better
+    /// than not running).
+    pub fn new(services: &Services, rules: Rules) -> VolumeSpike {
+        let state = services.state.clone();
         let ledger = match state.load_json::<Ledger>(LEDGER_FILE) {
             Ok(ledger) => ledger.unwrap_or_default(),
             Err(e) => {
@@ -82,14 +80,15 @@ impl VolumeSpike {
             }
         };
         VolumeSpike {
-            rest,
-            universe,
-            funding,
-            outbox,
-            snapshots,
+            rest: services.rest.clone(),
+            universe: services.universe.clone(),
+            funding: services.funding.cache.clone(),
+            outbox: services.outbox.clone(),
+            snapshots: services.primary.clone(),
             rules,
             state,
             ledger,
+            notifier: services.notifier.clone(),
         }
     }
 
@@ -251,7 +250,9 @@ impl Job for VolumeSpike {
             // Enqueue first, then record: after a crash in between, the
             // re-decided post is a duplicate the outbox refuses by its key.
             match self.outbox.enqueue(Post::volume_alert(&payload)).await? {
-                Enqueued::Queued => {}
+                // Only a newly queued alert goes to Telegram: a duplicate was
+                // announced when it was first queued.
+                Enqueued::Queued => self.notifier.send_alert(&payload.message).await,
                 Enqueued::Duplicate => duplicates += 1,
             }
             if alert == AlertType::Spike {
