@@ -8,6 +8,7 @@ use crate::binance::stream::{self, StreamSettings};
 use crate::cli::RunArgs;
 use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
 use crate::http::{HttpContext, HttpServer};
+use crate::jobs::funding_health::FundingHealth;
 use crate::jobs::liquid_universe::select::Thresholds;
 use crate::jobs::liquid_universe::LiquidUniverse;
 use crate::jobs::scheduler::{self, ScheduledJob};
@@ -142,6 +143,7 @@ pub fn run(args: RunArgs) -> i32 {
 /// Jobs this version can run (the others of [`crate::jobs::KNOWN`] are
 /// still to come).
 const AVAILABLE: &[&str] = &[
+    "funding_health",
     "funding_stream",
     "liquid_universe",
     "telegram",
@@ -184,6 +186,13 @@ fn build_jobs(
             && (only.is_empty() || only.iter().any(|o| o == name))
     };
     let mut jobs = Vec::new();
+    // funding_health checks what the stream fills: no stream, no check.
+    if wanted(FundingHealth::NAME) && wanted(stream::NAME) {
+        jobs.push(ScheduledJob::new(FundingHealth::new(
+            services,
+            config.thresholds.health_min_symbols,
+        )));
+    }
     if wanted(LiquidUniverse::NAME) {
         let thresholds = Thresholds {
             enter: config.thresholds.liquid_enter,

@@ -179,6 +179,8 @@ pub struct JobThresholds {
     pub liquid_enter: f64,
     /// liquid_universe: stay while at or above this.
     pub liquid_exit: f64,
+    /// funding_health: minimum symbols with funding.
+    pub health_min_symbols: usize,
 }
 
 /// The validated configuration every command works from.
@@ -502,6 +504,9 @@ impl Config {
                     .unwrap_or(liquid_enter / 2.0),
                 None => liquid_enter / 2.0,
             },
+            health_min_symbols: r
+                .number(&settings::HEALTH_MIN_SYMBOLS, (0, 100_000))
+                .unwrap_or(500),
         };
 
         let http_addr = match r.optional(&settings::HTTP_ADDR) {

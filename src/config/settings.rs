@@ -217,6 +217,14 @@ pub const LIQUID_EXIT_USD: Setting = setting!(
 /// Hidden test switch: shift the wall clock (see [`crate::clock::now`]).
 pub const CLOCK_OFFSET: Setting = setting!(["VOLSPIKE_CLOCK_OFFSET_MS"], None, false, "");
 
+/// funding_health: minimum symbol count.
+pub const HEALTH_MIN_SYMBOLS: Setting = setting!(
+    ["VOLSPIKE_HEALTH_MIN_SYMBOLS"],
+    Some("500"),
+    false,
+    "funding_health: fewer symbols with funding than this is unhealthy"
+);
+
 /// Every setting, in the order `check-config` prints them.
 pub const ALL: &[&Setting] = &[
     &BACKEND_URL,
@@ -243,6 +251,7 @@ pub const ALL: &[&Setting] = &[
     &SPIKE_MIN_VOLUME,
     &LIQUID_ENTER_USD,
     &LIQUID_EXIT_USD,
+    &HEALTH_MIN_SYMBOLS,
     &DISABLED_JOBS,
     &LOG_FILTER,
     &WEDGE,

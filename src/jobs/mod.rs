@@ -7,6 +7,7 @@
 //! next to it, unit-tested without sockets; the scheduler owns timing, logging
 //! context (`JOB=<name>`), panics and `/health` bookkeeping, so a job does not.
 
+pub mod funding_health;
 pub mod liquid_universe;
 pub mod open_interest;
 pub mod scheduler;
