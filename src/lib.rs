@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod logging;
+pub mod net;
 pub mod run;
 pub mod shutdown;
 pub mod state;
