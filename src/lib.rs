@@ -16,5 +16,6 @@ pub mod logging;
 pub mod run;
 pub mod shutdown;
 pub mod state;
+pub mod status;
 pub mod systemd;
 pub mod version;
