@@ -25,15 +25,29 @@ pub struct Target {
 /// readable; the default one is used only when it is (as non-root it is
 /// not: mode 0600), else the environment and the default decide.
 pub fn resolve(env_file: Option<&Path>) -> Result<Target, String> {
+    // Why the default env file was skipped, when it exists: the operator
+    // then knows a non-default address in it went unseen.
+    let mut skipped = None;
     let file = match env_file {
         Some(path) => Some(path.to_path_buf()),
         None => {
             let default = PathBuf::from(DEFAULT_ENV_FILE);
-            std::fs::File::open(&default).is_ok().then_some(default)
+            match std::fs::File::open(&default) {
+                Ok(_) => Some(default),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    skipped = Some(format!("{DEFAULT_ENV_FILE} not read: {e}; try sudo"));
+                    None
+                }
+            }
         }
     };
     let sources = Sources::load(file.as_deref())?;
-    from_sources(&sources)
+    let mut target = from_sources(&sources)?;
+    if let (Some(why), "default") = (skipped, target.origin.as_str()) {
+        target.origin = format!("default; {why}");
+    }
+    Ok(target)
 }
 
 /// [`resolve`] on already loaded sources.
