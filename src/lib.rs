@@ -17,6 +17,7 @@ pub mod net;
 pub mod run;
 pub mod shutdown;
 pub mod state;
+pub mod status;
 pub mod systemd;
 pub mod telegram;
 pub mod version;

@@ -251,6 +251,8 @@ async fn supervise(
             outbox: Some(outbox.clone()),
             governor: Some(services.governor.clone()),
             funding: services.funding.clone(),
+            universe: Some(services.universe.clone()),
+            requests: Default::default(),
         },
         liveness.register("http", LOOP_DEADLINE),
         shutdown.clone(),

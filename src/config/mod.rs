@@ -79,7 +79,7 @@ impl Sources {
     }
 
     /// Finds a setting under any of its names: environment first, then file.
-    fn lookup(&self, setting: &Setting) -> Option<(String, Origin)> {
+    pub fn lookup(&self, setting: &Setting) -> Option<(String, Origin)> {
         for name in setting.names {
             if let Some(value) = self.env.get(*name) {
                 return Some((value.clone(), Origin::Env((*name).to_string())));
