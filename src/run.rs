@@ -16,8 +16,10 @@ use crate::http::funding::FundingApi;
 use crate::http::{HttpContext, HttpServer};
 use crate::jobs::liquid_universe::select::Thresholds;
 use crate::jobs::liquid_universe::{LiquidSet, LiquidUniverse};
+use crate::jobs::open_interest::{self, OpenInterest};
 use crate::jobs::scheduler::{self, ScheduledJob};
 use crate::jobs::status::StatusBoard;
+use crate::jobs::user_alerts::UserAlerts;
 use crate::jobs::Job;
 use crate::shutdown;
 use crate::state::StateDir;
@@ -140,7 +142,12 @@ pub fn run(args: RunArgs) -> i32 {
 
 /// Jobs this version can run (the others of [`crate::jobs::KNOWN`] are
 /// still to come).
-const AVAILABLE: &[&str] = &["funding_stream", "liquid_universe"];
+const AVAILABLE: &[&str] = &[
+    "funding_stream",
+    "liquid_universe",
+    "open_interest",
+    "user_alerts",
+];
 
 /// `--only` names must be jobs; a typo is a usage error, not a silent no-op.
 fn check_only(only: &[String]) -> Result<(), String> {
@@ -242,6 +249,30 @@ fn build_jobs(
             Thresholds::default(),
             services.liquid.clone(),
         )));
+    }
+    if wanted(OpenInterest::NAME) {
+        jobs.push(ScheduledJob::new(OpenInterest::new(
+            services.rest.clone(),
+            services.funding.cache.clone(),
+            services.liquid.clone(),
+            services.outbox.clone(),
+            services.state.clone(),
+            open_interest::Settings::from_config(&config.open_interest, config.funding.stale_after),
+        )));
+    }
+    if wanted(UserAlerts::NAME) {
+        // User alerts live in the backends: nothing to check in --local.
+        match UserAlerts::new(
+            services.outbox.clone(),
+            services.rest.clone(),
+            services.universe.clone(),
+            services.funding.cache.clone(),
+            config.funding.stale_after,
+            config.user_alerts.clone(),
+        ) {
+            Some(job) => jobs.push(ScheduledJob::new(job)),
+            None => tracing::info!("user_alerts not started: no backend configured (--local)"),
+        }
     }
     Ok(jobs)
 }
