@@ -198,8 +198,10 @@ impl OpenInterest {
         let needed = self
             .governor
             .min_interval_for(per_poll, self.settings.weight_share);
-        // Whole seconds, rounded up: the log and /health speak seconds.
-        let needed = Duration::from_secs(needed.as_secs() + u64::from(needed.subsec_nanos() > 0));
+        // Whole seconds, rounded up (after rounding away float noise to the
+        // millisecond: 40/60 of a minute is 40 s, not 41): the log speaks seconds.
+        let needed_ms = (needed.as_secs_f64() * 1000.0).round() as u64;
+        let needed = Duration::from_secs(needed_ms.div_ceil(1000));
         let interval = base.max(needed);
         if interval != self.logged_interval {
             let per_minute = f64::from(per_poll) * 60.0 / base.as_secs_f64().max(1.0);
