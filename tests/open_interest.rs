@@ -4,6 +4,8 @@
 //!
 //! No timing assertions: waits poll a condition with a generous deadline.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -606,4 +608,32 @@ async fn a_small_budget_stretches_the_poll_and_says_so_once() {
         .filter(|r| r.path == "/fapi/v1/openInterest")
         .count();
     assert_eq!(oi_calls, 80);
+}
+
+/// The real binary runs the job (`--local`: samples only logged) and
+/// reports it in `/health`; without a liquid set yet it polls nothing.
+#[test]
+fn the_binary_runs_open_interest() {
+    let binance = FakeBinance::start(Market::synthetic(4)).expect("fake binance");
+    let dir = common::TempDir::new("oi-bin");
+    let fapi = binance.rest_url();
+    let running = common::Running::start(
+        &dir,
+        &["--local", "--only", "open_interest"],
+        &[("BINANCE_FAPI_URL", fapi.as_str())],
+    );
+    assert!(running.wait_http(), "{}", running.log_text());
+    let health = common::wait_until(PATIENCE, || {
+        common::http_get(&running.addr, "/health")
+            .ok()
+            .filter(|(_, body)| body.contains("no liquid symbols yet"))
+    });
+    assert!(health.is_some(), "{}", running.log_text());
+    let (_, body) = health.unwrap_or_default();
+    let parsed: Value = serde_json::from_str(&body).expect("health JSON");
+    assert_eq!(parsed["jobs"]["open_interest"]["schedule"], "every 30s");
+    assert!(binance
+        .requests()
+        .iter()
+        .all(|r| r.path != "/fapi/v1/openInterest"));
 }

@@ -198,27 +198,30 @@ fn side(value: f64, threshold: f64) -> std::cmp::Ordering {
 }
 
 /// Whether an uncrossed alert gets an update-checked (see the module docs).
+/// `last_sent` is the last update-checked this process enqueued for the
+/// alert (when, and the value), which the backend may not show yet.
 pub fn should_update(
     previous: Option<f64>,
     current: f64,
     threshold: f64,
-    last_sent: Option<SystemTime>,
+    last_sent: Option<(SystemTime, f64)>,
     now: SystemTime,
     refresh: Duration,
 ) -> bool {
+    let recent =
+        last_sent.filter(|(at, _)| now.duration_since(*at).is_ok_and(|since| since < refresh));
+    // Told the backend a value on the same side a moment ago: its view is
+    // (or will be, once delivered) good enough; do not repeat it every tick.
+    if recent.is_some_and(|(_, sent)| side(sent, threshold) == side(current, threshold)) {
+        return false;
+    }
     let Some(previous) = previous else {
         return true;
     };
     if side(previous, threshold) != side(current, threshold) {
         return true;
     }
-    if previous == current {
-        return false;
-    }
-    match last_sent {
-        None => true,
-        Some(at) => now.duration_since(at).map_or(true, |d| d >= refresh),
-    }
+    previous != current && recent.is_none()
 }
 
 /// Per-backend counts for the summary.
@@ -263,8 +266,8 @@ pub struct UserAlerts {
     settings: UserAlertsConfig,
     /// When free alerts were last checked (a tick's due time).
     last_free: Option<SystemTime>,
-    /// (backend, alert id) → when its last update-checked was enqueued.
-    checked_at: HashMap<(&'static str, String), SystemTime>,
+    /// (backend, alert id) → when its last update-checked was enqueued, and its value.
+    checked_at: HashMap<(&'static str, String), (SystemTime, f64)>,
     /// (backend, alert id) of alerts triggered while still listed: not
     /// checked again until the backend drops them from its active list.
     triggered: HashSet<(&'static str, String)>,
@@ -518,7 +521,7 @@ impl UserAlerts {
                     {
                         Ok(_) => {
                             tally.checked += 1;
-                            self.checked_at.insert(key, now);
+                            self.checked_at.insert(key, (now, current));
                         }
                         Err(e) => {
                             tracing::warn!("update-checked not enqueued: {e}");
@@ -664,8 +667,24 @@ mod tests {
         let t0 = from_unix_ms(1_764_928_800_000);
         let refresh = Duration::from_secs(300);
         let later = |s| t0 + Duration::from_secs(s);
-        // No baseline yet: always.
-        assert!(should_update(None, 1.0, 2.0, Some(t0), later(1), refresh));
+        // No baseline yet: yes, unless one was just sent (not delivered yet).
+        assert!(should_update(None, 1.0, 2.0, None, t0, refresh));
+        assert!(!should_update(
+            None,
+            1.0,
+            2.0,
+            Some((t0, 1.1)),
+            later(30),
+            refresh
+        ));
+        assert!(should_update(
+            None,
+            1.0,
+            2.0,
+            Some((t0, 1.1)),
+            later(300),
+            refresh
+        ));
         // Unchanged: never.
         assert!(!should_update(Some(1.0), 1.0, 2.0, None, t0, refresh));
         // Moved, never sent: yes; sent 30 s ago: no; 5 minutes ago: yes.
@@ -674,7 +693,7 @@ mod tests {
             Some(1.0),
             1.5,
             2.0,
-            Some(t0),
+            Some((t0, 1.2)),
             later(30),
             refresh
         ));
@@ -682,16 +701,16 @@ mod tests {
             Some(1.0),
             1.5,
             2.0,
-            Some(t0),
+            Some((t0, 1.2)),
             later(300),
             refresh
         ));
-        // Sitting on the threshold then leaving it (no cross): at once.
+        // Sitting on the threshold, then leaving it without crossing: at once.
         assert!(should_update(
             Some(2.0),
             2.5,
             2.0,
-            Some(t0),
+            Some((t0, 2.0)),
             later(30),
             refresh
         ));
@@ -699,7 +718,7 @@ mod tests {
             Some(2.0),
             1.5,
             2.0,
-            Some(t0),
+            Some((t0, 2.0)),
             later(30),
             refresh
         ));
