@@ -461,6 +461,7 @@ mod tests {
         let disabled = config(&[("VOLSPIKE_DISABLED_JOBS", "funding_stream")]);
         assert!(!wanted(&disabled, &[], "funding_stream"));
         assert!(check_only(&only(&["funding_stream", "liquid_universe"])).is_ok());
+        assert!(check_only(&only(&["open_interest", "user_alerts"])).is_ok());
         assert!(check_only(&only(&["nonsense"])).is_err());
     }
 }

@@ -42,7 +42,10 @@ fn at(i: u64) -> SystemTime {
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct Dir(PathBuf);
+struct Dir(
+    /// The directory.
+    PathBuf,
+);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
@@ -168,11 +171,17 @@ fn mark(cache: &FundingCache, symbol: &str, price: f64, funding: f64) {
 /// The fixture of most tests: fake Binance with a few symbols whose open
 /// interest the test sets, a fake backend, an outbox and a funding cache.
 struct Rig {
+    /// Fake Binance (BTCUSDT, ETHUSDT, SYM0001USDT in the liquid set).
     binance: FakeBinance,
+    /// Fake backend that records the posts.
     backend: FakeBackend,
+    /// The outbox delivering to it.
     delivery: Delivery,
+    /// Marks and funding rates, filled as the stream would.
     cache: FundingCache,
+    /// The liquid set the job polls.
     liquid: LiquidSet,
+    /// REST client on the fake, default budget.
     rest: BinanceRest,
 }
 
@@ -524,7 +533,10 @@ async fn no_liquid_symbols_is_a_quiet_tick() {
 
 /// Collects formatted log output.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+struct Captured(
+    /// Everything written so far.
+    Arc<Mutex<Vec<u8>>>,
+);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -32,8 +32,9 @@ use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market};
 const PATIENCE: Duration = Duration::from_secs(30);
 /// 2025-12-05T10:00:00Z, on a 5-minute boundary.
 const T0_MS: u64 = 1_764_928_800_000;
-/// Keys of the two backends.
+/// Key of the primary backend.
 const KEY: &str = "primary-key";
+/// Key of the dev backend.
 const DEV_KEY: &str = "dev-key";
 
 fn at(secs: u64) -> SystemTime {
@@ -41,7 +42,10 @@ fn at(secs: u64) -> SystemTime {
 }
 
 /// A fresh directory, removed on drop.
-struct Dir(PathBuf);
+struct Dir(
+    /// The directory.
+    PathBuf,
+);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
@@ -64,13 +68,21 @@ impl Drop for Dir {
 /// Fake Binance and two fake backends, an outbox delivering to both, and
 /// a funding cache the test fills as the stream would.
 struct Rig {
+    /// Fake Binance (BTCUSDT, ETHUSDT, SYM0001USDT, SYM0002USDT).
     binance: FakeBinance,
+    /// The primary backend (key [`KEY`]).
     primary: FakeBackend,
+    /// The dev backend (key [`DEV_KEY`]).
     dev: FakeBackend,
+    /// The outbox delivering to both.
     outbox: Outbox,
+    /// Prices and funding rates, filled as the stream would.
     cache: FundingCache,
+    /// REST client on the fake.
     rest: BinanceRest,
+    /// The outbox's state directory.
     _dir: Dir,
+    /// Stops the delivery loops on drop.
     _trigger: ShutdownTrigger,
 }
 

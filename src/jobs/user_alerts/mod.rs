@@ -50,6 +50,9 @@ use crate::binance::{BinanceRest, Universe};
 use crate::clock::{floor, unix_ms};
 use crate::config::UserAlertsConfig;
 
+/// Unknown symbols remembered as warned before the memory is reset.
+const MAX_WARNED: usize = 10_000;
+
 /// The backend route listing active alerts.
 pub const ACTIVE_PATH: &str = "/api/user-alerts-trigger/active";
 
@@ -239,6 +242,10 @@ struct Tally {
     quiet: usize,
     /// Skipped: unknown symbol, no value, outbox refusal.
     skipped: usize,
+    /// Of those, skipped for want of a current value.
+    no_value: usize,
+    /// The first such alert and why, for the one log line.
+    first_no_value: Option<String>,
 }
 
 /// The current values a tick needs, each `Err` with the reason it is unknown.
@@ -271,6 +278,8 @@ pub struct UserAlerts {
     /// (backend, alert id) of alerts triggered while still listed: not
     /// checked again until the backend drops them from its active list.
     triggered: HashSet<(&'static str, String)>,
+    /// Unknown symbols already warned about.
+    warned_unknown: HashSet<String>,
 }
 
 impl UserAlerts {
@@ -303,6 +312,7 @@ impl UserAlerts {
             last_free: None,
             checked_at: HashMap::new(),
             triggered: HashSet::new(),
+            warned_unknown: HashSet::new(),
         })
     }
 
@@ -462,12 +472,13 @@ impl UserAlerts {
             let current = match values.by_key.get(&(alert.kind, alert.symbol.clone())) {
                 Some(Ok(v)) => *v,
                 Some(Err(e)) => {
-                    tracing::warn!(
-                        alert = %alert.id,
-                        symbol = %alert.symbol,
-                        "user alert not checked: no current value: {e}"
-                    );
+                    // One line per tick, not one per alert: with Binance
+                    // down, hundreds of alerts share the same cause.
                     tally.skipped += 1;
+                    tally.no_value += 1;
+                    tally.first_no_value.get_or_insert_with(|| {
+                        format!("alert {} ({}): {e}", alert.id, alert.symbol)
+                    });
                     continue;
                 }
                 None => {
@@ -602,10 +613,17 @@ impl Job for UserAlerts {
             }
         }
         for (symbol, n) in &unknown {
-            tracing::warn!(
-                symbol = %symbol,
-                "{n} user alert(s) skipped: {symbol} is not a trading USDT perpetual"
-            );
+            // Warned once per symbol per run: a user's typo would otherwise
+            // repeat every 30 s for as long as the alert exists.
+            if self.warned_unknown.insert(symbol.clone()) {
+                tracing::warn!(
+                    symbol = %symbol,
+                    "{n} user alert(s) skipped: {symbol} is not a trading USDT perpetual (warned once)"
+                );
+            }
+        }
+        if self.warned_unknown.len() > MAX_WARNED {
+            self.warned_unknown.clear();
         }
 
         // 3. Values once for all backends, then decisions per backend.
@@ -613,6 +631,12 @@ impl Job for UserAlerts {
         let mut parts = Vec::new();
         for (name, alerts, mut tally) in lists {
             self.decide(name, &alerts, &values, now, &mut tally).await;
+            if let Some(first) = &tally.first_no_value {
+                tracing::warn!(
+                    "{name}: {} user alert(s) not checked for want of a current value (first: {first})",
+                    tally.no_value
+                );
+            }
             parts.push(format!(
                 "{name}: {} active ({} free not due), {} triggered, {} update-checked, {} unchanged, {} skipped",
                 tally.listed, tally.free_waiting, tally.triggered, tally.checked, tally.quiet, tally.skipped
