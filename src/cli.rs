@@ -24,7 +24,7 @@ pub enum Command {
     Run(RunArgs),
     /// Install on this machine as root: binary, user, env file, state dir, systemd units.
     Install(InstallArgs),
-    /// Stop, disable and remove the systemd units.
+    /// Stop, disable and remove the service's unit and binary (--purge: state and env file too).
     Uninstall(UninstallArgs),
     /// Update from the signed release source or a local artifact; roll back on failure.
     SelfUpdate(SelfUpdateArgs),
@@ -118,8 +118,8 @@ pub fn main() -> i32 {
             println!("{}", crate::version::line());
             0
         }
-        Command::Install(_) => not_available("install", "the install issue"),
-        Command::Uninstall(_) => not_available("uninstall", "the install issue"),
+        Command::Install(args) => crate::systemd::install::run(args),
+        Command::Uninstall(args) => crate::systemd::uninstall::run(args),
         Command::SelfUpdate(_) => not_available("self-update", "the self-update issue"),
         Command::Status(_) => not_available("status", "the operator-surface issue"),
     }

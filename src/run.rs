@@ -1,25 +1,24 @@
 //! `volspike run`: validate, open state, bind HTTP, start every loop, tell
 //! systemd READY, keep STATUS current, stop cleanly on SIGTERM.
 
-use std::time::{Duration, Instant, SystemTime};
-
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Outbox, OutboxSettings};
-use crate::binance::cache::FundingCache;
-use crate::binance::governor::{GovernorConfig, WeightGovernor, BINANCE_WEIGHT_LIMIT};
-use crate::binance::stream::{self, StreamSettings, StreamStatus};
-use crate::binance::{BinanceRest, Universe};
+use crate::binance::stream::{self, StreamSettings};
 use crate::cli::RunArgs;
 use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
-use crate::http::funding::FundingApi;
 use crate::http::{HttpContext, HttpServer};
+use crate::jobs::funding_health::FundingHealth;
 use crate::jobs::liquid_universe::select::Thresholds;
-use crate::jobs::liquid_universe::{LiquidSet, LiquidUniverse};
+use crate::jobs::liquid_universe::LiquidUniverse;
 use crate::jobs::open_interest::{self, OpenInterest};
 use crate::jobs::scheduler::{self, ScheduledJob};
+use crate::jobs::services::Services;
 use crate::jobs::status::StatusBoard;
+use crate::jobs::telegram::TelegramJob;
 use crate::jobs::user_alerts::UserAlerts;
+use crate::jobs::volume_spike::detect::Rules;
+use crate::jobs::volume_spike::VolumeSpike;
 use crate::jobs::Job;
 use crate::shutdown;
 use crate::state::StateDir;
@@ -97,6 +96,19 @@ pub fn run(args: RunArgs) -> i32 {
             }
         }
     };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    // Clients that start background tasks (the Telegram notifier) are built
+    // inside the runtime.
+    let _runtime_context = runtime.enter();
     let services = match Services::build(&config, state, outbox) {
         Ok(services) => services,
         Err(e) => {
@@ -110,16 +122,6 @@ pub fn run(args: RunArgs) -> i32 {
             tracing::error!("{problem}");
             eprintln!("volspike: {problem}");
             return 2;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return 1;
         }
     };
     tracing::info!(
@@ -143,10 +145,13 @@ pub fn run(args: RunArgs) -> i32 {
 /// Jobs this version can run (the others of [`crate::jobs::KNOWN`] are
 /// still to come).
 const AVAILABLE: &[&str] = &[
+    "funding_health",
     "funding_stream",
     "liquid_universe",
     "open_interest",
+    "telegram",
     "user_alerts",
+    "volume_spike",
 ];
 
 /// `--only` names must be jobs; a typo is a usage error, not a silent no-op.
@@ -167,59 +172,6 @@ fn check_only(only: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The shared clients and state every job is built from.
-pub struct Services {
-    /// The state directory.
-    pub state: StateDir,
-    /// Where posts go (or the local log).
-    pub outbox: Outbox,
-    /// The one weight governor for every Binance REST call.
-    pub governor: Arc<WeightGovernor>,
-    /// Binance REST client (bounded concurrency, governed).
-    pub rest: BinanceRest,
-    /// The USDT-perpetual universe, refreshed at least hourly.
-    pub universe: Arc<Universe>,
-    /// The liquid set, written by liquid_universe, read by open_interest.
-    pub liquid: LiquidSet,
-    /// The funding cache (fed by the stream) and the stream's counters.
-    pub funding: FundingApi,
-}
-
-impl Services {
-    /// Builds the shared clients from a validated configuration.
-    pub fn build(config: &Config, state: StateDir, outbox: Outbox) -> anyhow::Result<Services> {
-        let governor = Arc::new(WeightGovernor::new(GovernorConfig::with_fraction(
-            BINANCE_WEIGHT_LIMIT,
-            f64::from(config.binance.weight_ceiling_pct) / 100.0,
-            Duration::from_secs(60),
-        )));
-        let rest = BinanceRest::new(
-            &config.binance.rest_url,
-            governor.clone(),
-            config.binance.concurrency,
-            crate::binance::rest::DEFAULT_TIMEOUT,
-        )
-        .map_err(|e| anyhow::anyhow!("BINANCE_FAPI_URL: {e}"))?;
-        let universe = Arc::new(Universe::new(
-            rest.clone(),
-            crate::binance::universe::DEFAULT_MAX_AGE,
-        ));
-        Ok(Services {
-            state,
-            outbox,
-            governor,
-            rest,
-            universe,
-            liquid: LiquidSet::default(),
-            funding: FundingApi {
-                cache: FundingCache::new(),
-                stream: StreamStatus::new(),
-                stale_after: config.funding.stale_after,
-            },
-        })
-    }
-}
-
 /// Whether job `name` runs: not disabled, and named by `--only` when given.
 fn wanted(config: &Config, only: &[String], name: &str) -> bool {
     !config.disabled_jobs.iter().any(|d| d == name)
@@ -237,39 +189,55 @@ fn build_jobs(
         !config.disabled_jobs.iter().any(|d| d == name)
             && (only.is_empty() || only.iter().any(|o| o == name))
     };
-    // The primary backend answers the GET routes (seed set, snapshots).
-    let primary = services.outbox.client("primary");
     let mut jobs = Vec::new();
-    if wanted(LiquidUniverse::NAME) {
-        jobs.push(ScheduledJob::new(LiquidUniverse::new(
-            services.rest.clone(),
-            services.universe.clone(),
-            services.outbox.clone(),
-            primary.clone(),
-            Thresholds::default(),
-            services.liquid.clone(),
+    // funding_health checks what the stream fills: no stream, no check.
+    if wanted(FundingHealth::NAME) && wanted(stream::NAME) {
+        jobs.push(ScheduledJob::new(FundingHealth::new(
+            services,
+            config.thresholds.health_min_symbols,
         )));
     }
+    if wanted(LiquidUniverse::NAME) {
+        let thresholds = Thresholds {
+            enter: config.thresholds.liquid_enter,
+            exit: config.thresholds.liquid_exit,
+        };
+        jobs.push(ScheduledJob::new(LiquidUniverse::new(services, thresholds)));
+    }
+    // telegram: on when channels are configured; `--local` logs the ingest
+    // through the outbox's local mode instead of posting it.
+    if wanted(TelegramJob::NAME) {
+        if config.telegram.channels.is_empty() {
+            if !only.is_empty() {
+                return Err(
+                    "--only telegram: no channels configured (TELEGRAM_CHANNEL_IDS)".into(),
+                );
+            }
+        } else {
+            jobs.push(ScheduledJob::new(TelegramJob::new(
+                &config.telegram,
+                services.outbox.clone(),
+                services.state.clone(),
+            )));
+        }
+    }
+    if wanted(VolumeSpike::NAME) {
+        let rules = Rules {
+            min_ratio: config.thresholds.spike_ratio,
+            min_quote_volume: config.thresholds.spike_min_volume,
+        };
+        jobs.push(ScheduledJob::new(VolumeSpike::new(services, rules)));
+    }
     if wanted(OpenInterest::NAME) {
-        jobs.push(ScheduledJob::new(OpenInterest::new(
-            services.rest.clone(),
-            services.funding.cache.clone(),
-            services.liquid.clone(),
-            services.outbox.clone(),
-            services.state.clone(),
-            open_interest::Settings::from_config(&config.open_interest, config.funding.stale_after),
+        let settings =
+            open_interest::Settings::from_config(&config.open_interest, config.funding.stale_after);
+        jobs.push(ScheduledJob::new(OpenInterest::from_services(
+            services, settings,
         )));
     }
     if wanted(UserAlerts::NAME) {
         // User alerts live in the backends: nothing to check in --local.
-        match UserAlerts::new(
-            services.outbox.clone(),
-            services.rest.clone(),
-            services.universe.clone(),
-            services.funding.cache.clone(),
-            config.funding.stale_after,
-            config.user_alerts.clone(),
-        ) {
+        match UserAlerts::from_services(services, config.user_alerts.clone()) {
             Some(job) => jobs.push(ScheduledJob::new(job)),
             None => tracing::info!("user_alerts not started: no backend configured (--local)"),
         }
@@ -379,7 +347,7 @@ async fn supervise(
 /// The one-line summary systemd shows in `systemctl status`.
 fn status_line(board: &StatusBoard, liveness: &Liveness) -> String {
     let stalled = liveness.stalled();
-    let mut line = board.summary(SystemTime::now());
+    let mut line = board.summary(crate::clock::now());
     if !stalled.is_empty() {
         line.push_str(&format!("; stalled: {}", stalled.join(", ")));
     }

@@ -108,15 +108,10 @@ impl BinanceRest {
                 "max_concurrency and timeout must be greater than zero".to_owned(),
             ));
         }
-        let config = ureq::Agent::config_builder()
-            // 429/418 bodies and headers are needed, not just an error.
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .max_idle_connections_per_host(max_concurrency)
-            .build();
         Ok(Self {
             inner: Arc::new(Inner {
-                agent: ureq::Agent::new_with_config(config),
+                // One warm connection per concurrent sweep slot.
+                agent: crate::net::agent(timeout, max_concurrency),
                 base_url,
                 governor,
                 slots: Arc::new(Semaphore::new(max_concurrency)),

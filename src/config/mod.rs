@@ -7,6 +7,7 @@
 
 pub mod envfile;
 pub mod settings;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -140,6 +141,9 @@ pub struct TelegramConfig {
     pub api_url: String,
     /// Public preview base URL.
     pub preview_url: String,
+    /// Channel (lower-case username or numeric id) → news category; channels
+    /// not listed are `general`.
+    pub categories: BTreeMap<String, String>,
 }
 
 /// Binance connection settings.
@@ -217,6 +221,21 @@ impl Default for UserAlertsConfig {
     }
 }
 
+/// Thresholds of the alert jobs (jobs.md defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct JobThresholds {
+    /// volume_spike: minimum ratio.
+    pub spike_ratio: f64,
+    /// volume_spike: minimum hourly quote volume.
+    pub spike_min_volume: f64,
+    /// liquid_universe: enter above this 24h quote volume.
+    pub liquid_enter: f64,
+    /// liquid_universe: stay while at or above this.
+    pub liquid_exit: f64,
+    /// funding_health: minimum symbols with funding.
+    pub health_min_symbols: usize,
+}
+
 /// The validated configuration every command works from.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -234,6 +253,8 @@ pub struct Config {
     pub open_interest: OpenInterestConfig,
     /// user_alerts settings.
     pub user_alerts: UserAlertsConfig,
+    /// Alert job thresholds.
+    pub thresholds: JobThresholds,
     /// HTTP listen address.
     pub http_addr: SocketAddr,
     /// State directory.
@@ -381,6 +402,35 @@ fn split_list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parses `channel=category` pairs (comma- or space-separated); channel names
+/// are case-insensitive, so they are kept lower-case, without a leading `@`.
+fn parse_categories(value: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for pair in value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some((channel, category))
+                if !channel.trim().trim_start_matches('@').is_empty()
+                    && !category.trim().is_empty() =>
+            {
+                map.insert(
+                    channel.trim().trim_start_matches('@').to_ascii_lowercase(),
+                    category.trim().to_string(),
+                );
+            }
+            _ => {
+                return Err(format!(
+                    "`{pair}` is not channel=category (e.g. marketfeed=macro)"
+                ))
+            }
+        }
+    }
+    Ok(map)
+}
+
 impl Config {
     /// Validates `sources` for `mode`: the config, plus warnings; or every problem.
     pub fn from_sources(sources: &Sources, mode: Mode) -> Result<(Config, Report), Report> {
@@ -448,6 +498,15 @@ impl Config {
             preview_url: r
                 .url(&settings::TELEGRAM_PREVIEW_URL, http_schemes)
                 .unwrap_or_default(),
+            categories: match r.optional(&settings::TELEGRAM_CATEGORIES) {
+                Some(v) => parse_categories(&v).unwrap_or_else(|why| {
+                    r.report
+                        .problems
+                        .push(format!("TELEGRAM_CATEGORIES: {why}"));
+                    BTreeMap::new()
+                }),
+                None => BTreeMap::new(),
+            },
         };
         let outbox_capacity = r
             .number(&settings::OUTBOX_CAPACITY, (100, 1_000_000))
@@ -487,6 +546,27 @@ impl Config {
 
         let open_interest = open_interest_config(&mut r);
         let user_alerts = user_alerts_config(&mut r);
+        let liquid_enter = r
+            .number(&settings::LIQUID_ENTER_USD, (0.0, 1e13))
+            .unwrap_or(1e8);
+        let thresholds = JobThresholds {
+            spike_ratio: r
+                .number(&settings::SPIKE_RATIO, (1.0, 1000.0))
+                .unwrap_or(3.0),
+            spike_min_volume: r
+                .number(&settings::SPIKE_MIN_VOLUME, (0.0, 1e13))
+                .unwrap_or(3e6),
+            liquid_enter,
+            liquid_exit: match r.raw(&settings::LIQUID_EXIT_USD) {
+                Some(_) => r
+                    .number(&settings::LIQUID_EXIT_USD, (0.0, liquid_enter))
+                    .unwrap_or(liquid_enter / 2.0),
+                None => liquid_enter / 2.0,
+            },
+            health_min_symbols: r
+                .number(&settings::HEALTH_MIN_SYMBOLS, (0, 100_000))
+                .unwrap_or(500),
+        };
 
         let http_addr = match r.optional(&settings::HTTP_ADDR) {
             Some(v) => match v.parse::<SocketAddr>() {
@@ -554,6 +634,7 @@ impl Config {
             funding,
             open_interest,
             user_alerts,
+            thresholds,
             http_addr,
             state_dir,
             update_url,
@@ -837,6 +918,33 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing {needle} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn telegram_categories_default_and_override() {
+        let s = sources(&[], "");
+        let (config, _) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert_eq!(config.telegram.categories["marketfeed"], "macro");
+        assert_eq!(config.telegram.categories["watcherguru"], "crypto");
+
+        let s = sources(
+            &[(
+                "TELEGRAM_CATEGORIES",
+                "@MarketFeed=crypto, whale_alert=onchain",
+            )],
+            "",
+        );
+        let (config, _) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert_eq!(config.telegram.categories.len(), 2);
+        assert_eq!(config.telegram.categories["marketfeed"], "crypto");
+        assert_eq!(config.telegram.categories["whale_alert"], "onchain");
+
+        let s = sources(&[("TELEGRAM_CATEGORIES", "marketfeed")], "");
+        let report = Config::from_sources(&s, Mode { local: true }).expect_err("invalid");
+        assert!(report
+            .problems
+            .iter()
+            .any(|p| p.contains("TELEGRAM_CATEGORIES")));
     }
 
     #[test]

@@ -91,6 +91,13 @@ pub const TELEGRAM_PREVIEW_URL: Setting = setting!(
     false,
     "public channel preview base URL"
 );
+/// Telegram channel → news category map.
+pub const TELEGRAM_CATEGORIES: Setting = setting!(
+    ["TELEGRAM_CATEGORIES"],
+    Some("marketfeed=macro,watcherguru=crypto"),
+    false,
+    "news category per channel, channel=category pairs; other channels are `general`"
+);
 /// Binance futures REST base URL.
 pub const BINANCE_FAPI_URL: Setting = setting!(
     ["BINANCE_FAPI_URL"],
@@ -262,6 +269,46 @@ pub const USER_ALERTS_CHECKED_SECS: Setting = setting!(
 /// Hidden test switch: wedge one critical loop to prove the watchdog.
 pub const WEDGE: Setting = setting!(["VOLSPIKE_WEDGE"], None, false, "");
 
+/// volume_spike: minimum current/previous hourly quote-volume ratio.
+pub const SPIKE_RATIO: Setting = setting!(
+    ["VOLSPIKE_SPIKE_RATIO"],
+    Some("3.0"),
+    false,
+    "volume_spike: minimum current/previous hourly quote-volume ratio"
+);
+/// volume_spike: minimum hourly quote volume.
+pub const SPIKE_MIN_VOLUME: Setting = setting!(
+    ["VOLSPIKE_SPIKE_MIN_VOLUME"],
+    Some("3000000"),
+    false,
+    "volume_spike: minimum hourly quote volume in USDT"
+);
+/// liquid_universe: enter threshold.
+pub const LIQUID_ENTER_USD: Setting = setting!(
+    ["VOLSPIKE_LIQUID_ENTER_USD"],
+    Some("100000000"),
+    false,
+    "liquid_universe: a symbol enters above this 24h quote volume (USDT)"
+);
+/// liquid_universe: exit threshold.
+pub const LIQUID_EXIT_USD: Setting = setting!(
+    ["VOLSPIKE_LIQUID_EXIT_USD"],
+    None,
+    false,
+    "liquid_universe: a liquid symbol stays while at or above this (default: half the enter threshold)"
+);
+
+/// Hidden test switch: shift the wall clock (see [`crate::clock::now`]).
+pub const CLOCK_OFFSET: Setting = setting!(["VOLSPIKE_CLOCK_OFFSET_MS"], None, false, "");
+
+/// funding_health: minimum symbol count.
+pub const HEALTH_MIN_SYMBOLS: Setting = setting!(
+    ["VOLSPIKE_HEALTH_MIN_SYMBOLS"],
+    Some("500"),
+    false,
+    "funding_health: fewer symbols with funding than this is unhealthy"
+);
+
 /// Every setting, in the order `check-config` prints them.
 pub const ALL: &[&Setting] = &[
     &BACKEND_URL,
@@ -273,6 +320,7 @@ pub const ALL: &[&Setting] = &[
     &TELEGRAM_CHAT,
     &TELEGRAM_API_URL,
     &TELEGRAM_PREVIEW_URL,
+    &TELEGRAM_CATEGORIES,
     &BINANCE_FAPI_URL,
     &BINANCE_WS_URL,
     &FUNDING_STALE_SECS,
@@ -283,6 +331,11 @@ pub const ALL: &[&Setting] = &[
     &STATE_DIR,
     &UPDATE_URL,
     &OUTBOX_CAPACITY,
+    &SPIKE_RATIO,
+    &SPIKE_MIN_VOLUME,
+    &LIQUID_ENTER_USD,
+    &LIQUID_EXIT_USD,
+    &HEALTH_MIN_SYMBOLS,
     &DISABLED_JOBS,
     &LOG_FILTER,
     &OI_POLL_SECS,
@@ -298,6 +351,7 @@ pub const ALL: &[&Setting] = &[
     &USER_ALERTS_FREE_SECS,
     &USER_ALERTS_CHECKED_SECS,
     &WEDGE,
+    &CLOCK_OFFSET,
 ];
 
 /// Whether a setting is meant for operators (hidden test switches have no help).

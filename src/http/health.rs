@@ -79,7 +79,7 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
 
 /// `GET /health`.
 pub fn handle(ctx: &HttpContext) -> Reply {
-    let (body, healthy) = body(ctx, SystemTime::now());
+    let (body, healthy) = body(ctx, crate::clock::now());
     Reply::json(if healthy { 200 } else { 503 }, &body)
 }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 
 use self::select::{Member, Thresholds};
+use super::services::Services;
 use super::{Job, Schedule};
 use crate::backend::{Auth, BackendClient, LiquidUniverseUpdate, Outbox, Post, UniverseSymbol};
 use crate::binance::{BinanceRest, Universe};
@@ -64,22 +65,16 @@ pub struct LiquidUniverse {
 }
 
 impl LiquidUniverse {
-    /// Builds the job; the set starts empty until seeded or computed.
-    pub fn new(
-        rest: BinanceRest,
-        universe: Arc<Universe>,
-        outbox: Outbox,
-        seed_from: Option<BackendClient>,
-        thresholds: Thresholds,
-        liquid: LiquidSet,
-    ) -> LiquidUniverse {
+    /// Builds the job from the shared clients; the set starts empty until
+    /// seeded or computed.
+    pub fn new(services: &Services, thresholds: Thresholds) -> LiquidUniverse {
         LiquidUniverse {
-            rest,
-            universe,
-            outbox,
-            seed_from,
+            rest: services.rest.clone(),
+            universe: services.universe.clone(),
+            outbox: services.outbox.clone(),
+            seed_from: services.primary.clone(),
             thresholds,
-            liquid,
+            liquid: services.liquid.clone(),
             seeded: false,
         }
     }

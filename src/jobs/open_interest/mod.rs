@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use self::detect::{AlertState, Direction, History, Sample, Timeframe, TIMEFRAMES};
 use super::liquid_universe::LiquidSet;
+use super::services::Services;
 use super::{Job, Schedule};
 use crate::backend::{OiAlert, OiDirection, OiSample, OiSamples, OiTimeframe, Outbox, Post};
 use crate::binance::cache::FundingCache;
@@ -185,6 +186,18 @@ impl OpenInterest {
             last_poll: None,
             needed_prices: false,
         }
+    }
+
+    /// [`OpenInterest::new`] from the shared services of `volspike run`.
+    pub fn from_services(services: &Services, settings: Settings) -> OpenInterest {
+        OpenInterest::new(
+            services.rest.clone(),
+            services.funding.cache.clone(),
+            services.liquid.clone(),
+            services.outbox.clone(),
+            services.state.clone(),
+            settings,
+        )
     }
 
     /// The interval polls run at now: the configured one, or longer when

@@ -43,6 +43,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use self::cross::{crossed, Cross};
+use super::services::Services;
 use super::{Job, Schedule};
 use crate::backend::{Auth, BackendClient, Outbox, Post, UserAlertChecked, UserAlertTrigger};
 use crate::binance::cache::FundingCache;
@@ -314,6 +315,18 @@ impl UserAlerts {
             triggered: HashSet::new(),
             warned_unknown: HashSet::new(),
         })
+    }
+
+    /// [`UserAlerts::new`] from the shared services of `volspike run`.
+    pub fn from_services(services: &Services, settings: UserAlertsConfig) -> Option<UserAlerts> {
+        UserAlerts::new(
+            services.outbox.clone(),
+            services.rest.clone(),
+            services.universe.clone(),
+            services.funding.cache.clone(),
+            services.funding.stale_after,
+            settings,
+        )
     }
 
     /// Whether free alerts are checked at `now`: the first tick of each
