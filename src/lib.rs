@@ -16,4 +16,5 @@ pub mod run;
 pub mod shutdown;
 pub mod state;
 pub mod systemd;
+pub mod update;
 pub mod version;
