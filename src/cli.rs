@@ -121,8 +121,8 @@ pub fn main() -> i32 {
             println!("{}", crate::version::line());
             0
         }
-        Command::Install(_) => not_available("install", "the install issue"),
-        Command::Uninstall(_) => not_available("uninstall", "the install issue"),
+        Command::Install(args) => crate::systemd::install::run(args),
+        Command::Uninstall(args) => crate::systemd::uninstall::run(args),
         Command::SelfUpdate(args) => crate::update::run(args),
         Command::Status(_) => not_available("status", "the operator-surface issue"),
     }

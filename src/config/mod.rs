@@ -7,6 +7,7 @@
 
 pub mod envfile;
 pub mod settings;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,5 +1,10 @@
 //! Everything systemd sees of the appliance: readiness and status
-//! notifications, and the watchdog fed by the liveness of critical loops.
+//! notifications, the watchdog fed by the liveness of critical loops, and
+//! installing/uninstalling the service.
 
+pub mod install;
 pub mod liveness;
 pub mod notify;
+pub mod systemctl;
+pub mod uninstall;
+pub mod units;
