@@ -256,12 +256,13 @@ kill "$POLLER" 2>/dev/null || true
 [ "$(last_outcome)" = "update ok $OLD $NEW" ] || fail "update.json: $(last_outcome)"
 D_UPDATER=$(sed -n 's/.*downtime \([0-9.]*\) s.*/\1/p' <<<"$OUT")
 [ -n "$D_UPDATER" ] || fail "self-update printed no downtime"
-cp "$WORK/poll.log" /tmp/volspike-update-poll.log 2>/dev/null || true
 D_POLL=$(awk -v old="$OLD" -v new="$NEW" '$2 == old { last_old = $1 } $2 == new && !first_new { first_new = $1 } END { if (last_old && first_new) printf "%.3f", first_new - last_old }' "$WORK/poll.log")
+N_DOWN=$(grep -c ' down$' "$WORK/poll.log" || true)
+[ "$(grep -c " $NEW\$" "$WORK/poll.log" || true)" -gt 0 ] || fail "the /health poller never saw $NEW: $(tail -n 5 "$WORK/poll.log")"
 J=$(droplet_journal -u $SVC -o short-unix --since "@${t0%.*}")
 D_JOURNAL=$(awk '/Stopping volspike.service/ { s = $1 } /Started volspike.service/ && s { e = $1 } END { if (s && e) printf "%.3f", e - s }' <<<"$J")
 ok "$OLD -> $NEW in $took s; previous kept; update.json: $(last_outcome)"
-ok "DOWNTIME: updater (systemd timestamps) ${D_UPDATER} s; journal Stopping->Started ${D_JOURNAL:-?} s; /health polled every 20 ms: last $OLD answer -> first $NEW answer ${D_POLL:-?} s"
+ok "DOWNTIME: updater (systemd timestamps) ${D_UPDATER} s; journal Stopping->Started ${D_JOURNAL:-?} s; /health polled every 20 ms: last $OLD answer -> first $NEW answer ${D_POLL:-?} s ($N_DOWN polls without an answer)"
 done_step
 
 step "OLD without --version refused; --check says up to date"
