@@ -138,7 +138,15 @@ impl Context {
     /// environment wins, as for every command).
     fn load(args: &SelfUpdateArgs) -> Result<Context, String> {
         let env_file = Path::new(crate::check_config::DEFAULT_ENV_FILE);
-        let sources = Sources::load(env_file.exists().then_some(env_file))?;
+        // The env file is root's (0600): `--check` by another user goes on
+        // with the environment alone rather than failing.
+        let sources = match Sources::load(env_file.exists().then_some(env_file)) {
+            Ok(sources) => sources,
+            Err(why) => {
+                complain!("warning: {why}; using the environment only");
+                Sources::load(None)?
+            }
+        };
         let http_addr = value(&sources, &settings::HTTP_ADDR).unwrap_or_default();
         let health = health_addr(&http_addr)?;
         let state_dir = PathBuf::from(
@@ -279,8 +287,12 @@ pub fn run(args: SelfUpdateArgs) -> i32 {
 fn update(ctx: &Context, args: &SelfUpdateArgs, rec: &mut UpdateRecord) -> Result<Done, Problem> {
     let current = installed_version(&ctx.layout)?;
     rec.from = Some(current.version.clone());
-    let staging = Staging::new(&ctx.layout)
-        .map_err(|e| Problem::Failed(format!("cannot prepare the update: {e}")))?;
+    let staging = if args.check {
+        Staging::new_in(&ctx.layout, &std::env::temp_dir())
+    } else {
+        Staging::new(&ctx.layout)
+    }
+    .map_err(|e| Problem::Failed(format!("cannot prepare the update: {e}")))?;
 
     // 1-2: which artifact, and may it be installed at all.
     let (artifact_path, version, digest) = match &args.from {
@@ -476,8 +488,9 @@ fn activate(
 ) -> Result<(), Problem> {
     let before = restart::show(&ctx.unit)
         .map_err(|e| Problem::Refused(format!("cannot ask systemd about {}: {e}", ctx.unit)))?;
-    // From here on, losing the terminal must not stop us halfway.
-    ignore_hangup();
+    // From here on, losing the terminal or a Ctrl-C must not stop us
+    // between the swap and the verdict (new version healthy, or old back).
+    ignore_interruptions();
     let swapped = swap::swap_in(&ctx.layout, new_binary)
         .map_err(|e| Problem::Failed(format!("cannot swap in the new binary: {e}")))?;
     say!(
@@ -503,7 +516,7 @@ fn activate(
     }
     let outcome = restart::restart_outside(&ctx.unit).and_then(|job| {
         say!(
-            "restarting {} (transient unit {job}); waiting up to {} s for READY and /health",
+            "restarting {} (transient unit {job}); waiting up to {} s for READY and /health (Ctrl-C is ignored until then)",
             ctx.unit,
             ctx.start_timeout.as_secs()
         );
@@ -619,12 +632,13 @@ fn in_service_cgroup(unit: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The terminal going away (ssh dropped) sends SIGHUP; the update must finish
-/// or roll back regardless.
-fn ignore_hangup() {
+/// The terminal going away (ssh dropped) sends SIGHUP, Ctrl-C SIGINT; the
+/// update must finish or roll back regardless.
+fn ignore_interruptions() {
     // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
 }
 

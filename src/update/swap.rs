@@ -58,16 +58,21 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Creates `.<name>-update.<pid>` in the binary's directory (mode 0700).
+    /// Creates `.<name>-update.<pid>` in the binary's directory (mode 0700):
+    /// the same file system, so the final rename is atomic.
     pub fn new(layout: &Layout) -> io::Result<Staging> {
+        Staging::new_in(layout, layout.dir())
+    }
+
+    /// The same in `parent`: `--check` unpacks elsewhere (e.g. the temp
+    /// directory) so that it needs no write access to the binary's directory.
+    pub fn new_in(layout: &Layout, parent: &Path) -> io::Result<Staging> {
         let name = layout
             .binary
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "volspike".into());
-        let dir = layout
-            .dir()
-            .join(format!(".{name}-update.{}", std::process::id()));
+        let dir = parent.join(format!(".{name}-update.{}", std::process::id()));
         // A leftover of a killed run with the same pid is ours to replace.
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir(&dir).map_err(|e| {

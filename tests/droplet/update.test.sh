@@ -197,7 +197,7 @@ expect_refused() {
     ok "refused ($want); $BIN and invocation unchanged"
 }
 
-step "--check reports NEW; nothing changes"
+step "--check reports NEW (also as nobody); nothing changes"
 [ "$(health_version)" = "$OLD" ] || fail "/health says $(health_version), want $OLD"
 m0=$(md5 $BIN)
 su_run $BIN self-update --check
@@ -205,6 +205,15 @@ su_run $BIN self-update --check
 grep -qF "update available: $OLD -> $NEW" <<<"$OUT" || fail "--check did not report $NEW"
 [ "$(md5 $BIN)" = "$m0" ] || fail "--check changed the binary"
 ok "--check: update available, binary unchanged"
+# --check needs no root (the env file is root's: the URL comes from the
+# environment); anything else does.
+NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+su_run "${NOBODY[@]}" env "VOLSPIKE_UPDATE_URL=$URL/good/manifest.json" $BIN self-update --check
+{ [ "$RC" = 0 ] && grep -qF "update available: $OLD -> $NEW" <<<"$OUT"; } || fail "--check as nobody: exit $RC"
+su_run "${NOBODY[@]}" $BIN self-update --yes
+{ [ "$RC" = 1 ] && grep -qF "needs root" <<<"$OUT"; } || fail "self-update as nobody: exit $RC"
+[ "$(md5 $BIN)" = "$m0" ] || fail "a non-root attempt changed the binary"
+ok "as nobody: --check works, an update is refused (needs root)"
 done_step
 
 step "refusals: tampered, flipped, other key, unsigned, foreign target, keys file"
