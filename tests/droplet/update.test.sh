@@ -12,15 +12,15 @@
 # artifacts are served by python3 -m http.server on the host's 127.0.0.1,
 # which the container shares.
 #
-# On one droplet, after `volspike install` of OLD:
+# On one droplet, after `deploy.sh install` of OLD (over a stand-in for ssh):
 #   --check reports NEW; a tampered artifact (manifest digest), a flipped byte
 #   (--from, signature), another key, no signature, a foreign target, and a
 #   keys file others may write are each refused with the reason, binary and
 #   running process untouched; `self-update --yes` from the manifest brings NEW
 #   up (READY, /health, previous kept) and the downtime is measured three ways;
 #   OLD without --version is refused; BROKEN is rolled back (exit 1, NEW back,
-#   /health 200); `--rollback` goes to OLD by hand; `deploy.sh push` (over a
-#   stand-in for ssh) brings NEW back; an updater started inside
+#   /health 200); `--rollback` goes to OLD by hand; `deploy.sh push` brings
+#   NEW back; an updater started inside
 #   volspike.service's cgroup moves itself out and survives the restart.
 # Prints the time of each step. Everything started is stopped on any exit.
 # shellcheck source-path=SCRIPTDIR
@@ -147,7 +147,7 @@ cp "$SRV/good/$NEW_ART" "$SRV/good/$NEW_ART.sha256" "$LOCAL/new/"
 ok "$(find "$SRV" "$LOCAL" -name '*.tar.gz' | wc -l) artifacts; good manifest lists $NEW, $OLD"
 done_step
 
-step "release server on the host's 127.0.0.1, boot droplet, install OLD"
+step "release server on 127.0.0.1, boot droplet, deploy.sh install OLD"
 SRV_PORT=$(free_port) || fail "no free port"
 HTTP_PORT=$(free_port) || fail "no free port"
 python3 -m http.server --bind 127.0.0.1 --directory "$SRV" "$SRV_PORT" >"$WORK/http.log" 2>&1 &
@@ -155,7 +155,6 @@ BG_PIDS+=($!)
 URL=http://127.0.0.1:$SRV_PORT
 droplet_wait 10 "release server" curl -fsS -o /dev/null "$URL/good/manifest.json"
 droplet_boot update
-droplet_copy_in "$OLD_BIN" /root/old/volspike 0755
 # Nothing here needs the internet: every job is off and the backend is a
 # loopback URL nobody posts to.
 mapfile -t JOBS < <(sed -n '/^pub const KNOWN/,/^];/s/^ *"\([a-z_]*\)",$/\1/p' "$REPO/src/jobs/mod.rs")
@@ -167,8 +166,20 @@ VOLSPIKE_DISABLED_JOBS=$(IFS=,; echo "${JOBS[*]}")
 VOLSPIKE_HTTP_ADDR=127.0.0.1:$HTTP_PORT
 VOLSPIKE_UPDATE_URL=$URL/good/manifest.json
 EOF
-droplet_copy_in "$WORK/volspike.env" /root/volspike.env 0600
-out=$(droplet_exec /root/old/volspike install --env-file /root/volspike.env 2>&1) || { echo "$out" >&2; fail "install"; }
+# The droplet has no sshd: this stand-in for ssh runs the remote command
+# through nsenter, which is what ssh would do on the far side.
+cat >"$WORK/fake-ssh" <<EOF
+#!/bin/sh
+host=\$1; shift
+exec nsenter -t $DROPLET_PID1 -a -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh -c "\$*"
+EOF
+chmod 755 "$WORK/fake-ssh"
+# First install the way an operator does it: deploy.sh install HOST.
+out=$(VOLSPIKE_SSH=$WORK/fake-ssh "$REPO/deploy.sh" install droplet --binary "$OLD_BIN" --env-file "$WORK/volspike.env" 2>&1) \
+    || { echo "$out" >&2; fail "deploy.sh install"; }
+grep -q 'is READY' <<<"$out" || { echo "$out" >&2; fail "deploy.sh install: no READY"; }
+droplet_exec sh -c 'ls /var/tmp' | grep -q volspike-install && fail "deploy.sh install left its temp dir"
+[ "$(droplet_exec stat -c '%U %a' /etc/volspike/volspike.env)" = "root 600" ] || fail "env file not root 0600"
 droplet_copy_in "$KEYS/test.pub" /etc/volspike/release-keys.pub 0644
 droplet_exec chown root:root /etc/volspike/release-keys.pub
 droplet_copy_in "$LOCAL" /root/local
@@ -307,15 +318,7 @@ su_run $BIN self-update --rollback --yes
 ok "$OLD running, $NEW kept as previous"
 done_step
 
-step "deploy.sh push (ssh stand-in): NEW"
-# The droplet has no sshd: this stand-in runs the remote command through
-# nsenter, which is what ssh would do on the far side.
-cat >"$WORK/fake-ssh" <<EOF
-#!/bin/sh
-host=\$1; shift
-exec nsenter -t $DROPLET_PID1 -a -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh -c "\$*"
-EOF
-chmod 755 "$WORK/fake-ssh"
+step "deploy.sh push (same ssh stand-in): NEW"
 t0=$(_droplet_now)
 rc=0
 out=$(VOLSPIKE_SSH=$WORK/fake-ssh "$REPO/deploy.sh" push droplet "$SRV/good/$NEW_ART" 2>&1) || rc=$?
