@@ -24,7 +24,7 @@ pub enum Command {
     Run(RunArgs),
     /// Install on this machine as root: binary, user, env file, state dir, systemd units.
     Install(InstallArgs),
-    /// Stop, disable and remove the systemd units.
+    /// Stop, disable and remove the service's unit and binary (--purge: state and env file too).
     Uninstall(UninstallArgs),
     /// Update from the signed release source or a local artifact; roll back on failure.
     SelfUpdate(SelfUpdateArgs),

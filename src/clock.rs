@@ -1,7 +1,31 @@
 //! Wall-clock helpers: UTC timestamps in the backend's format and
 //! wall-clock boundaries (":00, :05 … :55") for scheduled jobs.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The hidden test switch that shifts the appliance's wall clock, so a test
+/// can put the real binary seconds before a 5-minute or hourly boundary
+/// instead of waiting for one. Milliseconds, may be negative.
+pub const OFFSET_VARIABLE: &str = "VOLSPIKE_CLOCK_OFFSET_MS";
+
+/// The wall clock the scheduler and jobs use: the system clock, shifted by
+/// `VOLSPIKE_CLOCK_OFFSET_MS` when a test sets it (read once).
+pub fn now() -> SystemTime {
+    static OFFSET_MS: OnceLock<i64> = OnceLock::new();
+    let offset = *OFFSET_MS.get_or_init(|| {
+        std::env::var(OFFSET_VARIABLE)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    });
+    let real = SystemTime::now();
+    if offset >= 0 {
+        real + Duration::from_millis(offset.unsigned_abs())
+    } else {
+        real - Duration::from_millis(offset.unsigned_abs())
+    }
+}
 
 /// Milliseconds since the Unix epoch (0 for times before it).
 pub fn unix_ms(t: SystemTime) -> u64 {

@@ -4,6 +4,7 @@
 //! Start at [`cli`] (the commands) and [`run`] (how `volspike run` wires the
 //! loops together); each folder is one concern.
 
+pub mod backend;
 pub mod binance;
 pub mod check_config;
 pub mod cli;
@@ -16,5 +17,6 @@ pub mod run;
 pub mod shutdown;
 pub mod state;
 pub mod systemd;
+pub mod telegram;
 pub mod update;
 pub mod version;

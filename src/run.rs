@@ -1,13 +1,23 @@
 //! `volspike run`: validate, open state, bind HTTP, start every loop, tell
 //! systemd READY, keep STATUS current, stop cleanly on SIGTERM.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use crate::backend::{Outbox, OutboxSettings};
+use crate::binance::stream::{self, StreamSettings};
 use crate::cli::RunArgs;
 use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
 use crate::http::{HttpContext, HttpServer};
+use crate::jobs::funding_health::FundingHealth;
+use crate::jobs::liquid_universe::select::Thresholds;
+use crate::jobs::liquid_universe::LiquidUniverse;
 use crate::jobs::scheduler::{self, ScheduledJob};
+use crate::jobs::services::Services;
 use crate::jobs::status::StatusBoard;
+use crate::jobs::telegram::TelegramJob;
+use crate::jobs::volume_spike::detect::Rules;
+use crate::jobs::volume_spike::VolumeSpike;
+use crate::jobs::Job;
 use crate::shutdown;
 use crate::state::StateDir;
 use crate::systemd::liveness::{self, Liveness};
@@ -20,7 +30,10 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// Everything must have stopped this long after SIGTERM (TimeoutStopSec is 15).
 const STOP_BUDGET: Duration = Duration::from_secs(10);
 /// HTTP worker threads.
-const HTTP_WORKERS: usize = 2;
+const HTTP_WORKERS: usize = 4;
+/// The WebSocket reader beats at least every second while connected or
+/// backing off; a minute without a beat means its thread is stuck.
+const STREAM_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the command; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
@@ -49,14 +62,11 @@ pub fn run(args: RunArgs) -> i32 {
     for w in &report.warnings {
         tracing::warn!("configuration: {w}");
     }
-    let jobs = match select_jobs(&config, &args.only) {
-        Ok(jobs) => jobs,
-        Err(problem) => {
-            tracing::error!("{problem}");
-            eprintln!("volspike: {problem}");
-            return 2;
-        }
-    };
+    if let Err(problem) = check_only(&args.only) {
+        tracing::error!("{problem}");
+        eprintln!("volspike: {problem}");
+        return 2;
+    }
     // One crypto provider for every TLS user (ureq, tungstenite, self_update).
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -65,6 +75,23 @@ pub fn run(args: RunArgs) -> i32 {
         Err(e) => {
             tracing::error!("state directory unusable (VOLSPIKE_STATE_DIR): {e}");
             return 1;
+        }
+    };
+    // After the state directory, before READY: what a previous run left
+    // undelivered is loaded now and resent as soon as delivery starts.
+    let outbox = if config.local {
+        Outbox::local(&state)
+    } else {
+        let settings = OutboxSettings {
+            capacity: config.outbox_capacity,
+            ..OutboxSettings::default()
+        };
+        match Outbox::open(&state, &config.backends, settings) {
+            Ok(outbox) => outbox,
+            Err(e) => {
+                tracing::error!("outbox unusable in the state directory: {e}");
+                return 1;
+            }
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -77,15 +104,34 @@ pub fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
+    // Clients that start background tasks (the Telegram notifier) are built
+    // inside the runtime.
+    let _runtime_context = runtime.enter();
+    let services = match Services::build(&config, state, outbox) {
+        Ok(services) => services,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return EXIT_CONFIG;
+        }
+    };
+    let jobs = match build_jobs(&config, &services, &args.only) {
+        Ok(jobs) => jobs,
+        Err(problem) => {
+            tracing::error!("{problem}");
+            eprintln!("volspike: {problem}");
+            return 2;
+        }
+    };
     tracing::info!(
         version = crate::version::VERSION,
         mode = if config.local { "local" } else { "backend" },
         logging = ?destination,
-        state_dir = %state.path().display(),
+        state_dir = %services.state.path().display(),
         "starting {}",
         crate::version::line()
     );
-    match runtime.block_on(supervise(config, jobs)) {
+    let funding_stream = wanted(&config, &args.only, stream::NAME);
+    match runtime.block_on(supervise(config, jobs, funding_stream, services)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -94,9 +140,18 @@ pub fn run(args: RunArgs) -> i32 {
     }
 }
 
-/// The jobs to run: those built for this configuration, minus disabled ones,
-/// restricted by `--only`. A name that is not a job is a usage error.
-fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, String> {
+/// Jobs this version can run (the others of [`crate::jobs::KNOWN`] are
+/// still to come).
+const AVAILABLE: &[&str] = &[
+    "funding_health",
+    "funding_stream",
+    "liquid_universe",
+    "telegram",
+    "volume_spike",
+];
+
+/// `--only` names must be jobs; a typo is a usage error, not a silent no-op.
+fn check_only(only: &[String]) -> Result<(), String> {
     for name in only {
         if !crate::jobs::KNOWN.contains(&name.as_str()) {
             return Err(format!(
@@ -104,24 +159,82 @@ fn select_jobs(config: &Config, only: &[String]) -> Result<Vec<ScheduledJob>, St
                 crate::jobs::KNOWN.join(", ")
             ));
         }
-    }
-    let available: Vec<ScheduledJob> = Vec::new();
-    for name in only {
-        if !available.iter().any(|j| j.name() == name) {
+        if !AVAILABLE.contains(&name.as_str()) {
             return Err(format!(
                 "--only: job `{name}` is not available in this version yet"
             ));
         }
     }
-    Ok(available
-        .into_iter()
-        .filter(|j| !config.disabled_jobs.iter().any(|d| d == j.name()))
-        .filter(|j| only.is_empty() || only.iter().any(|o| o == j.name()))
-        .collect())
+    Ok(())
+}
+
+/// Whether job `name` runs: not disabled, and named by `--only` when given.
+fn wanted(config: &Config, only: &[String], name: &str) -> bool {
+    !config.disabled_jobs.iter().any(|d| d == name)
+        && (only.is_empty() || only.iter().any(|o| o == name))
+}
+
+/// The jobs to run: every available job that is not disabled by
+/// `VOLSPIKE_DISABLED_JOBS` and, with `--only`, named there.
+fn build_jobs(
+    config: &Config,
+    services: &Services,
+    only: &[String],
+) -> Result<Vec<ScheduledJob>, String> {
+    let wanted = |name: &str| {
+        !config.disabled_jobs.iter().any(|d| d == name)
+            && (only.is_empty() || only.iter().any(|o| o == name))
+    };
+    let mut jobs = Vec::new();
+    // funding_health checks what the stream fills: no stream, no check.
+    if wanted(FundingHealth::NAME) && wanted(stream::NAME) {
+        jobs.push(ScheduledJob::new(FundingHealth::new(
+            services,
+            config.thresholds.health_min_symbols,
+        )));
+    }
+    if wanted(LiquidUniverse::NAME) {
+        let thresholds = Thresholds {
+            enter: config.thresholds.liquid_enter,
+            exit: config.thresholds.liquid_exit,
+        };
+        jobs.push(ScheduledJob::new(LiquidUniverse::new(services, thresholds)));
+    }
+    // telegram: on when channels are configured; `--local` logs the ingest
+    // through the outbox's local mode instead of posting it.
+    if wanted(TelegramJob::NAME) {
+        if config.telegram.channels.is_empty() {
+            if !only.is_empty() {
+                return Err(
+                    "--only telegram: no channels configured (TELEGRAM_CHANNEL_IDS)".into(),
+                );
+            }
+        } else {
+            jobs.push(ScheduledJob::new(TelegramJob::new(
+                &config.telegram,
+                services.outbox.clone(),
+                services.state.clone(),
+            )));
+        }
+    }
+    if wanted(VolumeSpike::NAME) {
+        let rules = Rules {
+            min_ratio: config.thresholds.spike_ratio,
+            min_quote_volume: config.thresholds.spike_min_volume,
+        };
+        jobs.push(ScheduledJob::new(VolumeSpike::new(services, rules)));
+    }
+    Ok(jobs)
 }
 
 /// Starts every loop, signals READY, and waits for SIGTERM or Ctrl-C.
-async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()> {
+async fn supervise(
+    config: Config,
+    jobs: Vec<ScheduledJob>,
+    funding_stream: bool,
+    services: Services,
+) -> anyhow::Result<()> {
+    let outbox = services.outbox.clone();
     let started = Instant::now();
     let liveness = Liveness::new(config.wedge.as_deref().map(liveness::parse_wedge));
     let board = StatusBoard::default();
@@ -135,13 +248,34 @@ async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()
             board: board.clone(),
             liveness: liveness.clone(),
             local: config.local,
+            outbox: Some(outbox.clone()),
+            governor: Some(services.governor.clone()),
+            funding: services.funding.clone(),
         },
         liveness.register("http", LOOP_DEADLINE),
         shutdown.clone(),
         HTTP_WORKERS,
     );
 
-    let job_count = jobs.len();
+    // One critical loop per backend; jobs get `outbox` clones as they arrive.
+    let delivery = outbox.start_delivery(&liveness, shutdown.clone());
+
+    let stream_thread = if funding_stream {
+        let settings = StreamSettings::new(&config.binance.ws_url, config.funding.silence);
+        Some(stream::spawn(
+            settings,
+            services.funding.cache.clone(),
+            services.funding.stream.clone(),
+            board.clone(),
+            liveness.register(stream::NAME, STREAM_DEADLINE),
+            shutdown.clone(),
+        )?)
+    } else {
+        tracing::info!("funding stream disabled: the funding API will answer 503");
+        None
+    };
+
+    let job_count = jobs.len() + usize::from(stream_thread.is_some());
     let scheduler = tokio::spawn(scheduler::run(
         jobs,
         board.clone(),
@@ -175,9 +309,15 @@ async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()
     if tokio::time::timeout_at(deadline, scheduler).await.is_err() {
         tracing::warn!("scheduler did not stop in time");
     }
-    // HTTP workers notice shutdown within their poll interval.
+    // Delivery stops sending; whatever is undelivered stays on disk.
+    for task in delivery {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            tracing::warn!("a delivery loop did not stop in time; its posts stay on disk");
+        }
+    }
+    // HTTP workers and the stream notice shutdown within a second.
     let join = tokio::task::spawn_blocking(move || {
-        for t in http_threads {
+        for t in http_threads.into_iter().chain(stream_thread) {
             let _ = t.join();
         }
     });
@@ -189,7 +329,7 @@ async fn supervise(config: Config, jobs: Vec<ScheduledJob>) -> anyhow::Result<()
 /// The one-line summary systemd shows in `systemctl status`.
 fn status_line(board: &StatusBoard, liveness: &Liveness) -> String {
     let stalled = liveness.stalled();
-    let mut line = board.summary(SystemTime::now());
+    let mut line = board.summary(crate::clock::now());
     if !stalled.is_empty() {
         line.push_str(&format!("; stalled: {}", stalled.join(", ")));
     }
@@ -229,5 +369,48 @@ async fn wait_for_signal() {
             tracing::warn!("cannot install signal handlers; stopping only on Ctrl-C");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(env: &[(&str, &str)]) -> Config {
+        let sources = Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Sources::default()
+        };
+        match Config::from_sources(&sources, Mode { local: true }) {
+            Ok((config, _)) => config,
+            Err(report) => panic!("test config invalid: {:?}", report.problems),
+        }
+    }
+
+    fn only(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn jobs_are_selected_by_only_and_disabled() {
+        let default = config(&[]);
+        assert!(wanted(&default, &[], "funding_stream"));
+        assert!(wanted(
+            &default,
+            &only(&["funding_stream"]),
+            "funding_stream"
+        ));
+        assert!(!wanted(
+            &default,
+            &only(&["liquid_universe"]),
+            "funding_stream"
+        ));
+        let disabled = config(&[("VOLSPIKE_DISABLED_JOBS", "funding_stream")]);
+        assert!(!wanted(&disabled, &[], "funding_stream"));
+        assert!(check_only(&only(&["funding_stream", "liquid_universe"])).is_ok());
+        assert!(check_only(&only(&["nonsense"])).is_err());
     }
 }

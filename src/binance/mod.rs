@@ -1,5 +1,7 @@
-//! Binance USDⓈ-M futures market data over REST: typed models, the shared
-//! request-weight governor, the client and the universe cache.
+//! Binance USDⓈ-M futures market data: over REST (typed models, the shared
+//! request-weight governor, the client and the universe cache) and over the
+//! WebSocket (the funding stream, its frame parser and the funding cache
+//! every job reads).
 //!
 //! Wiring (one of each per process):
 //! ```ignore
@@ -8,11 +10,14 @@
 //! let universe = Universe::new(rest.clone(), universe::DEFAULT_MAX_AGE);
 //! ```
 
+pub mod cache;
 mod endpoint;
 mod error;
+pub mod frames;
 pub mod governor;
 pub mod models;
 pub mod rest;
+pub mod stream;
 #[cfg(test)]
 mod test_server;
 pub mod universe;

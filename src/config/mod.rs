@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use settings::Setting;
 
@@ -99,6 +100,11 @@ impl Sources {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret (tests and callers outside configuration parsing).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -135,6 +141,9 @@ pub struct TelegramConfig {
     pub api_url: String,
     /// Public preview base URL.
     pub preview_url: String,
+    /// Channel (lower-case username or numeric id) → news category; channels
+    /// not listed are `general`.
+    pub categories: BTreeMap<String, String>,
 }
 
 /// Binance connection settings.
@@ -150,6 +159,30 @@ pub struct BinanceConfig {
     pub concurrency: usize,
 }
 
+/// Funding stream and funding API settings.
+#[derive(Debug, Clone)]
+pub struct FundingConfig {
+    /// Data older than this is stale: the funding API answers 503.
+    pub stale_after: Duration,
+    /// A connection without a data message for this long is dead.
+    pub silence: Duration,
+}
+
+/// Thresholds of the alert jobs (jobs.md defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct JobThresholds {
+    /// volume_spike: minimum ratio.
+    pub spike_ratio: f64,
+    /// volume_spike: minimum hourly quote volume.
+    pub spike_min_volume: f64,
+    /// liquid_universe: enter above this 24h quote volume.
+    pub liquid_enter: f64,
+    /// liquid_universe: stay while at or above this.
+    pub liquid_exit: f64,
+    /// funding_health: minimum symbols with funding.
+    pub health_min_symbols: usize,
+}
+
 /// The validated configuration every command works from.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -161,12 +194,18 @@ pub struct Config {
     pub telegram: TelegramConfig,
     /// Binance settings.
     pub binance: BinanceConfig,
+    /// Funding stream and API settings.
+    pub funding: FundingConfig,
+    /// Alert job thresholds.
+    pub thresholds: JobThresholds,
     /// HTTP listen address.
     pub http_addr: SocketAddr,
     /// State directory.
     pub state_dir: PathBuf,
     /// Release manifest URL, when configured.
     pub update_url: Option<String>,
+    /// Undelivered posts kept per backend before shedding.
+    pub outbox_capacity: usize,
     /// Job names switched off by configuration.
     pub disabled_jobs: Vec<String>,
     /// tracing env-filter directive.
@@ -306,6 +345,35 @@ fn split_list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parses `channel=category` pairs (comma- or space-separated); channel names
+/// are case-insensitive, so they are kept lower-case, without a leading `@`.
+fn parse_categories(value: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for pair in value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some((channel, category))
+                if !channel.trim().trim_start_matches('@').is_empty()
+                    && !category.trim().is_empty() =>
+            {
+                map.insert(
+                    channel.trim().trim_start_matches('@').to_ascii_lowercase(),
+                    category.trim().to_string(),
+                );
+            }
+            _ => {
+                return Err(format!(
+                    "`{pair}` is not channel=category (e.g. marketfeed=macro)"
+                ))
+            }
+        }
+    }
+    Ok(map)
+}
+
 impl Config {
     /// Validates `sources` for `mode`: the config, plus warnings; or every problem.
     pub fn from_sources(sources: &Sources, mode: Mode) -> Result<(Config, Report), Report> {
@@ -373,7 +441,19 @@ impl Config {
             preview_url: r
                 .url(&settings::TELEGRAM_PREVIEW_URL, http_schemes)
                 .unwrap_or_default(),
+            categories: match r.optional(&settings::TELEGRAM_CATEGORIES) {
+                Some(v) => parse_categories(&v).unwrap_or_else(|why| {
+                    r.report
+                        .problems
+                        .push(format!("TELEGRAM_CATEGORIES: {why}"));
+                    BTreeMap::new()
+                }),
+                None => BTreeMap::new(),
+            },
         };
+        let outbox_capacity = r
+            .number(&settings::OUTBOX_CAPACITY, (100, 1_000_000))
+            .unwrap_or(20_000);
         let binance = BinanceConfig {
             rest_url: r
                 .url(&settings::BINANCE_FAPI_URL, http_schemes)
@@ -396,6 +476,38 @@ impl Config {
                 binance.ws_url
             ));
         }
+
+        let funding = FundingConfig {
+            stale_after: Duration::from_secs(
+                r.number(&settings::FUNDING_STALE_SECS, (1, 86_400))
+                    .unwrap_or(180),
+            ),
+            silence: Duration::from_secs(
+                r.number(&settings::WS_SILENCE_SECS, (1, 600)).unwrap_or(30),
+            ),
+        };
+
+        let liquid_enter = r
+            .number(&settings::LIQUID_ENTER_USD, (0.0, 1e13))
+            .unwrap_or(1e8);
+        let thresholds = JobThresholds {
+            spike_ratio: r
+                .number(&settings::SPIKE_RATIO, (1.0, 1000.0))
+                .unwrap_or(3.0),
+            spike_min_volume: r
+                .number(&settings::SPIKE_MIN_VOLUME, (0.0, 1e13))
+                .unwrap_or(3e6),
+            liquid_enter,
+            liquid_exit: match r.raw(&settings::LIQUID_EXIT_USD) {
+                Some(_) => r
+                    .number(&settings::LIQUID_EXIT_USD, (0.0, liquid_enter))
+                    .unwrap_or(liquid_enter / 2.0),
+                None => liquid_enter / 2.0,
+            },
+            health_min_symbols: r
+                .number(&settings::HEALTH_MIN_SYMBOLS, (0, 100_000))
+                .unwrap_or(500),
+        };
 
         let http_addr = match r.optional(&settings::HTTP_ADDR) {
             Some(v) => match v.parse::<SocketAddr>() {
@@ -460,9 +572,12 @@ impl Config {
             local: mode.local,
             telegram,
             binance,
+            funding,
+            thresholds,
             http_addr,
             state_dir,
             update_url,
+            outbox_capacity,
             disabled_jobs,
             log_filter,
             wedge,
@@ -618,6 +733,8 @@ mod tests {
         );
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.binance.ws_url, "wss://fstream.binance.com/market");
+        assert_eq!(config.funding.stale_after, Duration::from_secs(180));
+        assert_eq!(config.funding.silence, Duration::from_secs(30));
     }
 
     #[test]
@@ -634,6 +751,33 @@ mod tests {
         assert_eq!(key.shown, "****");
         let (config, _) = Config::from_sources(&s, Mode::default()).expect("valid");
         assert!(!format!("{config:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn telegram_categories_default_and_override() {
+        let s = sources(&[], "");
+        let (config, _) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert_eq!(config.telegram.categories["marketfeed"], "macro");
+        assert_eq!(config.telegram.categories["watcherguru"], "crypto");
+
+        let s = sources(
+            &[(
+                "TELEGRAM_CATEGORIES",
+                "@MarketFeed=crypto, whale_alert=onchain",
+            )],
+            "",
+        );
+        let (config, _) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert_eq!(config.telegram.categories.len(), 2);
+        assert_eq!(config.telegram.categories["marketfeed"], "crypto");
+        assert_eq!(config.telegram.categories["whale_alert"], "onchain");
+
+        let s = sources(&[("TELEGRAM_CATEGORIES", "marketfeed")], "");
+        let report = Config::from_sources(&s, Mode { local: true }).expect_err("invalid");
+        assert!(report
+            .problems
+            .iter()
+            .any(|p| p.contains("TELEGRAM_CATEGORIES")));
     }
 
     #[test]

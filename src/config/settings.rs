@@ -91,6 +91,13 @@ pub const TELEGRAM_PREVIEW_URL: Setting = setting!(
     false,
     "public channel preview base URL"
 );
+/// Telegram channel → news category map.
+pub const TELEGRAM_CATEGORIES: Setting = setting!(
+    ["TELEGRAM_CATEGORIES"],
+    Some("marketfeed=macro,watcherguru=crypto"),
+    false,
+    "news category per channel, channel=category pairs; other channels are `general`"
+);
 /// Binance futures REST base URL.
 pub const BINANCE_FAPI_URL: Setting = setting!(
     ["BINANCE_FAPI_URL"],
@@ -104,6 +111,20 @@ pub const BINANCE_WS_URL: Setting = setting!(
     Some("wss://fstream.binance.com/market"),
     false,
     "Binance USDⓈ-M WebSocket base URL (the /market route)"
+);
+/// Age after which funding data counts as stale (the funding API answers 503).
+pub const FUNDING_STALE_SECS: Setting = setting!(
+    ["VOLSPIKE_FUNDING_STALE_SECS"],
+    Some("180"),
+    false,
+    "seconds after which funding data is stale: the funding API answers 503 (1-86400)"
+);
+/// Silence after which the WebSocket counts as dead and is reconnected.
+pub const WS_SILENCE_SECS: Setting = setting!(
+    ["VOLSPIKE_WS_SILENCE_SECS"],
+    Some("30"),
+    false,
+    "seconds without a data message before the WebSocket is treated as dead and reconnected (1-600)"
 );
 /// Share of Binance's 2400/min weight limit the appliance may use.
 pub const WEIGHT_CEILING_PCT: Setting = setting!(
@@ -140,6 +161,13 @@ pub const UPDATE_URL: Setting = setting!(
     false,
     "release manifest URL for self-update (a manifest.json on any static host)"
 );
+/// Undelivered posts kept per backend.
+pub const OUTBOX_CAPACITY: Setting = setting!(
+    ["VOLSPIKE_OUTBOX_CAPACITY"],
+    Some("20000"),
+    false,
+    "undelivered posts kept per backend; when full, OI samples are shed first (100-1000000)"
+);
 /// Jobs switched off.
 pub const DISABLED_JOBS: Setting = setting!(
     ["VOLSPIKE_DISABLED_JOBS"],
@@ -157,6 +185,46 @@ pub const LOG_FILTER: Setting = setting!(
 /// Hidden test switch: wedge one critical loop to prove the watchdog.
 pub const WEDGE: Setting = setting!(["VOLSPIKE_WEDGE"], None, false, "");
 
+/// volume_spike: minimum current/previous hourly quote-volume ratio.
+pub const SPIKE_RATIO: Setting = setting!(
+    ["VOLSPIKE_SPIKE_RATIO"],
+    Some("3.0"),
+    false,
+    "volume_spike: minimum current/previous hourly quote-volume ratio"
+);
+/// volume_spike: minimum hourly quote volume.
+pub const SPIKE_MIN_VOLUME: Setting = setting!(
+    ["VOLSPIKE_SPIKE_MIN_VOLUME"],
+    Some("3000000"),
+    false,
+    "volume_spike: minimum hourly quote volume in USDT"
+);
+/// liquid_universe: enter threshold.
+pub const LIQUID_ENTER_USD: Setting = setting!(
+    ["VOLSPIKE_LIQUID_ENTER_USD"],
+    Some("100000000"),
+    false,
+    "liquid_universe: a symbol enters above this 24h quote volume (USDT)"
+);
+/// liquid_universe: exit threshold.
+pub const LIQUID_EXIT_USD: Setting = setting!(
+    ["VOLSPIKE_LIQUID_EXIT_USD"],
+    None,
+    false,
+    "liquid_universe: a liquid symbol stays while at or above this (default: half the enter threshold)"
+);
+
+/// Hidden test switch: shift the wall clock (see [`crate::clock::now`]).
+pub const CLOCK_OFFSET: Setting = setting!(["VOLSPIKE_CLOCK_OFFSET_MS"], None, false, "");
+
+/// funding_health: minimum symbol count.
+pub const HEALTH_MIN_SYMBOLS: Setting = setting!(
+    ["VOLSPIKE_HEALTH_MIN_SYMBOLS"],
+    Some("500"),
+    false,
+    "funding_health: fewer symbols with funding than this is unhealthy"
+);
+
 /// Every setting, in the order `check-config` prints them.
 pub const ALL: &[&Setting] = &[
     &BACKEND_URL,
@@ -168,16 +236,26 @@ pub const ALL: &[&Setting] = &[
     &TELEGRAM_CHAT,
     &TELEGRAM_API_URL,
     &TELEGRAM_PREVIEW_URL,
+    &TELEGRAM_CATEGORIES,
     &BINANCE_FAPI_URL,
     &BINANCE_WS_URL,
+    &FUNDING_STALE_SECS,
+    &WS_SILENCE_SECS,
     &WEIGHT_CEILING_PCT,
     &BINANCE_CONCURRENCY,
     &HTTP_ADDR,
     &STATE_DIR,
     &UPDATE_URL,
+    &OUTBOX_CAPACITY,
+    &SPIKE_RATIO,
+    &SPIKE_MIN_VOLUME,
+    &LIQUID_ENTER_USD,
+    &LIQUID_EXIT_USD,
+    &HEALTH_MIN_SYMBOLS,
     &DISABLED_JOBS,
     &LOG_FILTER,
     &WEDGE,
+    &CLOCK_OFFSET,
 ];
 
 /// Whether a setting is meant for operators (hidden test switches have no help).

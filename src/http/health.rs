@@ -1,5 +1,6 @@
 //! `GET /health`: every job's last run, result, error and next run, and the
-//! liveness of the critical loops. 200 when all is healthy, 503 otherwise.
+//! liveness of the critical loops, and each backend's delivery backlog.
+//! 200 when all is healthy, 503 otherwise.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -7,6 +8,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::{HttpContext, Reply};
+use crate::backend::DeliveryStats;
+use crate::binance::governor::GovernorStatus;
+use crate::binance::stream::StreamView;
 use crate::jobs::status::JobView;
 use crate::systemd::liveness::LoopState;
 
@@ -26,13 +30,39 @@ pub struct HealthBody {
     pub jobs: BTreeMap<&'static str, JobView>,
     /// Every critical loop.
     pub loops: Vec<LoopState>,
+    /// Each backend's outbox: pending, oldest pending age, delivered,
+    /// retried, dropped (4xx), shed, refused. Empty in `--local` mode.
+    pub delivery: BTreeMap<&'static str, DeliveryStats>,
+    /// The Binance weight governor: weight used in the window, ceiling,
+    /// pause after a 429/418, queued callers.
+    pub binance: Option<GovernorStatus>,
+    /// The funding WebSocket (its health also counts as the
+    /// `funding_stream` job in `jobs`).
+    pub websocket: StreamView,
+}
+
+/// A backlog whose oldest post waits longer than this makes health degraded:
+/// the backend has been unreachable (or refusing with 5xx) for too long.
+pub const BACKLOG_DEGRADED_SECONDS: u64 = 600;
+
+/// Whether every backend's backlog is younger than [`BACKLOG_DEGRADED_SECONDS`].
+fn delivery_healthy(delivery: &BTreeMap<&'static str, DeliveryStats>) -> bool {
+    delivery.values().all(|s| {
+        s.oldest_pending_seconds
+            .is_none_or(|age| age <= BACKLOG_DEGRADED_SECONDS)
+    })
 }
 
 /// Builds the health body and whether the appliance is healthy.
 pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
     let (jobs, jobs_healthy) = ctx.board.views(now);
     let loops = ctx.liveness.states();
-    let healthy = jobs_healthy && loops.iter().all(|l| l.alive);
+    let delivery = ctx
+        .outbox
+        .as_ref()
+        .map(|outbox| outbox.stats())
+        .unwrap_or_default();
+    let healthy = jobs_healthy && loops.iter().all(|l| l.alive) && delivery_healthy(&delivery);
     let body = HealthBody {
         status: if healthy { "ok" } else { "degraded" },
         version: crate::version::VERSION,
@@ -40,13 +70,16 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         mode: if ctx.local { "local" } else { "backend" },
         jobs,
         loops,
+        delivery,
+        binance: ctx.governor.as_ref().map(|g| g.status()),
+        websocket: ctx.funding.stream.view(),
     };
     (body, healthy)
 }
 
 /// `GET /health`.
 pub fn handle(ctx: &HttpContext) -> Reply {
-    let (body, healthy) = body(ctx, SystemTime::now());
+    let (body, healthy) = body(ctx, crate::clock::now());
     Reply::json(if healthy { 200 } else { 503 }, &body)
 }
 
@@ -63,6 +96,9 @@ mod tests {
             board: StatusBoard::default(),
             liveness: Liveness::new(None),
             local: true,
+            outbox: None,
+            governor: None,
+            funding: Default::default(),
         }
     }
 
@@ -85,6 +121,29 @@ mod tests {
             "klines timed out"
         );
         assert_eq!(json["jobs"]["volume_spike"]["lastResult"], "error");
+    }
+
+    #[test]
+    fn an_old_backlog_is_degraded() {
+        let mut delivery = BTreeMap::new();
+        delivery.insert(
+            "primary",
+            DeliveryStats {
+                pending: 3,
+                oldest_pending_seconds: Some(BACKLOG_DEGRADED_SECONDS),
+                ..DeliveryStats::default()
+            },
+        );
+        assert!(delivery_healthy(&delivery));
+        delivery.insert(
+            "dev",
+            DeliveryStats {
+                pending: 1,
+                oldest_pending_seconds: Some(BACKLOG_DEGRADED_SECONDS + 1),
+                ..DeliveryStats::default()
+            },
+        );
+        assert!(!delivery_healthy(&delivery));
     }
 
     #[test]

@@ -1,20 +1,38 @@
-//! The appliance's one HTTP server (tiny_http): `/health` now, and the
-//! funding API, dashboard and metrics as they arrive.
+//! The appliance's one HTTP server (tiny_http): `/health`, the funding API,
+//! and the dashboard and metrics as they arrive.
 //!
 //! Handlers are plain functions from a request to a [`Reply`], so they are
 //! unit-tested without sockets; this file owns the sockets, the worker
 //! threads and the liveness beat of the "http" critical loop.
+//!
+//! Bounding work: tiny_http reads each connection on a thread of its own
+//! internal pool and queues parsed requests without limit. One dispatcher
+//! thread takes requests off that queue and hands them to a fixed number of
+//! worker threads through a queue of [`MAX_QUEUED`] slots; a request that
+//! finds the queue full is answered `503 {"error":"server busy"}` at once by
+//! the dispatcher. So at most `workers` requests are being handled and
+//! [`MAX_QUEUED`] are waiting, whatever the load; overload costs a cheap 503,
+//! never unbounded memory or latency. What tiny_http does not let us bound is
+//! the number of open connections (one pool thread each) and slow readers (no
+//! socket timeouts): acceptable because the server listens on loopback only,
+//! and a worker stuck on a client stops the "http" heartbeat, so the watchdog
+//! restarts the service rather than serving nothing.
 
+pub mod funding;
 pub mod health;
 
 use std::io::Cursor;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::binance::governor::WeightGovernor;
+
+use crate::backend::Outbox;
 use crate::jobs::status::StatusBoard;
 use crate::shutdown::Shutdown;
 use crate::systemd::liveness::{Heartbeat, Liveness};
@@ -22,6 +40,12 @@ use crate::systemd::liveness::{Heartbeat, Liveness};
 /// How long a worker waits for a request before checking shutdown and
 /// beating its heartbeat.
 const POLL: Duration = Duration::from_millis(500);
+/// Requests waiting for a worker; beyond this, new requests get 503.
+pub const MAX_QUEUED: usize = 64;
+/// Longest request target (path and query) accepted.
+pub const MAX_URL: usize = 128 * 1024;
+/// At most one "server busy" log line per this period.
+const BUSY_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// An answer to one request.
 #[derive(Debug, Clone)]
@@ -69,6 +93,12 @@ pub struct HttpContext {
     pub liveness: Liveness,
     /// `run --local`: nothing is posted to a backend.
     pub local: bool,
+    /// The outbox, for delivery stats; `None` in tests that do not need it.
+    pub outbox: Option<Outbox>,
+    /// The Binance weight governor, for its state; `None` in tests.
+    pub governor: Option<Arc<WeightGovernor>>,
+    /// The funding cache and stream counters.
+    pub funding: funding::FundingApi,
 }
 
 /// Routes one request.
@@ -76,9 +106,18 @@ pub fn route(ctx: &HttpContext, method: &str, url: &str) -> Reply {
     if method != "GET" && method != "HEAD" {
         return Reply::error(405, "only GET is supported");
     }
-    let path = url.split('?').next().unwrap_or("");
+    if url.len() > MAX_URL {
+        return Reply::error(
+            414,
+            &format!("request target too long (limit {MAX_URL} bytes)"),
+        );
+    }
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
     match path {
         "/health" => health::handle(ctx),
+        p if p == "/funding" || p.starts_with("/funding/") => {
+            funding::route(&ctx.funding, p, query, SystemTime::now())
+        }
         _ => Reply::error(404, "no such route"),
     }
 }
@@ -92,8 +131,16 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `addr`; failing here is failing before READY.
     pub fn bind(addr: SocketAddr) -> anyhow::Result<HttpServer> {
-        let server = tiny_http::Server::http(addr)
+        let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (VOLSPIKE_HTTP_ADDR): {e}"))?;
+        // tiny_http writes headers and body separately; with Nagle on, a body
+        // over ~1 KB then waits for the client's delayed ACK (40 ms). Linux
+        // copies TCP_NODELAY from the listener to every accepted socket.
+        if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on the HTTP listener; larger replies may be delayed");
+        }
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| anyhow::anyhow!("cannot serve on {addr} (VOLSPIKE_HTTP_ADDR): {e}"))?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -109,7 +156,7 @@ impl HttpServer {
         self.addr
     }
 
-    /// Serves on `workers` threads until shutdown.
+    /// Serves on `workers` threads (plus one dispatcher) until shutdown.
     pub fn spawn(
         self,
         ctx: HttpContext,
@@ -118,29 +165,37 @@ impl HttpServer {
         workers: usize,
     ) -> Vec<JoinHandle<()>> {
         let ctx = Arc::new(ctx);
-        (0..workers.max(1))
+        let (tx, rx) = mpsc::sync_channel::<tiny_http::Request>(MAX_QUEUED);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads: Vec<JoinHandle<()>> = (0..workers.max(1))
             .map(|i| {
-                let server = self.server.clone();
+                let rx = rx.clone();
                 let ctx = ctx.clone();
                 let heartbeat = heartbeat.clone();
                 let shutdown = shutdown.clone();
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
-                    .spawn(move || serve(&server, &ctx, &heartbeat, &shutdown))
+                    .spawn(move || work(&rx, &ctx, &heartbeat, &shutdown))
                     .expect("spawning an HTTP worker thread at start")
             })
-            .collect()
+            .collect();
+        let server = self.server.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("http-dispatch".into())
+                .spawn(move || dispatch(&server, tx, &shutdown))
+                .expect("spawning the HTTP dispatcher thread at start"),
+        );
+        threads
     }
 }
 
-fn serve(
-    server: &tiny_http::Server,
-    ctx: &HttpContext,
-    heartbeat: &Heartbeat,
-    shutdown: &Shutdown,
-) {
+/// Moves requests from tiny_http to the workers' bounded queue, answering
+/// 503 when it is full.
+fn dispatch(server: &tiny_http::Server, tx: SyncSender<tiny_http::Request>, shutdown: &Shutdown) {
+    let mut busy_logged: Option<Instant> = None;
+    let mut busy_since_log = 0u64;
     while !shutdown.is_triggered() {
-        heartbeat.beat_blocking();
         let request = match server.recv_timeout(POLL) {
             Ok(Some(request)) => request,
             Ok(None) => continue,
@@ -150,20 +205,103 @@ fn serve(
                 continue;
             }
         };
-        let reply = route(ctx, request.method().as_str(), request.url());
-        let header =
-            tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes());
-        let length = reply.body.len();
-        let response = tiny_http::Response::new(
-            tiny_http::StatusCode(reply.status),
-            header.into_iter().collect(),
-            Cursor::new(reply.body),
-            Some(length),
-            None,
-        );
-        if let Err(e) = request.respond(response) {
-            // The client went away mid-answer; nothing to do but note it.
-            tracing::debug!(error = %e, "HTTP client disconnected before the reply was sent");
+        match tx.try_send(request) {
+            Ok(()) => {}
+            Err(TrySendError::Full(request)) => {
+                busy_since_log += 1;
+                if busy_logged.is_none_or(|t| t.elapsed() >= BUSY_LOG_EVERY) {
+                    tracing::warn!(
+                        shed = busy_since_log,
+                        queued = MAX_QUEUED,
+                        "HTTP overloaded: answering 503 to requests beyond the queue"
+                    );
+                    busy_logged = Some(Instant::now());
+                    busy_since_log = 0;
+                }
+                respond(request, Reply::error(503, "server busy"));
+            }
+            Err(TrySendError::Disconnected(request)) => {
+                respond(request, Reply::error(503, "shutting down"));
+                return;
+            }
         }
+    }
+}
+
+/// One worker: takes queued requests, routes, answers.
+fn work(
+    rx: &Mutex<Receiver<tiny_http::Request>>,
+    ctx: &HttpContext,
+    heartbeat: &Heartbeat,
+    shutdown: &Shutdown,
+) {
+    while !shutdown.is_triggered() {
+        heartbeat.beat_blocking();
+        let next = {
+            let rx = match rx.lock() {
+                Ok(rx) => rx,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            rx.recv_timeout(POLL)
+        };
+        let request = match next {
+            Ok(request) => request,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let reply = route(ctx, request.method().as_str(), request.url());
+        respond(request, reply);
+    }
+}
+
+/// Writes `reply`; a client gone meanwhile is only noted.
+fn respond(request: tiny_http::Request, reply: Reply) {
+    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes());
+    let length = reply.body.len();
+    let response = tiny_http::Response::new(
+        tiny_http::StatusCode(reply.status),
+        header.into_iter().collect(),
+        Cursor::new(reply.body),
+        Some(length),
+        None,
+    )
+    // Always Content-Length: the length is known, and chunking a prepared
+    // 100 KB snapshot only costs the client work.
+    .with_chunked_threshold(usize::MAX);
+    if let Err(e) = request.respond(response) {
+        tracing::debug!(error = %e, "HTTP client disconnected before the reply was sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::status::StatusBoard;
+    use crate::systemd::liveness::Liveness;
+
+    fn ctx() -> HttpContext {
+        HttpContext {
+            started: Instant::now(),
+            board: StatusBoard::default(),
+            liveness: Liveness::new(None),
+            local: true,
+            outbox: None,
+            governor: None,
+            funding: funding::FundingApi::default(),
+        }
+    }
+
+    #[test]
+    fn routing_and_limits() {
+        let ctx = ctx();
+        assert_eq!(route(&ctx, "POST", "/funding").status, 405);
+        assert_eq!(route(&ctx, "GET", "/nowhere").status, 404);
+        let long = format!("/funding/{}", "A".repeat(MAX_URL));
+        assert_eq!(route(&ctx, "GET", &long).status, 414);
+        // No stream data yet: the funding routes answer 503, not 404.
+        assert_eq!(route(&ctx, "GET", "/funding").status, 503);
+        assert_eq!(route(&ctx, "GET", "/funding/BTCUSDT?x=1").status, 503);
+        assert_eq!(route(&ctx, "GET", "/funding/health").status, 503);
+        assert_eq!(route(&ctx, "HEAD", "/health").status, 200);
     }
 }

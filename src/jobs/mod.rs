@@ -7,10 +7,13 @@
 //! next to it, unit-tested without sockets; the scheduler owns timing, logging
 //! context (`JOB=<name>`), panics and `/health` bookkeeping, so a job does not.
 
+pub mod funding_health;
 pub mod liquid_universe;
 pub mod open_interest;
 pub mod scheduler;
+pub mod services;
 pub mod status;
+pub mod telegram;
 pub mod user_alerts;
 pub mod volume_spike;
 

@@ -77,7 +77,7 @@ pub async fn run(
     heartbeat: Heartbeat,
     mut shutdown: Shutdown,
 ) {
-    let now = SystemTime::now();
+    let now = crate::clock::now();
     let mut slots: Vec<Slot> = jobs
         .into_iter()
         .map(|job| {
@@ -96,7 +96,7 @@ pub async fn run(
 
     loop {
         heartbeat.beat().await;
-        let now = SystemTime::now();
+        let now = crate::clock::now();
         for slot in &mut slots {
             if slot.running.as_ref().is_some_and(|h| h.is_finished()) {
                 slot.running = None;
@@ -120,7 +120,7 @@ pub async fn run(
 
         let earliest = slots.iter().map(|s| s.next_run).min();
         let sleep = earliest
-            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            .and_then(|t| t.duration_since(crate::clock::now()).ok())
             .unwrap_or(Duration::ZERO)
             .min(MAX_SLEEP);
         tokio::select! {
@@ -155,7 +155,7 @@ fn start_tick(
     let name = job.name;
     board.update(name, |s| {
         s.running = true;
-        s.last_run = Some(SystemTime::now());
+        s.last_run = Some(crate::clock::now());
         s.next_run = Some(next_run);
     });
     let span = tracing::info_span!("job", JOB = name);
@@ -191,7 +191,7 @@ fn start_tick(
                 Err(error) => {
                     s.last_ok = Some(false);
                     s.last_error = Some(error);
-                    s.last_error_at = Some(SystemTime::now());
+                    s.last_error_at = Some(crate::clock::now());
                     s.failures += 1;
                     s.consecutive_failures += 1;
                 }

@@ -958,6 +958,32 @@ enum Readiness {
     Failed(String),
 }
 
+/// Judges one look at the service after a restart from invocation `before`;
+/// `None` means "keep waiting". Only a new invocation counts either way: right
+/// after `restart --no-block` the old, possibly failed, one is still shown.
+fn judge(before: &str, state: &UnitState) -> Option<Readiness> {
+    let new = !state.invocation_id.is_empty() && state.invocation_id != before;
+    if !new {
+        return None;
+    }
+    if state.is_up() {
+        return Some(Readiness::Ready(Box::new(state.clone())));
+    }
+    let exit = state.exec_main_status.as_str();
+    if exit == EXIT_CONFIG.to_string() && !state.is_up() && state.sub_state != "start" {
+        return Some(Readiness::Failed(format!(
+            "{SERVICE} exited with status 78: configuration error (see `volspike check-config`)"
+        )));
+    }
+    if state.active_state == "failed" || state.sub_state == "auto-restart" {
+        return Some(Readiness::Failed(format!(
+            "{SERVICE} did not come up: {}/{} (result {}, exit status {exit})",
+            state.active_state, state.sub_state, state.result
+        )));
+    }
+    None
+}
+
 /// Polls the service until a new invocation is active/running (Type=notify:
 /// only after READY=1), fails, or `timeout` passes.
 fn wait_ready(before: &str, timeout: Duration) -> Readiness {
@@ -967,23 +993,8 @@ fn wait_ready(before: &str, timeout: Duration) -> Readiness {
             Ok(state) => state,
             Err(e) => return Readiness::Failed(e),
         };
-        let new = !state.invocation_id.is_empty() && state.invocation_id != before;
-        if new && state.is_up() {
-            return Readiness::Ready(Box::new(state));
-        }
-        if new || state.active_state == "failed" {
-            let exit = state.exec_main_status.as_str();
-            if exit == EXIT_CONFIG.to_string() && !state.is_running_or_starting() {
-                return Readiness::Failed(format!(
-                    "{SERVICE} exited with status 78: configuration error (see `volspike check-config`)"
-                ));
-            }
-            if state.active_state == "failed" || state.sub_state == "auto-restart" {
-                return Readiness::Failed(format!(
-                    "{SERVICE} did not come up: {}/{} (result {}, exit status {exit})",
-                    state.active_state, state.sub_state, state.result
-                ));
-            }
+        if let Some(verdict) = judge(before, &state) {
+            return verdict;
         }
         if started.elapsed() >= timeout {
             return Readiness::Failed(format!(
@@ -1091,6 +1102,15 @@ pub fn run(args: InstallArgs) -> i32 {
         eprintln!("volspike install: install must run as root; try sudo volspike install (nothing was changed)");
         return 1;
     }
+    // Without systemd as PID 1 every systemctl call would fail half-way.
+    if !Path::new("/run/systemd/system").is_dir() {
+        if args.dry_run {
+            println!("WARNING: systemd is not running on this machine (no /run/systemd/system); install would refuse");
+        } else {
+            eprintln!("volspike install: systemd is not running on this machine (no /run/systemd/system); the appliance needs systemd as PID 1 (nothing was changed)");
+            return 1;
+        }
+    }
     let options = Options {
         // /proc/self/exe reads this very program even if its file was
         // replaced or removed since it started.
@@ -1184,7 +1204,7 @@ pub fn run(args: InstallArgs) -> i32 {
                 state.active_state, state.sub_state, state.invocation_id
             );
             print_status(&plan);
-            println!("\ninstalled");
+            println!("\ninstalled; follow it with `journalctl -u volspike -f`, check it with `volspike check-config`");
             0
         }
         Some(Readiness::Failed(why)) => {
@@ -1245,9 +1265,13 @@ mod tests {
         }
     }
 
+    /// A scratch root with a source binary, removed when dropped.
     struct Tree {
+        /// The temporary root directory.
         root: PathBuf,
+        /// Paths under `root`, owned by the test's own uid.
         layout: Layout,
+        /// Install options reading `root/source-binary`.
         options: Options,
     }
 
@@ -1596,6 +1620,29 @@ mod tests {
         };
         let err = plan(&t.layout, &missing, &FakeUnits(BTreeMap::new())).expect_err("refused");
         assert!(err.contains("nope.env"), "{err}");
+    }
+
+    #[test]
+    fn readiness_needs_a_new_invocation() {
+        let mut s = unit(SERVICE, "failed", "enabled", UNIT_FILE);
+        s.invocation_id = "old".into();
+        // The old, failed invocation right after `restart --no-block`: wait.
+        assert!(judge("old", &s).is_none());
+        s.invocation_id = "new".into();
+        s.active_state = "activating".into();
+        s.sub_state = "start".into();
+        assert!(judge("old", &s).is_none(), "starting: wait for READY");
+        s.sub_state = "auto-restart".into();
+        s.exec_main_status = "1".into();
+        assert!(
+            matches!(judge("old", &s), Some(Readiness::Failed(m)) if m.contains("did not come up"))
+        );
+        s.active_state = "failed".into();
+        s.sub_state = "failed".into();
+        s.exec_main_status = "78".into();
+        assert!(matches!(judge("old", &s), Some(Readiness::Failed(m)) if m.contains("status 78")));
+        let up = installed_service();
+        assert!(matches!(judge("", &up), Some(Readiness::Ready(_))));
     }
 
     #[test]

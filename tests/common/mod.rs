@@ -118,6 +118,10 @@ impl Running {
             .args(args)
             .env("VOLSPIKE_HTTP_ADDR", &addr)
             .env("VOLSPIKE_STATE_DIR", dir.join("state"))
+            // Tests never reach Binance: unless a test points these at a
+            // fake, they lead to a closed port on loopback.
+            .env("BINANCE_FAPI_URL", "http://127.0.0.1:9")
+            .env("BINANCE_WS_URL", "ws://127.0.0.1:9/market")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr);
@@ -167,4 +171,17 @@ pub fn signal(pid: u32, name: &str) {
 /// Writes `text` to `path`.
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("writing a test file");
+}
+
+/// A `VOLSPIKE_CLOCK_OFFSET_MS` value that puts the appliance's clock
+/// `lead` before the next multiple of `period`, so a wall-clock job runs
+/// about `lead` after start instead of up to `period` later.
+pub fn clock_offset_before_boundary(period: Duration, lead: Duration) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let period = period.as_millis() as i64;
+    let boundary = (now / period + 1) * period;
+    (boundary - lead.as_millis() as i64 - now).to_string()
 }

@@ -9,6 +9,8 @@
 //!   described in `spec/binance.md`, from a mutable [`Market`] model.
 //! * [`FakeBackend`] records every request to the backend routes of
 //!   `spec/backend.md` and answers them with the documented defaults.
+//! * [`FakeTelegram`] answers the Bot API methods volspike calls and serves
+//!   public channel preview pages from fixture HTML.
 
 mod backend;
 mod binance;
@@ -16,6 +18,7 @@ mod http_server;
 mod http_util;
 mod sync;
 mod tcp_server;
+mod telegram;
 
 pub use backend::{BackendRequest, FakeBackend};
 pub use binance::market::{
@@ -23,3 +26,4 @@ pub use binance::market::{
 };
 pub use binance::tape::{Change, TapeHandle, TapeStep};
 pub use binance::{FakeBinance, RestRequest, DEFAULT_WEIGHT_LIMIT};
+pub use telegram::{FakeTelegram, SentMessage, TelegramRequest, FAKE_BOT_ID};

@@ -124,6 +124,14 @@ impl FakeBinance {
         self.rest.state.set_weight_limit(limit);
     }
 
+    /// Shortens Binance's one-minute weight window (the `X-MBX-USED-WEIGHT-1M`
+    /// count, the limit and `Retry-After`) so a test can simulate ten minutes
+    /// of load in seconds. Windows stay aligned to multiples of `window` since
+    /// the epoch, as minutes are.
+    pub fn set_weight_window(&self, window: Duration) {
+        self.rest.state.set_weight_window(window);
+    }
+
     /// Every REST request received since start (or the last
     /// [`FakeBinance::clear_requests`]), in answer order.
     pub fn requests(&self) -> Vec<RestRequest> {

@@ -1,7 +1,7 @@
 //! The fake Binance REST API: routes, request weight, rate limiting and the
 //! failure controls.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -163,6 +163,9 @@ pub(crate) struct RestState {
     log: Mutex<Vec<RestRequest>>,
     minute: Mutex<MinuteWeight>,
     weight_limit: AtomicU32,
+    /// Length of Binance's weight window in ms: a minute, or shorter when a
+    /// test simulates many minutes quickly.
+    window_ms: AtomicI64,
 }
 
 impl RestState {
@@ -174,7 +177,19 @@ impl RestState {
             log: Mutex::new(Vec::new()),
             minute: Mutex::new(MinuteWeight::default()),
             weight_limit: AtomicU32::new(DEFAULT_WEIGHT_LIMIT),
+            window_ms: AtomicI64::new(MINUTE_MS),
         }
+    }
+
+    pub(crate) fn set_weight_window(&self, window: Duration) {
+        let ms = i64::try_from(window.as_millis())
+            .unwrap_or(MINUTE_MS)
+            .max(1);
+        self.window_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn window_ms(&self) -> i64 {
+        self.window_ms.load(Ordering::SeqCst)
     }
 
     pub(crate) fn set_latency(&self, latency: Duration) {
@@ -213,7 +228,7 @@ impl RestState {
     }
 
     pub(crate) fn weight_this_minute(&self) -> u32 {
-        let current = millis(SystemTime::now()).div_euclid(MINUTE_MS);
+        let current = millis(SystemTime::now()).div_euclid(self.window_ms());
         let minute = lock(&self.minute);
         if minute.minute == current {
             minute.used
@@ -224,7 +239,7 @@ impl RestState {
 
     /// Adds `weight` to the minute of `at`; returns the minute's total.
     fn charge(&self, weight: u32, at: SystemTime) -> u32 {
-        let current = millis(at).div_euclid(MINUTE_MS);
+        let current = millis(at).div_euclid(self.window_ms());
         let mut minute = lock(&self.minute);
         if minute.minute != current {
             *minute = MinuteWeight {
@@ -264,7 +279,8 @@ impl RestState {
             scripted_failure(failure, now)
         } else if used > self.weight_limit.load(Ordering::SeqCst) {
             let limit = self.weight_limit.load(Ordering::SeqCst);
-            let next_minute_ms = (now.div_euclid(MINUTE_MS) + 1) * MINUTE_MS;
+            let window = self.window_ms();
+            let next_minute_ms = (now.div_euclid(window) + 1) * window;
             Answer {
                 retry_after_secs: Some(((next_minute_ms - now + 999) / 1000).max(1) as u64),
                 ..Answer::error(

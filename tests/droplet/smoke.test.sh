@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/droplet/smoke.sh: the droplet rig and packaging/volspike.service
-# against a real systemd. Run as root:  tests/droplet/smoke.sh
+# tests/droplet/smoke.test.sh: the droplet rig and packaging/volspike.service
+# against a real systemd. Run as root:  tests/droplet/smoke.test.sh
 #
 # Boots a fresh droplet, installs a stand-in for the binary (standin.c, built
 # static) as /usr/local/bin/volspike with the rendered unit, the way

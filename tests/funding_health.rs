@@ -1,0 +1,73 @@
+//! funding_health in the real binary against the fake Binance: the stream
+//! fills the cache, the check passes and cross-checks BTCUSDT with REST;
+//! with the stream stalled, the check fails and `/health` says why.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{clock_offset_before_boundary, http_get, wait_until, Running, TempDir};
+use volspike_fakes::{FakeBinance, Market};
+
+fn job_state(addr: &str) -> Option<serde_json::Value> {
+    let (_, body) = http_get(addr, "/health").ok()?;
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let job = json["jobs"]["funding_health"].clone();
+    (job["runs"].as_u64().unwrap_or(0) > 0).then_some(job)
+}
+
+#[test]
+fn the_check_passes_on_a_live_stream_and_cross_checks_rest() {
+    let binance = FakeBinance::start(Market::synthetic(20)).expect("fake binance");
+    binance.ws_set_interval(Duration::from_millis(300));
+    let dir = TempDir::new("funding-health");
+    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(4));
+    let app = Running::start(
+        &dir,
+        &["--local", "--only", "funding_stream,funding_health"],
+        &[
+            ("BINANCE_FAPI_URL", binance.rest_url().as_str()),
+            ("BINANCE_WS_URL", binance.ws_url().as_str()),
+            ("VOLSPIKE_HEALTH_MIN_SYMBOLS", "10"),
+            ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
+        ],
+    );
+    let job = wait_until(Duration::from_secs(40), || job_state(&app.addr))
+        .unwrap_or_else(|| panic!("funding_health never ran; log:\n{}", app.log_text()));
+    assert_eq!(job["lastResult"], "ok", "{job}\n{}", app.log_text());
+    let summary = job["lastSummary"].as_str().unwrap_or("");
+    assert!(summary.contains("BTCUSDT matches REST"), "{summary}");
+    assert!(
+        binance
+            .requests()
+            .iter()
+            .any(|r| r.path == "/fapi/v1/premiumIndex" && r.query.contains("BTCUSDT")),
+        "the cross-check asked REST"
+    );
+}
+
+#[test]
+fn too_few_symbols_fail_the_check_in_health() {
+    let binance = FakeBinance::start(Market::synthetic(5)).expect("fake binance");
+    let dir = TempDir::new("funding-health-few");
+    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(4));
+    let app = Running::start(
+        &dir,
+        &["--local", "--only", "funding_stream,funding_health"],
+        &[
+            ("BINANCE_FAPI_URL", binance.rest_url().as_str()),
+            ("BINANCE_WS_URL", binance.ws_url().as_str()),
+            ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
+        ],
+    );
+    let job = wait_until(Duration::from_secs(40), || job_state(&app.addr))
+        .unwrap_or_else(|| panic!("funding_health never ran; log:\n{}", app.log_text()));
+    assert_eq!(job["lastResult"], "error", "{job}");
+    let error = job["lastError"].as_str().unwrap_or("");
+    assert!(
+        error.contains("symbols with funding (expected ≥ 500)"),
+        "{error}"
+    );
+    let (status, _) = http_get(&app.addr, "/health").expect("/health");
+    assert_eq!(status, 503);
+}

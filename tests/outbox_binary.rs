@@ -1,0 +1,146 @@
+//! The real binary picks up what a previous process left in the outbox,
+//! delivers it, and after `kill -9` and a restart does not send it again.
+//!
+//! Until a job produces alerts, the "previous process" is the library
+//! writing the outbox directly (exactly the files a killed `run` leaves).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use volspike::backend::{Outbox, OutboxSettings, Post, VolumeAlert, VOLUME_ALERT_PATH};
+use volspike::config::{BackendConfig, Secret};
+use volspike::state::StateDir;
+use volspike_fakes::FakeBackend;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn alert(symbol: &str) -> VolumeAlert {
+    VolumeAlert {
+        symbol: symbol.into(),
+        asset: symbol.trim_end_matches("USDT").into(),
+        current_volume: 9e6,
+        previous_volume: 3e6,
+        volume_ratio: 3.0,
+        price: None,
+        funding_rate: None,
+        candle_direction: None,
+        message: format!("{symbol} spike"),
+        timestamp: "2025-12-03T14:05:00Z".into(),
+        detection_time: None,
+        hour_timestamp: "2025-12-03T14:00:00Z".into(),
+        is_update: None,
+        alert_type: None,
+        price_change: None,
+        oi_change: None,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("ephemeral port")
+}
+
+/// Starts `volspike run`; returns the child and its HTTP address.
+fn spawn_run(state: &std::path::Path, backend_url: &str) -> (Child, String) {
+    let http = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_volspike"))
+        .arg("run")
+        .env_clear()
+        .env("BACKEND_URL", backend_url)
+        .env("ALERT_INGEST_API_KEY", "k-bin")
+        .env("VOLSPIKE_STATE_DIR", state)
+        .env("VOLSPIKE_HTTP_ADDR", &http)
+        // Never real Binance from a test.
+        .env("BINANCE_FAPI_URL", "http://127.0.0.1:9")
+        .env("BINANCE_WS_URL", "ws://127.0.0.1:9/market")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn volspike run");
+    (child, http)
+}
+
+/// Polls `/health` until it shows the primary backend's delivery stats
+/// (the binary is up and its delivery loop has loaded the outbox).
+fn wait_for_health(http: &str) -> serde_json::Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = ureq::get(format!("http://{http}/health"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok());
+        if let Some(body) = answer.filter(|b| b["delivery"]["primary"].is_object()) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "volspike never answered /health");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pending_files(state: &std::path::Path) -> usize {
+    std::fs::read_dir(state.join("outbox/primary"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.ends_with(".json")
+                        && name.bytes().next().is_some_and(|b| b.is_ascii_digit())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_binary_resends_what_was_left_and_not_again_after_kill_9() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.expect_api_key("k-bin");
+    let dir = std::env::temp_dir().join(format!(
+        "volspike-outbox-bin-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    {
+        // A previous process queued two alerts and died before sending them.
+        let state = StateDir::open(&dir).expect("state");
+        let backends = [BackendConfig {
+            name: "primary",
+            url: fake.url(),
+            key: Secret::new("k-bin"),
+        }];
+        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
+        for symbol in ["AUSDT", "BUSDT"] {
+            outbox
+                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
+                .expect("enqueue");
+        }
+    }
+    assert_eq!(pending_files(&dir), 2);
+
+    let (mut child, _) = spawn_run(&dir, &fake.url());
+    let got = fake.wait_for_requests(VOLUME_ALERT_PATH, 2, PATIENCE);
+    assert_eq!(got.len(), 2);
+    assert!(got
+        .iter()
+        .all(|r| r.status == 200 && r.header("x-api-key") == Some("k-bin")));
+    let deadline = Instant::now() + PATIENCE;
+    while pending_files(&dir) > 0 {
+        assert!(Instant::now() < deadline, "outbox files not removed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+
+    // A restart finds nothing to resend.
+    let (mut child, http) = spawn_run(&dir, &fake.url());
+    let health = wait_for_health(&http);
+    assert_eq!(health["delivery"]["primary"]["pending"], 0);
+    // Give a (wrong) resend every chance to show up before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
