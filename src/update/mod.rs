@@ -287,10 +287,11 @@ pub fn run(args: SelfUpdateArgs) -> i32 {
 fn update(ctx: &Context, args: &SelfUpdateArgs, rec: &mut UpdateRecord) -> Result<Done, Problem> {
     let current = installed_version(&ctx.layout)?;
     rec.from = Some(current.version.clone());
-    let staging = if args.check {
-        Staging::new_in(&ctx.layout, &std::env::temp_dir())
-    } else {
-        Staging::new(&ctx.layout)
+    // Beside the binary (same file system for the rename; and /tmp may be
+    // noexec). `--check` by a user who cannot write there uses the temp dir.
+    let staging = match Staging::new(&ctx.layout) {
+        Err(_) if args.check => Staging::new_in(&ctx.layout, &std::env::temp_dir()),
+        other => other,
     }
     .map_err(|e| Problem::Failed(format!("cannot prepare the update: {e}")))?;
 

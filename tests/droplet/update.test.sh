@@ -225,6 +225,10 @@ su_run "${NOBODY[@]}" $BIN self-update --yes
 { [ "$RC" = 1 ] && grep -qF "needs root" <<<"$OUT"; } || fail "self-update as nobody: exit $RC"
 [ "$(md5 $BIN)" = "$m0" ] || fail "a non-root attempt changed the binary"
 ok "as nobody: --check works, an update is refused (needs root)"
+# --check --from verifies everything and changes nothing.
+su_run $BIN self-update --check --from "/root/local/new/$NEW_ART"
+{ [ "$RC" = 0 ] && grep -qF "would replace $OLD with $NEW (--check: nothing changed)" <<<"$OUT"; } || fail "--check --from: exit $RC"
+[ "$(md5 $BIN)" = "$m0" ] || fail "--check --from changed the binary"
 done_step
 
 step "refusals: tampered, flipped, other key, unsigned, foreign target, keys file"
