@@ -1,4 +1,8 @@
-//! Records the commit, build date and target triple for `volspike version`.
+//! Records the version, commit, build date and target triple for `volspike version`.
+//!
+//! `VOLSPIKE_VERSION_OVERRIDE=0.1.1 cargo build` gives a binary that reports
+//! 0.1.1 instead of Cargo.toml's version: a build-time knob for self-update
+//! tests only (a real release bumps Cargo.toml).
 
 use std::process::Command;
 
@@ -24,6 +28,15 @@ fn main() {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|| "unknown".to_string());
+    // Build-time knob for tests of self-update (tests/droplet/update.test.sh):
+    // a second binary that calls itself a newer version without editing
+    // Cargo.toml. Release builds leave it unset and report the crate version.
+    let version = std::env::var("VOLSPIKE_VERSION_OVERRIDE")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| std::env::var("CARGO_PKG_VERSION").unwrap_or_default());
+    println!("cargo:rustc-env=VOLSPIKE_VERSION={version}");
     println!("cargo:rustc-env=VOLSPIKE_COMMIT={commit}");
     println!("cargo:rustc-env=VOLSPIKE_BUILD_DATE={date}");
     println!(
@@ -31,6 +44,7 @@ fn main() {
         std::env::var("TARGET").unwrap_or_default()
     );
     println!("cargo:rerun-if-env-changed=VOLSPIKE_COMMIT");
+    println!("cargo:rerun-if-env-changed=VOLSPIKE_VERSION_OVERRIDE");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs");
 }

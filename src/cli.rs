@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 /// VolSpike backend: volume spikes, open interest, funding, user alerts,
 /// Telegram news. It installs itself, runs under systemd and updates itself.
 #[derive(Debug, Parser)]
-#[command(name = "volspike", version, about, long_about = None)]
+#[command(name = "volspike", version = crate::version::VERSION, about, long_about = None)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
@@ -84,12 +84,15 @@ pub struct SelfUpdateArgs {
     /// Install a local artifact (volspike-<version>-<target>.tar.gz) with the same checks.
     #[arg(long, value_name = "PATH")]
     pub from: Option<PathBuf>,
-    /// Put the previous binary back and restart.
-    #[arg(long)]
+    /// Put the previous binary (/usr/local/bin/volspike.previous) back and restart.
+    #[arg(long, conflicts_with_all = ["from", "version", "check"])]
     pub rollback: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+    /// Seconds the new version has to become READY and answer /health before it is rolled back.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub start_timeout: u64,
 }
 
 /// `volspike status`.
@@ -123,13 +126,7 @@ pub fn main() -> i32 {
         }
         Command::Install(args) => crate::systemd::install::run(args),
         Command::Uninstall(args) => crate::systemd::uninstall::run(args),
-        Command::SelfUpdate(_) => not_available("self-update", "the self-update issue"),
+        Command::SelfUpdate(args) => crate::update::run(args),
         Command::Status(args) => crate::status::run(args),
     }
-}
-
-/// Commands whose implementation has not landed say so instead of pretending.
-fn not_available(command: &str, comes_with: &str) -> i32 {
-    eprintln!("volspike {command}: not available in this version yet (it comes with {comes_with}); nothing was changed");
-    1
 }

@@ -20,4 +20,5 @@ pub mod state;
 pub mod status;
 pub mod systemd;
 pub mod telegram;
+pub mod update;
 pub mod version;

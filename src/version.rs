@@ -1,7 +1,8 @@
 //! Build information: what `volspike version` prints and `/health` reports.
 
-/// The crate version, e.g. `0.1.0`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The version, e.g. `0.1.0`: Cargo.toml's, unless the build set
+/// `VOLSPIKE_VERSION_OVERRIDE` (see build.rs; used by the self-update tests).
+pub const VERSION: &str = env!("VOLSPIKE_VERSION");
 /// The target triple the binary was built for.
 pub const TARGET: &str = env!("VOLSPIKE_TARGET");
 /// The git commit it was built from (`unknown` outside a checkout).

@@ -174,15 +174,16 @@ fn run_rejects_unknown_jobs_in_only() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_exit_1() {
-    // Each later issue removes its command from this list as it lands.
-    let not_built: &[&[&str]] = &[&["self-update", "--check"]];
-    for args in not_built {
-        let (code, _, stderr) = output(volspike().args(*args));
-        assert_eq!(code, 1, "{args:?}: {stderr}");
-        assert!(
-            stderr.contains("not available in this version yet"),
-            "{args:?}: {stderr}"
-        );
+fn self_update_rollback_excludes_installing_something_else() {
+    // --rollback puts the kept previous binary back; combined with an
+    // artifact or a version it would be ambiguous: a usage error, nothing done.
+    for extra in [
+        &["--from", "x.tar.gz"][..],
+        &["--version", "0.1.0"][..],
+        &["--check"][..],
+    ] {
+        let (code, _, stderr) = output(volspike().args(["self-update", "--rollback"]).args(extra));
+        assert_eq!(code, 2, "{extra:?}: {stderr}");
+        assert!(stderr.contains("cannot be used with"), "{stderr}");
     }
 }

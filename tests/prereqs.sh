@@ -32,6 +32,11 @@ if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-
   echo "prereqs: adding the x86_64-unknown-linux-musl target" >&2
   rustup target add x86_64-unknown-linux-musl
 fi
+# zipsign signs release artifacts (deploy.sh release, tests/droplet/update.test.sh).
+if ! command -v zipsign >/dev/null && [ ! -x "$HOME/.cargo/bin/zipsign" ]; then
+  echo "prereqs: installing zipsign (artifact signing) with cargo" >&2
+  cargo install zipsign --version '^0.2' --locked
+fi
 for component in clippy rustfmt; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
     rustup component add "$component"

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=x86_64-unknown-linux-musl
-bin=target/$target/release/volspike
+bin=${CARGO_TARGET_DIR:-target}/$target/release/volspike
 start=$(date +%s)
 cargo build --release --locked --target "$target"
 echo "static: release build took $(( $(date +%s) - start )) s"
