@@ -7,19 +7,13 @@ mod common;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use volspike::backend::{Outbox, OutboxSettings};
 use volspike::binance::frames::{MarkUpdate, Update};
 use volspike::clock::from_unix_ms;
-use volspike::config::{Config, Mode, Sources};
-use volspike::jobs::services::Services;
 use volspike::jobs::volume_spike::detect::Rules;
 use volspike::jobs::volume_spike::VolumeSpike;
-use volspike::jobs::Job;
-use volspike::shutdown::{self, ShutdownTrigger};
-use volspike::state::StateDir;
-use volspike::systemd::liveness::Liveness;
 use volspike_fakes::{Candle, FakeBackend, FakeBinance, Market, SymbolState};
 
+use common::jobs::JobRig;
 use common::TempDir;
 
 const HOUR: i64 = 3_600_000;
@@ -61,41 +55,16 @@ fn market() -> Market {
     market
 }
 
-/// Everything one job instance needs, plus the delivery loop.
+/// One job instance in its world; dropping it stops delivery (a restart).
 struct Rig {
-    runtime: tokio::runtime::Runtime,
+    rig: JobRig,
     job: VolumeSpike,
-    trigger: ShutdownTrigger,
 }
 
 impl Rig {
     fn new(binance: &FakeBinance, backend: &FakeBackend, state: &std::path::Path) -> Rig {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let env = [
-            ("BACKEND_URL", backend.url()),
-            ("ALERT_INGEST_API_KEY", "test-key".to_string()),
-            ("BINANCE_FAPI_URL", binance.rest_url()),
-            ("VOLSPIKE_STATE_DIR", state.display().to_string()),
-        ];
-        let sources = Sources {
-            env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            ..Sources::default()
-        };
-        let (config, _) =
-            Config::from_sources(&sources, Mode::default()).expect("valid test config");
-        let state = StateDir::open(&config.state_dir).expect("state dir");
-        let outbox =
-            Outbox::open(&state, &config.backends, OutboxSettings::default()).expect("outbox");
-        let (trigger, shutdown) = shutdown::channel();
-        let liveness = Liveness::new(None);
-        let context = runtime.enter();
-        outbox.start_delivery(&liveness, shutdown);
-        let services = Services::build(&config, state, outbox).expect("services");
-        services.funding.cache.apply(
+        let rig = JobRig::new(binance, backend, state);
+        rig.services.funding.cache.apply(
             &[Update::Mark(MarkUpdate {
                 symbol: "BTCUSDT".into(),
                 mark_price: Some(102.4),
@@ -106,25 +75,14 @@ impl Rig {
             })],
             1_764_770_700_000,
         );
-        let job = VolumeSpike::new(&services, Rules::default());
-        drop(context);
-        Rig {
-            runtime,
-            job,
-            trigger,
-        }
+        let job = VolumeSpike::new(&rig.services, Rules::default());
+        Rig { rig, job }
     }
 
     fn tick(&mut self, at_ms: i64) -> String {
-        let now = from_unix_ms(at_ms as u64);
-        let job = &mut self.job;
-        self.runtime.block_on(job.tick(now)).expect("tick succeeds")
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.trigger.trigger();
+        self.rig
+            .tick(&mut self.job, from_unix_ms(at_ms as u64))
+            .expect("tick succeeds")
     }
 }
 

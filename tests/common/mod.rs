@@ -2,6 +2,7 @@
 //! ports, make temporary directories, speak a little HTTP.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod jobs;
 pub mod market;
 
 use std::io::{Read, Write};

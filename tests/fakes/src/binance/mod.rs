@@ -118,6 +118,12 @@ impl FakeBinance {
         self.rest.state.fail_next(n, status, retry_after_secs);
     }
 
+    /// The next `n` requests to `path` (e.g. `/fapi/v1/ticker/24hr`) answer
+    /// `status`; other paths are served normally. Replaces any earlier setting.
+    pub fn fail_next_on(&self, path: &'static str, n: usize, status: u16) {
+        self.rest.state.fail_next_on(path, n, status);
+    }
+
     /// Weight per wall-clock minute above which requests answer 429 with
     /// `Retry-After` (seconds to the next minute). Default 2400.
     pub fn set_weight_limit(&self, limit: u32) {

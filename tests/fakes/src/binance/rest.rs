@@ -40,6 +40,8 @@ struct Failures {
     remaining: usize,
     status: u16,
     retry_after_secs: Option<u64>,
+    /// Only requests to this path fail; `None`: any request.
+    path: Option<&'static str>,
 }
 
 /// Weight used in one wall-clock minute.
@@ -201,6 +203,16 @@ impl RestState {
             remaining: n,
             status,
             retry_after_secs,
+            path: None,
+        });
+    }
+
+    pub(crate) fn fail_next_on(&self, path: &'static str, n: usize, status: u16) {
+        *lock(&self.failures) = (n > 0).then_some(Failures {
+            remaining: n,
+            status,
+            retry_after_secs: None,
+            path: Some(path),
         });
     }
 
@@ -251,9 +263,12 @@ impl RestState {
         minute.used
     }
 
-    fn take_failure(&self) -> Option<Failures> {
+    fn take_failure(&self, path: &str) -> Option<Failures> {
         let mut failures = lock(&self.failures);
         let current = (*failures)?;
+        if current.path.is_some_and(|only| only != path) {
+            return None;
+        }
         *failures = (current.remaining > 1).then_some(Failures {
             remaining: current.remaining - 1,
             ..current
@@ -275,7 +290,7 @@ impl RestState {
         }
 
         let now = millis(SystemTime::now());
-        let answer = if let Some(failure) = self.take_failure() {
+        let answer = if let Some(failure) = self.take_failure(&req.path) {
             scripted_failure(failure, now)
         } else if used > self.weight_limit.load(Ordering::SeqCst) {
             let limit = self.weight_limit.load(Ordering::SeqCst);
