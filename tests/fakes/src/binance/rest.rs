@@ -463,8 +463,19 @@ mod tests {
     fn failures_count_down() {
         let state = RestState::new(MarketHandle::default());
         state.fail_next(2, 429, Some(3));
-        assert!(state.take_failure().is_some_and(|f| f.status == 429));
-        assert!(state.take_failure().is_some());
-        assert!(state.take_failure().is_none());
+        assert!(state.take_failure("/a").is_some_and(|f| f.status == 429));
+        assert!(state.take_failure("/b").is_some());
+        assert!(state.take_failure("/a").is_none());
+    }
+
+    #[test]
+    fn a_path_failure_spares_other_paths() {
+        let state = RestState::new(MarketHandle::default());
+        state.fail_next_on("/fapi/v1/ticker/24hr", 1, 500);
+        assert!(state.take_failure("/fapi/v1/exchangeInfo").is_none());
+        assert!(state
+            .take_failure("/fapi/v1/ticker/24hr")
+            .is_some_and(|f| f.status == 500));
+        assert!(state.take_failure("/fapi/v1/ticker/24hr").is_none());
     }
 }
