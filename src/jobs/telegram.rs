@@ -36,14 +36,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{Job, Schedule};
 use crate::backend::{
-    MediaType, Outbox, Post as OutboxPost, TelegramChannel, TelegramIngest, TelegramMessage,
+    Outbox, Post as OutboxPost, TelegramChannel, TelegramIngest, TelegramMessage,
 };
 use crate::clock::iso;
 use crate::config::TelegramConfig;
 use crate::state::StateDir;
 use crate::telegram::bot_api::{BotApi, ChannelPost, CHANNEL_UPDATES};
 use crate::telegram::preview::{self, PreviewClient};
-use crate::telegram::{CategoryMap, Channel, Media, Post, TelegramError};
+use crate::telegram::{CategoryMap, Channel, Post, TelegramError};
 
 /// How often the job runs.
 pub const INTERVAL: Duration = Duration::from_secs(30);
@@ -547,15 +547,7 @@ fn message_of(post: &Post) -> TelegramMessage {
         views: post.views,
         forwards: post.forwards,
         has_media: post.media.is_some(),
-        media_type: post.media.map(|m| match m {
-            Media::Photo => MediaType::Photo,
-            Media::Video => MediaType::Video,
-            Media::Document => MediaType::Document,
-            Media::Audio => MediaType::Audio,
-            Media::Voice => MediaType::Voice,
-            Media::Sticker => MediaType::Sticker,
-            Media::Animation => MediaType::Animation,
-        }),
+        media_type: post.media,
         links: post.links.clone(),
     }
 }

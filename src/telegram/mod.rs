@@ -31,39 +31,9 @@ pub struct Channel {
     pub title: String,
 }
 
-/// Kind of media a post carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Media {
-    /// A photo (or an album's photo).
-    Photo,
-    /// A video (or a round video note).
-    Video,
-    /// A file.
-    Document,
-    /// A music file.
-    Audio,
-    /// A voice note.
-    Voice,
-    /// A sticker.
-    Sticker,
-    /// A GIF-like silent video.
-    Animation,
-}
-
-impl Media {
-    /// The backend's name for it (`photo`, `video`…).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Media::Photo => "photo",
-            Media::Video => "video",
-            Media::Document => "document",
-            Media::Audio => "audio",
-            Media::Voice => "voice",
-            Media::Sticker => "sticker",
-            Media::Animation => "animation",
-        }
-    }
-}
+/// Kind of media a post carries: the backend's own enum, so a post maps
+/// onto the ingest payload without a translation table.
+pub use crate::backend::MediaType as Media;
 
 /// One channel message, whichever source read it.
 #[derive(Debug, Clone, PartialEq)]
