@@ -47,6 +47,8 @@ if ! "$venv/bin/python" -c 'import fastapi, uvicorn, requests' 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check fastapi uvicorn requests >&2
 fi
 
+# No __pycache__ in the source tree (uvicorn imports bench/fastapi_funding.py).
+export PYTHONDONTWRITEBYTECODE=1
 exec "$venv/bin/python" bench/bench.py \
   --volspike "$volspike" \
   --fake-binance "$target_dir/release/fake-binance" \

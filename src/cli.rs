@@ -95,9 +95,12 @@ pub struct SelfUpdateArgs {
 /// `volspike status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print JSON instead of a table.
+    /// Print one JSON object (unit and /health) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Read VOLSPIKE_HTTP_ADDR from this env file when the environment has none (default: /etc/volspike/volspike.env when readable).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
 }
 
 /// `volspike check-config`.
@@ -121,7 +124,7 @@ pub fn main() -> i32 {
         Command::Install(args) => crate::systemd::install::run(args),
         Command::Uninstall(args) => crate::systemd::uninstall::run(args),
         Command::SelfUpdate(_) => not_available("self-update", "the self-update issue"),
-        Command::Status(_) => not_available("status", "the operator-surface issue"),
+        Command::Status(args) => crate::status::run(args),
     }
 }
 

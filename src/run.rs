@@ -11,10 +11,12 @@ use crate::http::{HttpContext, HttpServer};
 use crate::jobs::funding_health::FundingHealth;
 use crate::jobs::liquid_universe::select::Thresholds;
 use crate::jobs::liquid_universe::LiquidUniverse;
+use crate::jobs::open_interest::{self, OpenInterest};
 use crate::jobs::scheduler::{self, ScheduledJob};
 use crate::jobs::services::Services;
 use crate::jobs::status::StatusBoard;
 use crate::jobs::telegram::TelegramJob;
+use crate::jobs::user_alerts::UserAlerts;
 use crate::jobs::volume_spike::detect::Rules;
 use crate::jobs::volume_spike::VolumeSpike;
 use crate::jobs::Job;
@@ -146,7 +148,9 @@ const AVAILABLE: &[&str] = &[
     "funding_health",
     "funding_stream",
     "liquid_universe",
+    "open_interest",
     "telegram",
+    "user_alerts",
     "volume_spike",
 ];
 
@@ -224,6 +228,20 @@ fn build_jobs(
         };
         jobs.push(ScheduledJob::new(VolumeSpike::new(services, rules)));
     }
+    if wanted(OpenInterest::NAME) {
+        let settings =
+            open_interest::Settings::from_config(&config.open_interest, config.funding.stale_after);
+        jobs.push(ScheduledJob::new(OpenInterest::from_services(
+            services, settings,
+        )));
+    }
+    if wanted(UserAlerts::NAME) {
+        // User alerts live in the backends: nothing to check in --local.
+        match UserAlerts::from_services(services, config.user_alerts.clone()) {
+            Some(job) => jobs.push(ScheduledJob::new(job)),
+            None => tracing::info!("user_alerts not started: no backend configured (--local)"),
+        }
+    }
     Ok(jobs)
 }
 
@@ -251,6 +269,8 @@ async fn supervise(
             outbox: Some(outbox.clone()),
             governor: Some(services.governor.clone()),
             funding: services.funding.clone(),
+            universe: Some(services.universe.clone()),
+            requests: Default::default(),
         },
         liveness.register("http", LOOP_DEADLINE),
         shutdown.clone(),
@@ -411,6 +431,7 @@ mod tests {
         let disabled = config(&[("VOLSPIKE_DISABLED_JOBS", "funding_stream")]);
         assert!(!wanted(&disabled, &[], "funding_stream"));
         assert!(check_only(&only(&["funding_stream", "liquid_universe"])).is_ok());
+        assert!(check_only(&only(&["open_interest", "user_alerts"])).is_ok());
         assert!(check_only(&only(&["nonsense"])).is_err());
     }
 }

@@ -16,24 +16,37 @@ fn job_state(addr: &str) -> Option<serde_json::Value> {
     (job["runs"].as_u64().unwrap_or(0) > 0).then_some(job)
 }
 
+/// Runs the stream and the check against `binance`, with the clock just
+/// before a minute boundary; returns the app and the check's first result.
+fn first_check(
+    dir: &TempDir,
+    binance: &FakeBinance,
+    extra: &[(&str, &str)],
+) -> (Running, serde_json::Value) {
+    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(4));
+    let (rest, ws) = (binance.rest_url(), binance.ws_url());
+    let mut env = vec![
+        ("BINANCE_FAPI_URL", rest.as_str()),
+        ("BINANCE_WS_URL", ws.as_str()),
+        ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let app = Running::start(
+        dir,
+        &["--local", "--only", "funding_stream,funding_health"],
+        &env,
+    );
+    let job = wait_until(Duration::from_secs(40), || job_state(&app.addr))
+        .unwrap_or_else(|| panic!("funding_health never ran; log:\n{}", app.log_text()));
+    (app, job)
+}
+
 #[test]
 fn the_check_passes_on_a_live_stream_and_cross_checks_rest() {
     let binance = FakeBinance::start(Market::synthetic(20)).expect("fake binance");
     binance.ws_set_interval(Duration::from_millis(300));
     let dir = TempDir::new("funding-health");
-    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(4));
-    let app = Running::start(
-        &dir,
-        &["--local", "--only", "funding_stream,funding_health"],
-        &[
-            ("BINANCE_FAPI_URL", binance.rest_url().as_str()),
-            ("BINANCE_WS_URL", binance.ws_url().as_str()),
-            ("VOLSPIKE_HEALTH_MIN_SYMBOLS", "10"),
-            ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
-        ],
-    );
-    let job = wait_until(Duration::from_secs(40), || job_state(&app.addr))
-        .unwrap_or_else(|| panic!("funding_health never ran; log:\n{}", app.log_text()));
+    let (app, job) = first_check(&dir, &binance, &[("VOLSPIKE_HEALTH_MIN_SYMBOLS", "10")]);
     assert_eq!(job["lastResult"], "ok", "{job}\n{}", app.log_text());
     let summary = job["lastSummary"].as_str().unwrap_or("");
     assert!(summary.contains("BTCUSDT matches REST"), "{summary}");
@@ -50,18 +63,7 @@ fn the_check_passes_on_a_live_stream_and_cross_checks_rest() {
 fn too_few_symbols_fail_the_check_in_health() {
     let binance = FakeBinance::start(Market::synthetic(5)).expect("fake binance");
     let dir = TempDir::new("funding-health-few");
-    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(4));
-    let app = Running::start(
-        &dir,
-        &["--local", "--only", "funding_stream,funding_health"],
-        &[
-            ("BINANCE_FAPI_URL", binance.rest_url().as_str()),
-            ("BINANCE_WS_URL", binance.ws_url().as_str()),
-            ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
-        ],
-    );
-    let job = wait_until(Duration::from_secs(40), || job_state(&app.addr))
-        .unwrap_or_else(|| panic!("funding_health never ran; log:\n{}", app.log_text()));
+    let (app, job) = first_check(&dir, &binance, &[]);
     assert_eq!(job["lastResult"], "error", "{job}");
     let error = job["lastError"].as_str().unwrap_or("");
     assert!(

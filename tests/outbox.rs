@@ -526,6 +526,8 @@ fn the_same_dedup_key_twice_is_posted_once() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 1);
     assert_eq!(rig.outbox.recent().len(), 1);
+    // Duplicates are not counted as sent.
+    assert_eq!(rig.outbox.enqueued_by_kind().get("volume_alert"), Some(&1));
     rig.finish();
 }
 
@@ -547,5 +549,6 @@ fn local_mode_writes_alerts_jsonl_and_posts_nothing() {
     assert_eq!(line["body"]["symbol"], "BTCUSDT");
     assert_eq!(outbox.recent().len(), 1);
     assert!(outbox.stats().is_empty());
+    assert_eq!(outbox.enqueued_by_kind().get("volume_alert"), Some(&1));
     let _ = std::fs::remove_dir_all(&dir);
 }

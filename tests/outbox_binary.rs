@@ -4,6 +4,8 @@
 //! Until a job produces alerts, the "previous process" is the library
 //! writing the outbox directly (exactly the files a killed `run` leaves).
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,16 +37,9 @@ fn alert(symbol: &str) -> VolumeAlert {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("ephemeral port")
-}
-
 /// Starts `volspike run`; returns the child and its HTTP address.
 fn spawn_run(state: &std::path::Path, backend_url: &str) -> (Child, String) {
-    let http = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", common::free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_volspike"))
         .arg("run")
         .env_clear()
@@ -67,10 +62,10 @@ fn spawn_run(state: &std::path::Path, backend_url: &str) -> (Child, String) {
 fn wait_for_health(http: &str) -> serde_json::Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let answer = ureq::get(format!("http://{http}/health"))
-            .call()
+        // Any status: /health is 503 while a job cannot reach Binance.
+        let answer = common::http_get(http, "/health")
             .ok()
-            .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok());
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
         if let Some(body) = answer.filter(|b| b["delivery"]["primary"].is_object()) {
             return body;
         }

@@ -126,6 +126,7 @@ fn a_wedged_loop_stops_the_watchdog_pings() {
             ("NOTIFY_SOCKET", socket.as_str()),
             ("WATCHDOG_USEC", "1000000"),
             ("VOLSPIKE_WEDGE", "scheduler@2"),
+            ("VOLSPIKE_DISABLED_JOBS", NO_JOBS),
         ],
     );
     assert!(

@@ -14,8 +14,6 @@ use crate::config::{BackendConfig, Secret};
 
 /// Longest a whole request (connect, send, answer) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest the TCP/TLS connect may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most bytes of an answer read for a POST (only logged).
 const POST_ANSWER_LIMIT: u64 = 64 * 1024;
 /// Most bytes of an answer read for a GET (the liquid universe is the largest).
@@ -136,18 +134,11 @@ pub struct BackendClient {
 impl BackendClient {
     /// A client for `backend` with the standard timeouts.
     pub fn new(backend: &BackendConfig) -> BackendClient {
-        let config = ureq::Agent::config_builder()
-            // The status and body of a 4xx/5xx are needed to classify and log it.
-            .http_status_as_error(false)
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .user_agent(format!("volspike/{}", crate::version::VERSION))
-            .build();
         BackendClient {
             name: backend.name,
             base_url: backend.url.trim_end_matches('/').to_string(),
             key: backend.key.clone(),
-            agent: ureq::Agent::new_with_config(config),
+            agent: crate::net::agent(REQUEST_TIMEOUT, 2),
         }
     }
 

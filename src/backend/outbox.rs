@@ -123,6 +123,9 @@ struct Inner {
     backoff: BackoffPolicy,
     /// The last alerts enqueued, oldest first.
     recent: Mutex<VecDeque<RecentAlert>>,
+    /// Posts accepted (queued for at least one backend, or logged in local
+    /// mode; duplicates not counted) since start, by kind: `/metrics`.
+    enqueued: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// The durable outbox; cheap to clone, one per process.
@@ -176,6 +179,7 @@ impl Outbox {
                 local,
                 backoff,
                 recent: Mutex::new(VecDeque::new()),
+                enqueued: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -280,8 +284,15 @@ impl Outbox {
         }
     }
 
-    /// Keeps an alert for [`Outbox::recent`].
+    /// Counts an accepted post and keeps an alert for [`Outbox::recent`].
     fn remember(&self, post: &Post, now: SystemTime) {
+        {
+            let mut enqueued = match self.inner.enqueued.lock() {
+                Ok(enqueued) => enqueued,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *enqueued.entry(post.kind.as_str()).or_insert(0) += 1;
+        }
         if !post.kind.is_alert() {
             return;
         }
@@ -305,6 +316,15 @@ impl Outbox {
         match self.inner.recent.lock() {
             Ok(recent) => recent.iter().cloned().collect(),
             Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
+        }
+    }
+
+    /// Posts accepted since start by kind name (duplicates not counted);
+    /// kinds never seen are absent.
+    pub fn enqueued_by_kind(&self) -> BTreeMap<&'static str, u64> {
+        match self.inner.enqueued.lock() {
+            Ok(enqueued) => enqueued.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 

@@ -38,6 +38,30 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, for metrics that list each one (even at zero).
+    pub const ALL: [Kind; 7] = [
+        Kind::VolumeAlert,
+        Kind::OiAlert,
+        Kind::OiSamples,
+        Kind::Universe,
+        Kind::UserAlertTrigger,
+        Kind::UserAlertChecked,
+        Kind::Telegram,
+    ];
+
+    /// The snake_case name, as serialized: a metrics label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::VolumeAlert => "volume_alert",
+            Kind::OiAlert => "oi_alert",
+            Kind::OiSamples => "oi_samples",
+            Kind::Universe => "universe",
+            Kind::UserAlertTrigger => "user_alert_trigger",
+            Kind::UserAlertChecked => "user_alert_checked",
+            Kind::Telegram => "telegram",
+        }
+    }
+
     /// Alerts are logged at INFO, kept in `recent()`, and never shed.
     pub fn is_alert(self) -> bool {
         matches!(
@@ -325,6 +349,16 @@ mod tests {
     use super::tests_support::volume;
     use super::*;
     use crate::backend::payloads::{OiDirection, OiTimeframe, VolumeAlertType};
+
+    #[test]
+    fn kind_names_are_the_serialized_names() {
+        for kind in Kind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).ok(),
+                Some(serde_json::Value::from(kind.as_str()))
+            );
+        }
+    }
 
     #[test]
     fn dedup_keys_name_symbol_hour_type_and_timeframe_direction() {

@@ -39,12 +39,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// Longest `Retry-After` taken at face value (Binance bans last up to 3 days).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
-/// Read buffer of each pooled connection: holds one answer's status line
-/// and headers (ureq fails a header that does not fit) and one TLS record
-/// (16 KiB) of plaintext; bodies stream through it.
-const INPUT_BUFFER: usize = 32 * 1024;
-/// Write buffer of each pooled connection: a GET's request line and headers.
-const OUTPUT_BUFFER: usize = 16 * 1024;
 /// How much of an unexpected body an error message quotes.
 const BODY_SNIPPET: usize = 160;
 
@@ -114,21 +108,10 @@ impl BinanceRest {
                 "max_concurrency and timeout must be greater than zero".to_owned(),
             ));
         }
-        let config = ureq::Agent::config_builder()
-            // 429/418 bodies and headers are needed, not just an error.
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .max_idle_connections_per_host(max_concurrency)
-            // ureq's 128 KiB defaults are zero-filled, so resident, for every
-            // pooled connection: 256 KiB × max_concurrency. Binance's answer
-            // headers are ~2 KiB and bodies are streamed through the input
-            // buffer, so these sizes hold any answer at a fraction of the RSS.
-            .input_buffer_size(INPUT_BUFFER)
-            .output_buffer_size(OUTPUT_BUFFER)
-            .build();
         Ok(Self {
             inner: Arc::new(Inner {
-                agent: ureq::Agent::new_with_config(config),
+                // One warm connection per concurrent sweep slot.
+                agent: crate::net::agent(timeout, max_concurrency),
                 base_url,
                 governor,
                 slots: Arc::new(Semaphore::new(max_concurrency)),

@@ -763,7 +763,8 @@ fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    match tungstenite::client_tls_with_config(request, tcp, Some(config), None) {
+    let connector = tungstenite::Connector::Rustls(crate::net::websocket_tls());
+    match tungstenite::client_tls_with_config(request, tcp, Some(config), Some(connector)) {
         Ok((ws, _response)) => Ok(ws),
         // With a read timeout, a handshake that stalls comes back as "interrupted".
         Err(HandshakeError::Interrupted(_)) => Err(format!(

@@ -31,6 +31,10 @@ pub struct Universe {
     /// The cache. A tokio mutex, held across the refresh, so concurrent
     /// callers share one `exchangeInfo` call instead of each making one.
     state: Mutex<Cache>,
+    /// The last good list again, behind a std lock never held across I/O:
+    /// readers that must not wait for a refresh in progress (the dashboard
+    /// on an HTTP worker thread) read it with [`Universe::peek`].
+    latest: std::sync::RwLock<Option<Arc<Vec<SymbolInfo>>>>,
 }
 
 /// What the cache holds.
@@ -49,6 +53,7 @@ impl Universe {
             rest,
             max_age,
             state: Mutex::new(Cache::default()),
+            latest: std::sync::RwLock::new(None),
         }
     }
 
@@ -61,7 +66,7 @@ impl Universe {
             return Ok(list);
         }
         match self.fetch().await {
-            Ok(list) => Ok(Self::store(&mut cache, list)),
+            Ok(list) => Ok(self.store(&mut cache, list)),
             Err(e) => self.on_failure(&mut cache, e),
         }
     }
@@ -86,7 +91,16 @@ impl Universe {
             return;
         }
         let mut cache = self.state.lock().await;
-        Self::store(&mut cache, list);
+        self.store(&mut cache, list);
+    }
+
+    /// The last good list without waiting and without a refresh: `None`
+    /// until a job fetched one. Never spends Binance weight.
+    pub fn peek(&self) -> Option<Arc<Vec<SymbolInfo>>> {
+        match self.latest.read() {
+            Ok(latest) => latest.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Age of the cached list, if there is one.
@@ -118,11 +132,15 @@ impl Universe {
     }
 
     /// Stores a good list.
-    fn store(cache: &mut Cache, list: Vec<SymbolInfo>) -> Arc<Vec<SymbolInfo>> {
+    fn store(&self, cache: &mut Cache, list: Vec<SymbolInfo>) -> Arc<Vec<SymbolInfo>> {
         tracing::debug!(target: "binance", symbols = list.len(), "universe refreshed");
         let list = Arc::new(list);
         cache.list = Some((Arc::clone(&list), Instant::now()));
         cache.retry_at = None;
+        match self.latest.write() {
+            Ok(mut latest) => *latest = Some(Arc::clone(&list)),
+            Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&list)),
+        }
         list
     }
 

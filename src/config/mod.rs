@@ -79,7 +79,7 @@ impl Sources {
     }
 
     /// Finds a setting under any of its names: environment first, then file.
-    fn lookup(&self, setting: &Setting) -> Option<(String, Origin)> {
+    pub fn lookup(&self, setting: &Setting) -> Option<(String, Origin)> {
         for name in setting.names {
             if let Some(value) = self.env.get(*name) {
                 return Some((value.clone(), Origin::Env((*name).to_string())));
@@ -168,6 +168,59 @@ pub struct FundingConfig {
     pub silence: Duration,
 }
 
+/// open_interest thresholds and timing (jobs.md defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenInterestConfig {
+    /// Time between polls, before any stretching for the weight budget.
+    pub poll: Duration,
+    /// Minimum |current − baseline| in contracts for any alert.
+    pub min_contracts: f64,
+    /// Thresholds as fractions (0.03 = 3%) for `5 min`, `15 min`, `1 hour`.
+    pub thresholds: [f64; 3],
+    /// Cooldowns per (symbol, direction) for `5 min`, `15 min`, `1 hour`.
+    pub cooldowns: [Duration; 3],
+    /// Fraction (0..=1) of the governor's ceiling the poll may use.
+    pub weight_share: f64,
+}
+
+impl Default for OpenInterestConfig {
+    fn default() -> Self {
+        OpenInterestConfig {
+            poll: Duration::from_secs(30),
+            min_contracts: 5_000.0,
+            thresholds: [0.03, 0.05, 0.10],
+            cooldowns: [
+                Duration::from_secs(600),
+                Duration::from_secs(900),
+                Duration::from_secs(3600),
+            ],
+            weight_share: 0.5,
+        }
+    }
+}
+
+/// user_alerts timing (jobs.md defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserAlertsConfig {
+    /// Time between checks of pro/elite alerts (the job's tick).
+    pub fast: Duration,
+    /// Free alerts are checked once per wall-clock window of this length.
+    pub free: Duration,
+    /// Least time between two update-checked posts for one alert whose value
+    /// moved without crossing (see the job's docs).
+    pub checked_refresh: Duration,
+}
+
+impl Default for UserAlertsConfig {
+    fn default() -> Self {
+        UserAlertsConfig {
+            fast: Duration::from_secs(30),
+            free: Duration::from_secs(300),
+            checked_refresh: Duration::from_secs(300),
+        }
+    }
+}
+
 /// Thresholds of the alert jobs (jobs.md defaults).
 #[derive(Debug, Clone, Copy)]
 pub struct JobThresholds {
@@ -196,6 +249,10 @@ pub struct Config {
     pub binance: BinanceConfig,
     /// Funding stream and API settings.
     pub funding: FundingConfig,
+    /// open_interest settings.
+    pub open_interest: OpenInterestConfig,
+    /// user_alerts settings.
+    pub user_alerts: UserAlertsConfig,
     /// Alert job thresholds.
     pub thresholds: JobThresholds,
     /// HTTP listen address.
@@ -487,6 +544,8 @@ impl Config {
             ),
         };
 
+        let open_interest = open_interest_config(&mut r);
+        let user_alerts = user_alerts_config(&mut r);
         let liquid_enter = r
             .number(&settings::LIQUID_ENTER_USD, (0.0, 1e13))
             .unwrap_or(1e8);
@@ -573,6 +632,8 @@ impl Config {
             telegram,
             binance,
             funding,
+            open_interest,
+            user_alerts,
             thresholds,
             http_addr,
             state_dir,
@@ -583,6 +644,69 @@ impl Config {
             wedge,
         };
         Ok((config, r.report))
+    }
+}
+
+/// The open_interest settings; a bad value is a problem and its default is kept.
+fn open_interest_config(r: &mut Reader<'_>) -> OpenInterestConfig {
+    let d = OpenInterestConfig::default();
+    let secs = |r: &mut Reader<'_>, s: &Setting, default: Duration, range: (u64, u64)| {
+        r.number(s, range).map_or(default, Duration::from_secs)
+    };
+    let pct = |r: &mut Reader<'_>, s: &Setting, default: f64| {
+        r.number(s, (0.01, 1000.0)).map_or(default, |p| p / 100.0)
+    };
+    OpenInterestConfig {
+        poll: secs(r, &settings::OI_POLL_SECS, d.poll, (10, 3600)),
+        min_contracts: r
+            .number(&settings::OI_MIN_CONTRACTS, (0.0, 1e9))
+            .unwrap_or(d.min_contracts),
+        thresholds: [
+            pct(r, &settings::OI_PCT_5M, d.thresholds[0]),
+            pct(r, &settings::OI_PCT_15M, d.thresholds[1]),
+            pct(r, &settings::OI_PCT_1H, d.thresholds[2]),
+        ],
+        cooldowns: [
+            secs(
+                r,
+                &settings::OI_COOLDOWN_5M_SECS,
+                d.cooldowns[0],
+                (0, 86_400),
+            ),
+            secs(
+                r,
+                &settings::OI_COOLDOWN_15M_SECS,
+                d.cooldowns[1],
+                (0, 86_400),
+            ),
+            secs(
+                r,
+                &settings::OI_COOLDOWN_1H_SECS,
+                d.cooldowns[2],
+                (0, 86_400),
+            ),
+        ],
+        weight_share: r
+            .number(&settings::OI_WEIGHT_SHARE_PCT, (1u32, 100))
+            .map_or(d.weight_share, |p| f64::from(p) / 100.0),
+    }
+}
+
+/// The user_alerts settings; a bad value is a problem and its default is kept.
+fn user_alerts_config(r: &mut Reader<'_>) -> UserAlertsConfig {
+    let d = UserAlertsConfig::default();
+    let secs = |r: &mut Reader<'_>, s: &Setting, default: Duration, range: (u64, u64)| {
+        r.number(s, range).map_or(default, Duration::from_secs)
+    };
+    UserAlertsConfig {
+        fast: secs(r, &settings::USER_ALERTS_FAST_SECS, d.fast, (10, 3600)),
+        free: secs(r, &settings::USER_ALERTS_FREE_SECS, d.free, (10, 86_400)),
+        checked_refresh: secs(
+            r,
+            &settings::USER_ALERTS_CHECKED_SECS,
+            d.checked_refresh,
+            (0, 86_400),
+        ),
     }
 }
 
@@ -751,6 +875,49 @@ mod tests {
         assert_eq!(key.shown, "****");
         let (config, _) = Config::from_sources(&s, Mode::default()).expect("valid");
         assert!(!format!("{config:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn job_thresholds_default_to_jobs_md_and_are_validated() {
+        let (config, _) =
+            Config::from_sources(&sources(&[], ""), Mode { local: true }).expect("valid");
+        assert_eq!(config.open_interest, OpenInterestConfig::default());
+        assert_eq!(config.open_interest.poll, Duration::from_secs(30));
+        assert_eq!(config.open_interest.min_contracts, 5_000.0);
+        assert_eq!(config.open_interest.thresholds, [0.03, 0.05, 0.10]);
+        assert_eq!(config.user_alerts.fast, Duration::from_secs(30));
+        assert_eq!(config.user_alerts.free, Duration::from_secs(300));
+
+        let s = sources(
+            &[
+                ("VOLSPIKE_OI_PCT_5M", "2.5"),
+                ("VOLSPIKE_OI_MIN_CONTRACTS", "100"),
+                ("VOLSPIKE_USER_ALERTS_FREE_SECS", "600"),
+            ],
+            "",
+        );
+        let (config, _) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert!((config.open_interest.thresholds[0] - 0.025).abs() < 1e-12);
+        assert_eq!(config.open_interest.min_contracts, 100.0);
+        assert_eq!(config.user_alerts.free, Duration::from_secs(600));
+
+        let s = sources(
+            &[
+                ("VOLSPIKE_OI_POLL_SECS", "1"),
+                ("VOLSPIKE_OI_PCT_1H", "ten"),
+                ("VOLSPIKE_USER_ALERTS_FAST_SECS", "0"),
+            ],
+            "",
+        );
+        let report = Config::from_sources(&s, Mode { local: true }).expect_err("invalid");
+        let all = report.problems.join("\n");
+        for needle in [
+            "VOLSPIKE_OI_POLL_SECS",
+            "VOLSPIKE_OI_PCT_1H",
+            "VOLSPIKE_USER_ALERTS_FAST_SECS",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
     }
 
     #[test]

@@ -182,6 +182,90 @@ pub const LOG_FILTER: Setting = setting!(
     false,
     "log filter (error, warn, info, debug, or tracing's env-filter syntax)"
 );
+/// open_interest: seconds between polls of the liquid set.
+pub const OI_POLL_SECS: Setting = setting!(
+    ["VOLSPIKE_OI_POLL_SECS"],
+    Some("30"),
+    false,
+    "open_interest: seconds between open-interest polls of the liquid set; stretched automatically when the weight budget is short (10-3600)"
+);
+/// open_interest: minimum |current − baseline| in contracts for an alert.
+pub const OI_MIN_CONTRACTS: Setting = setting!(
+    ["VOLSPIKE_OI_MIN_CONTRACTS"],
+    Some("5000"),
+    false,
+    "open_interest: an alert also needs |current - baseline| of at least this many contracts (0-1000000000)"
+);
+/// open_interest: 5-minute threshold, percent.
+pub const OI_PCT_5M: Setting = setting!(
+    ["VOLSPIKE_OI_PCT_5M"],
+    Some("3"),
+    false,
+    "open_interest: percent change over 5 minutes that alerts (0.01-1000)"
+);
+/// open_interest: 15-minute threshold, percent.
+pub const OI_PCT_15M: Setting = setting!(
+    ["VOLSPIKE_OI_PCT_15M"],
+    Some("5"),
+    false,
+    "open_interest: percent change over 15 minutes that alerts (0.01-1000)"
+);
+/// open_interest: 1-hour threshold, percent.
+pub const OI_PCT_1H: Setting = setting!(
+    ["VOLSPIKE_OI_PCT_1H"],
+    Some("10"),
+    false,
+    "open_interest: percent change over 1 hour that alerts (0.01-1000)"
+);
+/// open_interest: 5-minute cooldown.
+pub const OI_COOLDOWN_5M_SECS: Setting = setting!(
+    ["VOLSPIKE_OI_COOLDOWN_5M_SECS"],
+    Some("600"),
+    false,
+    "open_interest: seconds without a second 5-minute alert in the same direction per symbol (0-86400)"
+);
+/// open_interest: 15-minute cooldown.
+pub const OI_COOLDOWN_15M_SECS: Setting = setting!(
+    ["VOLSPIKE_OI_COOLDOWN_15M_SECS"],
+    Some("900"),
+    false,
+    "open_interest: seconds without a second 15-minute alert in the same direction per symbol (0-86400)"
+);
+/// open_interest: 1-hour cooldown.
+pub const OI_COOLDOWN_1H_SECS: Setting = setting!(
+    ["VOLSPIKE_OI_COOLDOWN_1H_SECS"],
+    Some("3600"),
+    false,
+    "open_interest: seconds without a second 1-hour alert in the same direction per symbol (0-86400)"
+);
+/// open_interest: share of the weight ceiling the poll may use.
+pub const OI_WEIGHT_SHARE_PCT: Setting = setting!(
+    ["VOLSPIKE_OI_WEIGHT_SHARE_PCT"],
+    Some("50"),
+    false,
+    "open_interest: percent of the appliance's weight ceiling the poll may use before it is stretched (1-100)"
+);
+/// user_alerts: seconds between checks of pro/elite alerts.
+pub const USER_ALERTS_FAST_SECS: Setting = setting!(
+    ["VOLSPIKE_USER_ALERTS_FAST_SECS"],
+    Some("30"),
+    false,
+    "user_alerts: seconds between checks of pro and elite alerts (10-3600)"
+);
+/// user_alerts: seconds between checks of free alerts.
+pub const USER_ALERTS_FREE_SECS: Setting = setting!(
+    ["VOLSPIKE_USER_ALERTS_FREE_SECS"],
+    Some("300"),
+    false,
+    "user_alerts: free alerts are checked once per wall-clock window of this many seconds (10-86400)"
+);
+/// user_alerts: least time between two update-checked posts of one alert.
+pub const USER_ALERTS_CHECKED_SECS: Setting = setting!(
+    ["VOLSPIKE_USER_ALERTS_CHECKED_SECS"],
+    Some("300"),
+    false,
+    "user_alerts: an uncrossed alert's lastCheckedValue is refreshed at most this often, unless it was null or sits on the threshold (0-86400)"
+);
 /// Hidden test switch: wedge one critical loop to prove the watchdog.
 pub const WEDGE: Setting = setting!(["VOLSPIKE_WEDGE"], None, false, "");
 
@@ -254,6 +338,18 @@ pub const ALL: &[&Setting] = &[
     &HEALTH_MIN_SYMBOLS,
     &DISABLED_JOBS,
     &LOG_FILTER,
+    &OI_POLL_SECS,
+    &OI_MIN_CONTRACTS,
+    &OI_PCT_5M,
+    &OI_PCT_15M,
+    &OI_PCT_1H,
+    &OI_COOLDOWN_5M_SECS,
+    &OI_COOLDOWN_15M_SECS,
+    &OI_COOLDOWN_1H_SECS,
+    &OI_WEIGHT_SHARE_PCT,
+    &USER_ALERTS_FAST_SECS,
+    &USER_ALERTS_FREE_SECS,
+    &USER_ALERTS_CHECKED_SECS,
     &WEDGE,
     &CLOCK_OFFSET,
 ];

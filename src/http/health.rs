@@ -86,20 +86,10 @@ pub fn handle(ctx: &HttpContext) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::status::StatusBoard;
-    use crate::systemd::liveness::Liveness;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     fn ctx() -> HttpContext {
-        HttpContext {
-            started: Instant::now(),
-            board: StatusBoard::default(),
-            liveness: Liveness::new(None),
-            local: true,
-            outbox: None,
-            governor: None,
-            funding: Default::default(),
-        }
+        crate::http::tests::ctx()
     }
 
     #[test]

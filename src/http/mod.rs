@@ -1,5 +1,5 @@
 //! The appliance's one HTTP server (tiny_http): `/health`, the funding API,
-//! and the dashboard and metrics as they arrive.
+//! the dashboard (`/`, `/api/dashboard`, `/watchlist.txt`) and `/metrics`.
 //!
 //! Handlers are plain functions from a request to a [`Reply`], so they are
 //! unit-tested without sockets; this file owns the sockets, the worker
@@ -18,8 +18,11 @@
 //! and a worker stuck on a client stops the "http" heartbeat, so the watchdog
 //! restarts the service rather than serving nothing.
 
+pub mod dashboard;
 pub mod funding;
 pub mod health;
+pub mod metrics;
+pub mod requests;
 
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -33,6 +36,7 @@ use serde::Serialize;
 use crate::binance::governor::WeightGovernor;
 
 use crate::backend::Outbox;
+use crate::binance::Universe;
 use crate::jobs::status::StatusBoard;
 use crate::shutdown::Shutdown;
 use crate::systemd::liveness::{Heartbeat, Liveness};
@@ -99,6 +103,11 @@ pub struct HttpContext {
     pub governor: Option<Arc<WeightGovernor>>,
     /// The funding cache and stream counters.
     pub funding: funding::FundingApi,
+    /// The universe list, peeked (never fetched) by the dashboard to keep
+    /// its table to USDT perpetuals; `None` in tests.
+    pub universe: Option<Arc<Universe>>,
+    /// Requests answered by route and status, for `/metrics`.
+    pub requests: requests::RequestCounters,
 }
 
 /// Routes one request.
@@ -114,6 +123,10 @@ pub fn route(ctx: &HttpContext, method: &str, url: &str) -> Reply {
     }
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     match path {
+        "/" | "/index.html" => dashboard::page(),
+        "/api/dashboard" => dashboard::api(ctx, SystemTime::now()),
+        "/watchlist.txt" => dashboard::watchlist(ctx, SystemTime::now()),
+        "/metrics" => metrics::handle(ctx),
         "/health" => health::handle(ctx),
         p if p == "/funding" || p.starts_with("/funding/") => {
             funding::route(&ctx.funding, p, query, SystemTime::now())
@@ -180,10 +193,11 @@ impl HttpServer {
             })
             .collect();
         let server = self.server.clone();
+        let requests = ctx.requests.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("http-dispatch".into())
-                .spawn(move || dispatch(&server, tx, &shutdown))
+                .spawn(move || dispatch(&server, tx, &requests, &shutdown))
                 .expect("spawning the HTTP dispatcher thread at start"),
         );
         threads
@@ -192,7 +206,12 @@ impl HttpServer {
 
 /// Moves requests from tiny_http to the workers' bounded queue, answering
 /// 503 when it is full.
-fn dispatch(server: &tiny_http::Server, tx: SyncSender<tiny_http::Request>, shutdown: &Shutdown) {
+fn dispatch(
+    server: &tiny_http::Server,
+    tx: SyncSender<tiny_http::Request>,
+    requests: &requests::RequestCounters,
+    shutdown: &Shutdown,
+) {
     let mut busy_logged: Option<Instant> = None;
     let mut busy_since_log = 0u64;
     while !shutdown.is_triggered() {
@@ -218,9 +237,11 @@ fn dispatch(server: &tiny_http::Server, tx: SyncSender<tiny_http::Request>, shut
                     busy_logged = Some(Instant::now());
                     busy_since_log = 0;
                 }
+                requests.record(requests::route_template(request.url()), 503);
                 respond(request, Reply::error(503, "server busy"));
             }
             Err(TrySendError::Disconnected(request)) => {
+                requests.record(requests::route_template(request.url()), 503);
                 respond(request, Reply::error(503, "shutting down"));
                 return;
             }
@@ -250,6 +271,8 @@ fn work(
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
         let reply = route(ctx, request.method().as_str(), request.url());
+        ctx.requests
+            .record(requests::route_template(request.url()), reply.status);
         respond(request, reply);
     }
 }
@@ -274,12 +297,13 @@ fn respond(request: tiny_http::Request, reply: Reply) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::jobs::status::StatusBoard;
     use crate::systemd::liveness::Liveness;
 
-    fn ctx() -> HttpContext {
+    /// A context with nothing running: what handler tests start from.
+    pub(crate) fn ctx() -> HttpContext {
         HttpContext {
             started: Instant::now(),
             board: StatusBoard::default(),
@@ -288,6 +312,8 @@ mod tests {
             outbox: None,
             governor: None,
             funding: funding::FundingApi::default(),
+            universe: None,
+            requests: requests::RequestCounters::default(),
         }
     }
 
@@ -303,5 +329,10 @@ mod tests {
         assert_eq!(route(&ctx, "GET", "/funding/BTCUSDT?x=1").status, 503);
         assert_eq!(route(&ctx, "GET", "/funding/health").status, 503);
         assert_eq!(route(&ctx, "HEAD", "/health").status, 200);
+        // The dashboard answers even before any data.
+        assert_eq!(route(&ctx, "GET", "/").status, 200);
+        assert_eq!(route(&ctx, "GET", "/api/dashboard").status, 200);
+        assert_eq!(route(&ctx, "GET", "/watchlist.txt").status, 200);
+        assert_eq!(route(&ctx, "GET", "/metrics").status, 200);
     }
 }

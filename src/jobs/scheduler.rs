@@ -182,6 +182,7 @@ fn start_tick(
             s.running = false;
             s.runs += 1;
             s.last_duration = Some(elapsed);
+            s.total_duration += elapsed;
             match outcome {
                 Ok(summary) => {
                     s.last_ok = Some(true);

@@ -22,6 +22,9 @@ pub struct JobStatus {
     pub last_run: Option<SystemTime>,
     /// How long the last finished tick took.
     pub last_duration: Option<Duration>,
+    /// Every finished tick's duration added up: with `runs`, the duration
+    /// summary on `/metrics` (a rate of it over a rate of runs is the mean).
+    pub total_duration: Duration,
     /// Whether the last finished tick succeeded.
     pub last_ok: Option<bool>,
     /// The last success's summary line.

@@ -17,8 +17,6 @@ use crate::config::Secret;
 
 /// Time for a call that is not a long poll.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// Time to open a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read (100 updates with long texts stay far below this).
 const MAX_ANSWER_BYTES: u64 = 8 * 1024 * 1024;
 /// The update kinds the job asks for: posts and their edits, nothing else.
@@ -173,17 +171,10 @@ struct User {
 impl BotApi {
     /// A client for the bot with `token` at `base_url` (`TELEGRAM_API_URL`).
     pub fn new(base_url: &str, token: Secret) -> BotApi {
-        let config = ureq::Agent::config_builder()
-            // Telegram's error body (retry_after, description) is needed.
-            .http_status_as_error(false)
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .user_agent(format!("volspike/{}", crate::version::VERSION))
-            .build();
         BotApi {
             base: base_url.trim_end_matches('/').to_string(),
             token,
-            agent: ureq::Agent::new_with_config(config),
+            agent: crate::net::agent(REQUEST_TIMEOUT, 2),
         }
     }
 

@@ -46,14 +46,9 @@ pub struct PreviewClient {
 impl PreviewClient {
     /// A client for `base_url` (`TELEGRAM_PREVIEW_URL`).
     pub fn new(base_url: &str) -> PreviewClient {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .user_agent(format!("volspike/{}", crate::version::VERSION))
-            .build();
         PreviewClient {
             base: base_url.trim_end_matches('/').to_string(),
-            agent: ureq::Agent::new_with_config(config),
+            agent: crate::net::agent(REQUEST_TIMEOUT, 2),
         }
     }
 

@@ -2,6 +2,8 @@
 //! ports, make temporary directories, speak a little HTTP.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod market;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

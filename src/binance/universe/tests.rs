@@ -123,9 +123,15 @@ async fn concurrent_callers_share_one_refresh() {
 async fn an_exchange_info_fetched_elsewhere_updates_the_cache() {
     let server = TestServer::start(1, |_, _| Reply::status(500, "not called"));
     let universe = universe(&server, DEFAULT_MAX_AGE);
+    // Peeking never fetches: nothing until a list arrives.
+    assert!(universe.peek().is_none());
     let info: ExchangeInfo =
         serde_json::from_str(&exchange_info(&["BTCUSDT", "ETHUSDT"])).expect("sample");
     universe.update_from(&info).await;
+    assert_eq!(
+        universe.peek().map(|list| names(&list).join(",")),
+        Some("BTCUSDT,ETHUSDT".to_string())
+    );
     assert_eq!(
         universe.symbol_names().await.expect("cached"),
         ["BTCUSDT", "ETHUSDT"]

@@ -146,7 +146,9 @@ impl Job for LiquidUniverse {
     const NAME: &'static str = "liquid_universe";
 
     fn schedule(&self) -> Schedule {
-        Schedule::WallClock(Duration::from_secs(300))
+        // At start and every 5 minutes after: open_interest polls the set
+        // this computes, so it should not wait for a wall-clock boundary.
+        Schedule::Every(Duration::from_secs(300))
     }
 
     async fn tick(&mut self, now: SystemTime) -> anyhow::Result<String> {

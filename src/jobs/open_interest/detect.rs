@@ -35,6 +35,9 @@ pub struct Timeframe {
     pub tolerance_ms: u64,
     /// Quiet time after an alert for the same direction, ms.
     pub cooldown_ms: u64,
+    /// Minimum |current − baseline| in contracts (jobs.md: 5,000), so that
+    /// a big percentage of a tiny open interest stays quiet.
+    pub min_abs_contracts: f64,
 }
 
 /// The defaults of jobs.md.
@@ -45,6 +48,7 @@ pub const TIMEFRAMES: [Timeframe; 3] = [
         lookback_ms: 300_000,
         tolerance_ms: 30_000,
         cooldown_ms: 600_000,
+        min_abs_contracts: MIN_ABS_CONTRACTS,
     },
     Timeframe {
         label: "15 min",
@@ -52,6 +56,7 @@ pub const TIMEFRAMES: [Timeframe; 3] = [
         lookback_ms: 900_000,
         tolerance_ms: 90_000,
         cooldown_ms: 900_000,
+        min_abs_contracts: MIN_ABS_CONTRACTS,
     },
     Timeframe {
         label: "1 hour",
@@ -59,6 +64,7 @@ pub const TIMEFRAMES: [Timeframe; 3] = [
         lookback_ms: 3_600_000,
         tolerance_ms: 120_000,
         cooldown_ms: 3_600_000,
+        min_abs_contracts: MIN_ABS_CONTRACTS,
     },
 ];
 
@@ -178,7 +184,7 @@ pub fn evaluate(
         }
         let abs_change = now.contracts - base.contracts;
         let pct_change = abs_change / base.contracts;
-        let outside = pct_change.abs() >= tf.threshold && abs_change.abs() >= MIN_ABS_CONTRACTS;
+        let outside = pct_change.abs() >= tf.threshold && abs_change.abs() >= tf.min_abs_contracts;
         let was_outside = state
             .outside
             .insert(tf.label.to_string(), outside)
@@ -304,6 +310,26 @@ mod tests {
         assert_eq!(ups.first().map(|(s, _)| *s), Some(300));
         // The second UP crossing at 720 s is 420 s after the first: cooling down.
         assert!(ups.iter().all(|(s, _)| *s == 300 || *s >= 900), "{fired:?}");
+    }
+
+    #[test]
+    fn the_contract_floor_is_per_timeframe_configuration() {
+        // The same +10% of 10,000 contracts alerts once the floor is lowered.
+        let mut series: Vec<(u64, f64)> = (0..=10).map(|i| (i * 30, 10_000.0)).collect();
+        series.extend((11..=20).map(|i| (i * 30, 11_000.0)));
+        let tf = [Timeframe {
+            min_abs_contracts: 500.0,
+            ..TIMEFRAMES[0]
+        }];
+        let mut history = History::default();
+        let mut state = AlertState::default();
+        let mut fired = 0;
+        for &(secs, contracts) in &series {
+            let now = sample(secs, contracts, 100.0);
+            history.push(now);
+            fired += evaluate(&history, &mut state, now, &tf).len();
+        }
+        assert_eq!(fired, 1);
     }
 
     #[test]

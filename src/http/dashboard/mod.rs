@@ -1,0 +1,182 @@
+//! The dashboard (was the Streamlit app on :8501), on the appliance's own
+//! HTTP server:
+//!
+//! - `GET /` → one self-contained page (HTML, CSS and a little JS in
+//!   `page.html`, compiled into the binary; nothing from a CDN, which the
+//!   droplet may not reach). The page polls `/api/dashboard` every few
+//!   seconds and redraws in place.
+//! - `GET /api/dashboard` → the market table (see [`market`]), the
+//!   appliance's `/health` view, build info and the last alerts.
+//! - `GET /watchlist.txt` → the TradingView watchlist of the table's symbols.
+
+pub mod market;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::health::{self, HealthBody};
+use super::{HttpContext, Reply};
+use crate::backend::RecentAlert;
+use crate::clock::{iso, unix_ms};
+
+/// The page, as compiled in.
+const PAGE: &str = include_str!("page.html");
+/// Alerts the page lists (newest first).
+pub const ALERTS_SHOWN: usize = 20;
+
+/// Build facts for the page header.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Build {
+    /// Crate version.
+    pub version: &'static str,
+    /// Git commit.
+    pub commit: &'static str,
+    /// Target triple.
+    pub target: &'static str,
+    /// Build date.
+    pub built: &'static str,
+}
+
+/// The `/api/dashboard` body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardBody {
+    /// When this was built (ISO): the page measures "ago" against it, not
+    /// against the phone's clock.
+    pub generated_at: String,
+    /// What is running.
+    pub build: Build,
+    /// The table.
+    pub market: market::MarketView,
+    /// The `/health` view: jobs, loops, WebSocket, backlog, weight.
+    pub appliance: HealthBody,
+    /// The last alerts sent, newest first.
+    pub alerts: Vec<RecentAlert>,
+}
+
+/// `GET /`.
+pub fn page() -> Reply {
+    // One shared copy: every request then clones an Arc, not 20 KB.
+    static BODY: OnceLock<Arc<[u8]>> = OnceLock::new();
+    Reply {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: BODY.get_or_init(|| PAGE.as_bytes().into()).clone(),
+    }
+}
+
+/// The market table as of `now`.
+pub fn market_view(ctx: &HttpContext, now: SystemTime) -> market::MarketView {
+    let universe: Option<BTreeSet<String>> = ctx
+        .universe
+        .as_ref()
+        .and_then(|u| u.peek())
+        .map(|list| list.iter().map(|s| s.symbol.clone()).collect());
+    market::view(
+        &ctx.funding.cache.all(),
+        universe.as_ref(),
+        unix_ms(now),
+        ctx.funding.stale_after.as_millis() as u64,
+    )
+}
+
+/// `GET /api/dashboard`.
+pub fn api(ctx: &HttpContext, now: SystemTime) -> Reply {
+    let (appliance, _) = health::body(ctx, now);
+    let mut alerts = ctx
+        .outbox
+        .as_ref()
+        .map(|outbox| outbox.recent())
+        .unwrap_or_default();
+    alerts.reverse();
+    alerts.truncate(ALERTS_SHOWN);
+    let body = DashboardBody {
+        generated_at: iso(now),
+        build: Build {
+            version: crate::version::VERSION,
+            commit: crate::version::COMMIT,
+            target: crate::version::TARGET,
+            built: crate::version::BUILD_DATE,
+        },
+        market: market_view(ctx, now),
+        appliance,
+        alerts,
+    };
+    Reply::json(200, &body)
+}
+
+/// `GET /watchlist.txt`: the page's download link (`download` attribute
+/// names the file, so no Content-Disposition header is needed).
+pub fn watchlist(ctx: &HttpContext, now: SystemTime) -> Reply {
+    let text = market::watchlist(&market_view(ctx, now).rows);
+    Reply {
+        status: 200,
+        content_type: "text/plain; charset=utf-8",
+        body: text.into_bytes().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binance::frames::{MarkUpdate, TickerUpdate, Update};
+
+    #[test]
+    fn the_page_is_self_contained() {
+        let reply = page();
+        assert_eq!(reply.status, 200);
+        let html = std::str::from_utf8(&reply.body).expect("utf-8");
+        assert!(html.contains("/api/dashboard"));
+        assert!(html.contains("/watchlist.txt"));
+        // Nothing from elsewhere: no absolute URL in src/href, no imports.
+        for needle in ["src=\"http", "href=\"http", "@import", "//cdn", "url(http"] {
+            assert!(!html.contains(needle), "page loads {needle}");
+        }
+        assert!(html.contains("name=\"viewport\""), "readable on a phone");
+    }
+
+    #[test]
+    fn api_and_watchlist_from_the_cache() {
+        let ctx = crate::http::tests::ctx();
+        let now = SystemTime::now();
+        let now_ms = unix_ms(now);
+        let updates: Vec<Update> = [("AAAUSDT", 2e8, 0.0005), ("BBBUSDT", 3e8, -0.0005)]
+            .iter()
+            .flat_map(|(s, v, r)| {
+                [
+                    Update::Mark(MarkUpdate {
+                        symbol: s.to_string(),
+                        mark_price: Some(1.0),
+                        index_price: None,
+                        funding_rate: Some(*r),
+                        next_funding_time: None,
+                        event_time: None,
+                    }),
+                    Update::Ticker(TickerUpdate {
+                        symbol: s.to_string(),
+                        last_price: Some(1.0),
+                        quote_volume: Some(*v),
+                        event_time: None,
+                    }),
+                ]
+            })
+            .collect();
+        ctx.funding.cache.apply(&updates, now_ms);
+        let reply = api(&ctx, now);
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
+        assert_eq!(json["market"]["rows"][0]["symbol"], "BBBUSDT");
+        assert_eq!(json["market"]["rows"][0]["tone"], "negative");
+        assert_eq!(json["market"]["rows"][1]["fundingText"], "0.050%");
+        assert_eq!(json["appliance"]["version"], crate::version::VERSION);
+        assert_eq!(json["build"]["commit"], crate::version::COMMIT);
+        let reply = watchlist(&ctx, now);
+        assert_eq!(
+            std::str::from_utf8(&reply.body).ok(),
+            Some("BINANCE:BBBUSDT.P\nBINANCE:AAAUSDT.P\n")
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! `GET /metrics`: the appliance in the Prometheus text format, read from
+//! the same shared state as `/health` (nothing is double-booked):
+//!
+//! - build info and uptime, overall health, critical loops;
+//! - per job: runs, failures, tick durations (summary), last/next run,
+//!   health (`funding_stream` counts data frames as its runs);
+//! - alerts sent by type and posts by kind (accepted by the outbox;
+//!   duplicates not counted), and per backend the backlog and delivery
+//!   counters;
+//! - the funding WebSocket: state, messages, reconnects, last message age,
+//!   symbols and data ages;
+//! - Binance weight in use, ceiling and limit, 429s and pauses;
+//! - HTTP requests by route template and status.
+//!
+//! Counters reset when the process restarts, as Prometheus expects.
+
+pub mod encode;
+
+use std::time::SystemTime;
+
+use encode::{Encoder, Kind};
+
+use super::{HttpContext, Reply};
+use crate::backend::Kind as PostKind;
+use crate::binance::stream::StreamState;
+use crate::clock::unix_ms;
+
+/// The exposition format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`.
+pub fn handle(ctx: &HttpContext) -> Reply {
+    let text = render(ctx, SystemTime::now());
+    Reply {
+        status: 200,
+        content_type: CONTENT_TYPE,
+        body: text.into_bytes().into(),
+    }
+}
+
+/// Seconds since the epoch, for timestamp gauges.
+fn epoch_seconds(t: SystemTime) -> f64 {
+    unix_ms(t) as f64 / 1000.0
+}
+
+/// The whole exposition as of `now`.
+pub fn render(ctx: &HttpContext, now: SystemTime) -> String {
+    let mut e = Encoder::default();
+    build_and_health(&mut e, ctx, now);
+    jobs(&mut e, ctx, now);
+    alerts_and_delivery(&mut e, ctx);
+    websocket(&mut e, ctx, now);
+    binance(&mut e, ctx);
+    http(&mut e, ctx);
+    e.finish()
+}
+
+fn build_and_health(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
+    e.family(
+        "volspike_build_info",
+        Kind::Gauge,
+        "Always 1; the labels say which build is running.",
+    );
+    e.sample(
+        "volspike_build_info",
+        &[
+            ("version", crate::version::VERSION),
+            ("commit", crate::version::COMMIT),
+            ("target", crate::version::TARGET),
+        ],
+        1.0,
+    );
+    e.single(
+        "volspike_uptime_seconds",
+        Kind::Gauge,
+        "Seconds since the process started.",
+        ctx.started.elapsed().as_secs_f64(),
+    );
+    let (_, healthy) = super::health::body(ctx, now);
+    e.single(
+        "volspike_healthy",
+        Kind::Gauge,
+        "1 when /health answers 200, 0 when it answers 503.",
+        f64::from(u8::from(healthy)),
+    );
+    e.family(
+        "volspike_loop_alive",
+        Kind::Gauge,
+        "1 while a critical loop reports progress within its deadline (the watchdog's view).",
+    );
+    let loops = ctx.liveness.states();
+    for l in &loops {
+        e.sample(
+            "volspike_loop_alive",
+            &[("loop", l.name)],
+            f64::from(u8::from(l.alive)),
+        );
+    }
+    e.family(
+        "volspike_loop_seconds_since_progress",
+        Kind::Gauge,
+        "Seconds since a critical loop last reported progress.",
+    );
+    for l in &loops {
+        e.sample(
+            "volspike_loop_seconds_since_progress",
+            &[("loop", l.name)],
+            l.seconds_since_progress,
+        );
+    }
+}
+
+fn jobs(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
+    let jobs = ctx.board.snapshot();
+    let each = |e: &mut Encoder,
+                name: &str,
+                kind: Kind,
+                help: &str,
+                value: &dyn Fn(&crate::jobs::status::JobStatus) -> Option<f64>| {
+        e.family(name, kind, help);
+        for (job, s) in &jobs {
+            if let Some(v) = value(s) {
+                e.sample(name, &[("job", job)], v);
+            }
+        }
+    };
+    each(
+        e,
+        "volspike_job_runs_total",
+        Kind::Counter,
+        "Ticks finished (funding_stream: data frames received).",
+        &|s| Some(s.runs as f64),
+    );
+    each(
+        e,
+        "volspike_job_failures_total",
+        Kind::Counter,
+        "Ticks failed (funding_stream: times the stream went unhealthy).",
+        &|s| Some(s.failures as f64),
+    );
+    e.family(
+        "volspike_job_duration_seconds",
+        Kind::Summary,
+        "Duration of finished ticks of scheduled jobs.",
+    );
+    for (job, s) in &jobs {
+        // The stream is not ticked: it has no durations to report.
+        if s.last_duration.is_none() {
+            continue;
+        }
+        e.sample(
+            "volspike_job_duration_seconds_sum",
+            &[("job", job)],
+            s.total_duration.as_secs_f64(),
+        );
+        e.sample(
+            "volspike_job_duration_seconds_count",
+            &[("job", job)],
+            s.runs as f64,
+        );
+    }
+    each(
+        e,
+        "volspike_job_last_duration_seconds",
+        Kind::Gauge,
+        "Duration of the last finished tick.",
+        &|s| s.last_duration.map(|d| d.as_secs_f64()),
+    );
+    each(
+        e,
+        "volspike_job_last_run_timestamp_seconds",
+        Kind::Gauge,
+        "When the last tick started (funding_stream: when the connection opened).",
+        &|s| s.last_run.map(epoch_seconds),
+    );
+    each(
+        e,
+        "volspike_job_next_run_timestamp_seconds",
+        Kind::Gauge,
+        "When the next tick is due.",
+        &|s| s.next_run.map(epoch_seconds),
+    );
+    each(
+        e,
+        "volspike_job_healthy",
+        Kind::Gauge,
+        "1 when the job's last tick did not fail and the next is not overdue.",
+        &|s| Some(f64::from(u8::from(s.healthy(now)))),
+    );
+}
+
+fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
+    let enqueued = ctx
+        .outbox
+        .as_ref()
+        .map(|o| o.enqueued_by_kind())
+        .unwrap_or_default();
+    let count = |kind: PostKind| enqueued.get(kind.as_str()).copied().unwrap_or(0) as f64;
+    e.family(
+        "volspike_alerts_sent_total",
+        Kind::Counter,
+        "Alerts accepted for sending (queued for the backends, or logged with --local), by type; duplicates not counted.",
+    );
+    for kind in PostKind::ALL.into_iter().filter(|k| k.is_alert()) {
+        e.sample(
+            "volspike_alerts_sent_total",
+            &[("type", kind.as_str())],
+            count(kind),
+        );
+    }
+    e.family(
+        "volspike_posts_enqueued_total",
+        Kind::Counter,
+        "Posts of every kind accepted by the outbox; duplicates not counted.",
+    );
+    for kind in PostKind::ALL {
+        e.sample(
+            "volspike_posts_enqueued_total",
+            &[("kind", kind.as_str())],
+            count(kind),
+        );
+    }
+    let stats = ctx.outbox.as_ref().map(|o| o.stats()).unwrap_or_default();
+    type Pick = fn(&crate::backend::DeliveryStats) -> Option<f64>;
+    let families: [(&str, Kind, &str, Pick); 7] = [
+        (
+            "volspike_outbox_pending",
+            Kind::Gauge,
+            "Posts waiting for delivery (the undelivered backlog), per backend.",
+            |s| Some(s.pending as f64),
+        ),
+        (
+            "volspike_outbox_oldest_pending_age_seconds",
+            Kind::Gauge,
+            "Age of the oldest undelivered post (0 when none), per backend.",
+            |s| Some(s.oldest_pending_seconds.unwrap_or(0) as f64),
+        ),
+        (
+            "volspike_outbox_delivered_total",
+            Kind::Counter,
+            "Posts the backend accepted.",
+            |s| Some(s.delivered as f64),
+        ),
+        (
+            "volspike_outbox_retried_total",
+            Kind::Counter,
+            "Delivery attempts that failed and will be retried.",
+            |s| Some(s.retried as f64),
+        ),
+        (
+            "volspike_outbox_dropped_total",
+            Kind::Counter,
+            "Posts the backend rejected for good (4xx).",
+            |s| Some(s.dropped as f64),
+        ),
+        (
+            "volspike_outbox_shed_total",
+            Kind::Counter,
+            "Open-interest sample batches shed because the queue was full.",
+            |s| Some(s.shed as f64),
+        ),
+        (
+            "volspike_outbox_refused_total",
+            Kind::Counter,
+            "Posts refused because the queue was full of alerts.",
+            |s| Some(s.refused as f64),
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        e.family(name, kind, help);
+        for (backend, s) in &stats {
+            if let Some(v) = pick(s) {
+                e.sample(name, &[("backend", backend)], v);
+            }
+        }
+    }
+}
+
+fn websocket(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
+    let stream = &ctx.funding.stream;
+    e.family(
+        "volspike_websocket_state",
+        Kind::Gauge,
+        "1 for the funding WebSocket's current state.",
+    );
+    for (state, word) in [
+        (StreamState::Disabled, "disabled"),
+        (StreamState::Connecting, "connecting"),
+        (StreamState::Connected, "connected"),
+        (StreamState::Backoff, "backoff"),
+        (StreamState::Stopped, "stopped"),
+    ] {
+        e.sample(
+            "volspike_websocket_state",
+            &[("state", word)],
+            f64::from(u8::from(stream.state() == state)),
+        );
+    }
+    e.single(
+        "volspike_websocket_messages_total",
+        Kind::Counter,
+        "Data frames received on the funding WebSocket.",
+        stream.messages_received() as f64,
+    );
+    e.single(
+        "volspike_websocket_garbage_frames_total",
+        Kind::Counter,
+        "Unreadable frames skipped.",
+        stream.garbage_frames() as f64,
+    );
+    e.single(
+        "volspike_websocket_reconnects_total",
+        Kind::Counter,
+        "Connection attempts after the first.",
+        stream.reconnect_attempts() as f64,
+    );
+    let now_ms = unix_ms(now);
+    // Absent (not zero) before the first message: zero would read "fresh".
+    if let Some(ms) = stream.last_message_ms() {
+        e.single(
+            "volspike_websocket_last_message_age_seconds",
+            Kind::Gauge,
+            "Seconds since the last data frame.",
+            now_ms.saturating_sub(ms) as f64 / 1000.0,
+        );
+    }
+    let cache = &ctx.funding.cache;
+    e.single(
+        "volspike_funding_symbols",
+        Kind::Gauge,
+        "Symbols with funding data in the cache.",
+        cache.funding_len() as f64,
+    );
+    if let Some(age) = cache.oldest_age(now) {
+        e.single(
+            "volspike_funding_oldest_data_age_seconds",
+            Kind::Gauge,
+            "Age of the least recently updated symbol.",
+            age.as_secs_f64(),
+        );
+    }
+    if let Some(age) = cache.newest_age(now) {
+        e.single(
+            "volspike_funding_newest_data_age_seconds",
+            Kind::Gauge,
+            "Age of the most recently updated symbol.",
+            age.as_secs_f64(),
+        );
+    }
+}
+
+fn binance(e: &mut Encoder, ctx: &HttpContext) {
+    let Some(status) = ctx.governor.as_ref().map(|g| g.status()) else {
+        return;
+    };
+    e.single(
+        "volspike_binance_weight_used",
+        Kind::Gauge,
+        "Binance request weight counted in the current window (max of own count and X-MBX-USED-WEIGHT-1M).",
+        f64::from(status.used_in_window),
+    );
+    e.single(
+        "volspike_binance_weight_ceiling",
+        Kind::Gauge,
+        "The weight this appliance allows itself per window.",
+        f64::from(status.ceiling),
+    );
+    e.single(
+        "volspike_binance_weight_limit",
+        Kind::Gauge,
+        "Binance's weight limit per window.",
+        f64::from(status.limit),
+    );
+    e.single(
+        "volspike_binance_weight_queued",
+        Kind::Gauge,
+        "Callers waiting for weight now.",
+        status.queued as f64,
+    );
+    e.single(
+        "volspike_binance_requests_total",
+        Kind::Counter,
+        "Binance REST requests granted weight.",
+        status.requests_total as f64,
+    );
+    e.single(
+        "volspike_binance_rate_limited_total",
+        Kind::Counter,
+        "429/418 answers from Binance.",
+        status.rate_limited_total as f64,
+    );
+    e.single(
+        "volspike_binance_pauses_total",
+        Kind::Counter,
+        "Pauses after a 429/418.",
+        status.pauses_total as f64,
+    );
+}
+
+fn http(e: &mut Encoder, ctx: &HttpContext) {
+    e.family(
+        "volspike_http_requests_total",
+        Kind::Counter,
+        "HTTP requests answered, by route template and status.",
+    );
+    for ((route, status), count) in ctx.requests.snapshot() {
+        e.sample(
+            "volspike_http_requests_total",
+            &[("route", route), ("status", &status.to_string())],
+            count as f64,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_declared_once_and_samples_follow_it() {
+        let ctx = crate::http::tests::ctx();
+        ctx.board.update("liquid_universe", |s| {
+            s.runs = 2;
+            s.failures = 1;
+            s.last_duration = Some(std::time::Duration::from_millis(1500));
+            s.total_duration = std::time::Duration::from_secs(3);
+        });
+        ctx.requests.record("/health", 200);
+        let text = render(&ctx, SystemTime::now());
+        assert!(text.contains(&format!(
+            "volspike_build_info{{version=\"{}\",commit=\"{}\",target=\"{}\"}} 1\n",
+            crate::version::VERSION,
+            crate::version::COMMIT,
+            crate::version::TARGET
+        )));
+        assert!(text.contains("volspike_job_runs_total{job=\"liquid_universe\"} 2\n"));
+        assert!(text.contains("volspike_job_duration_seconds_sum{job=\"liquid_universe\"} 3\n"));
+        assert!(text.contains("volspike_job_duration_seconds_count{job=\"liquid_universe\"} 2\n"));
+        assert!(text.contains("volspike_alerts_sent_total{type=\"volume_alert\"} 0\n"));
+        assert!(text.contains("volspike_http_requests_total{route=\"/health\",status=\"200\"} 1\n"));
+        // Structure: each TYPE once; each sample's name starts with the
+        // family declared last.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap_or_default().to_string();
+                assert!(seen.insert(name.clone()), "{name} declared twice");
+                family = name;
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with(&family), "{line} outside {family}");
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Where `volspike status` finds the running appliance: the HTTP address
+//! the service listens on, read the way the service reads it
+//! (`VOLSPIKE_HTTP_ADDR` in the environment, else in the env file, else the
+//! default), so a plain `volspike status` on the droplet finds the unit's
+//! server without flags.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::check_config::DEFAULT_ENV_FILE;
+use crate::config::{settings, Sources};
+
+/// The address to ask, and where it came from (for the output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    /// Where to connect: a wildcard listen address becomes loopback.
+    pub addr: SocketAddr,
+    /// `environment VOLSPIKE_HTTP_ADDR`, `env file … (line n)` or `default`.
+    pub origin: String,
+}
+
+/// Resolves the address. An env file named with `--env-file` must be
+/// readable; the default one is used only when it is (as non-root it is
+/// not: mode 0600), else the environment and the default decide.
+pub fn resolve(env_file: Option<&Path>) -> Result<Target, String> {
+    // Why the default env file was skipped, when it exists: the operator
+    // then knows a non-default address in it went unseen.
+    let mut skipped = None;
+    let file = match env_file {
+        Some(path) => Some(path.to_path_buf()),
+        None => {
+            let default = PathBuf::from(DEFAULT_ENV_FILE);
+            match std::fs::File::open(&default) {
+                Ok(_) => Some(default),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    skipped = Some(format!("{DEFAULT_ENV_FILE} not read: {e}; try sudo"));
+                    None
+                }
+            }
+        }
+    };
+    let sources = Sources::load(file.as_deref())?;
+    let mut target = from_sources(&sources)?;
+    if let (Some(why), "default") = (skipped, target.origin.as_str()) {
+        target.origin = format!("default; {why}");
+    }
+    Ok(target)
+}
+
+/// [`resolve`] on already loaded sources.
+pub fn from_sources(sources: &Sources) -> Result<Target, String> {
+    let (text, origin) = match sources.lookup(&settings::HTTP_ADDR) {
+        Some((value, origin)) => (value, origin.to_string()),
+        None => (
+            settings::HTTP_ADDR
+                .default
+                .unwrap_or("127.0.0.1:8080")
+                .to_string(),
+            "default".to_string(),
+        ),
+    };
+    let listen: SocketAddr = text.trim().parse().map_err(|_| {
+        format!("VOLSPIKE_HTTP_ADDR: `{text}` is not an address like 127.0.0.1:8080 ({origin})")
+    })?;
+    Ok(Target {
+        addr: connectable(listen),
+        origin,
+    })
+}
+
+/// A server listening on every address (`0.0.0.0`, `[::]`) is reached on
+/// loopback; one connects to a concrete address, not to a wildcard.
+fn connectable(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), listen.port())
+        }
+        _ => listen,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::envfile;
+
+    fn sources(env: &[(&str, &str)], file: &str) -> Sources {
+        let (file, _) = envfile::parse(file);
+        Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            file,
+            ..Sources::default()
+        }
+    }
+
+    #[test]
+    fn environment_then_file_then_default() {
+        let t = from_sources(&sources(&[], "")).expect("default");
+        assert_eq!(t.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(t.origin, "default");
+        let t = from_sources(&sources(&[], "VOLSPIKE_HTTP_ADDR=127.0.0.1:9000\n")).expect("file");
+        assert_eq!(t.addr.to_string(), "127.0.0.1:9000");
+        let t = from_sources(&sources(
+            &[("VOLSPIKE_HTTP_ADDR", "0.0.0.0:7000")],
+            "VOLSPIKE_HTTP_ADDR=127.0.0.1:9000\n",
+        ))
+        .expect("env");
+        assert_eq!(t.addr.to_string(), "127.0.0.1:7000");
+        assert!(t.origin.contains("VOLSPIKE_HTTP_ADDR"));
+        let t = from_sources(&sources(&[("VOLSPIKE_HTTP_ADDR", "[::]:7000")], "")).expect("v6");
+        assert_eq!(t.addr.to_string(), "[::1]:7000");
+        assert!(from_sources(&sources(&[("VOLSPIKE_HTTP_ADDR", "nowhere")], "")).is_err());
+    }
+}

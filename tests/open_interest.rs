@@ -1,0 +1,651 @@
+//! The open_interest job against fake Binance and fake backend, with time
+//! driven by the test: the job is built directly and `tick(now)` is called
+//! with chosen times 30 s apart, while the fakes answer over real sockets.
+//!
+//! No timing assertions: waits poll a condition with a generous deadline.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use volspike::backend::{BackoffPolicy, Outbox, OutboxSettings, OI_ALERT_PATH, OI_SAMPLES_PATH};
+use volspike::binance::cache::FundingCache;
+use volspike::binance::frames::{MarkUpdate, Update};
+use volspike::binance::governor::{GovernorConfig, WeightGovernor, BINANCE_WEIGHT_LIMIT};
+use volspike::binance::BinanceRest;
+use volspike::clock::{from_unix_ms, unix_ms};
+use volspike::config::{BackendConfig, OpenInterestConfig, Secret};
+use volspike::jobs::liquid_universe::select::Member;
+use volspike::jobs::liquid_universe::LiquidSet;
+use volspike::jobs::open_interest::{OpenInterest, Settings, STATE_FILE};
+use volspike::jobs::Job;
+use volspike::shutdown::{self, ShutdownTrigger};
+use volspike::state::StateDir;
+use volspike::systemd::liveness::Liveness;
+use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market, SymbolState};
+
+/// Long enough for a loaded 2-core machine; only reached on failure.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// 2025-12-05T10:00:00Z: the tape's first tick.
+const T0_MS: u64 = 1_764_928_800_000;
+/// The backend key.
+const KEY: &str = "oi-test-key";
+
+/// The tick `i` × 30 s after T0.
+fn at(i: u64) -> SystemTime {
+    from_unix_ms(T0_MS + i * 30_000)
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct Dir(
+    /// The directory.
+    PathBuf,
+);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!(
+            "volspike-oi-it-{tag}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Dir(dir)
+    }
+
+    fn state(&self) -> StateDir {
+        StateDir::open(&self.0).expect("state dir")
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An outbox delivering to `backend`, with its loops on the test's runtime.
+struct Delivery {
+    /// The outbox.
+    outbox: Outbox,
+    /// Its state directory.
+    _dir: Dir,
+    /// Stops the loops on drop.
+    _trigger: ShutdownTrigger,
+}
+
+impl Delivery {
+    fn start(tag: &str, backend: &FakeBackend) -> Delivery {
+        let dir = Dir::new(tag);
+        let settings = OutboxSettings {
+            capacity: 1000,
+            backoff: BackoffPolicy {
+                initial: Duration::from_millis(20),
+                max: Duration::from_millis(200),
+            },
+        };
+        let config = BackendConfig {
+            name: "primary",
+            url: backend.url(),
+            key: Secret::new(KEY),
+        };
+        let outbox = Outbox::open(&dir.state(), &[config], settings).expect("outbox");
+        let (trigger, shutdown) = shutdown::channel();
+        outbox.start_delivery(&Liveness::new(None), shutdown);
+        Delivery {
+            outbox,
+            _dir: dir,
+            _trigger: trigger,
+        }
+    }
+
+    /// Waits until everything enqueued so far was delivered.
+    async fn drained(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let pending: usize = self.outbox.stats().values().map(|s| s.pending).sum();
+            if pending == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "outbox never drained: {:?}",
+                self.outbox.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// REST client on the fake with `ceiling` weight per minute.
+fn rest(fake: &FakeBinance, ceiling_fraction: f64) -> BinanceRest {
+    let governor = Arc::new(WeightGovernor::new(GovernorConfig::with_fraction(
+        BINANCE_WEIGHT_LIMIT,
+        ceiling_fraction,
+        Duration::from_secs(60),
+    )));
+    BinanceRest::new(&fake.rest_url(), governor, 8, Duration::from_secs(10)).expect("client")
+}
+
+/// A liquid set of `symbols`.
+fn liquid(symbols: &[String]) -> LiquidSet {
+    let set = LiquidSet::default();
+    set.set(
+        symbols
+            .iter()
+            .map(|s| {
+                (
+                    s.clone(),
+                    Member {
+                        quote_volume_24h: 5e8,
+                        entered_at_ms: T0_MS,
+                        last_seen_at_ms: T0_MS,
+                    },
+                )
+            })
+            .collect(),
+    );
+    set
+}
+
+/// Puts `symbol`'s mark price and funding rate into the cache, as the stream would.
+fn mark(cache: &FundingCache, symbol: &str, price: f64, funding: f64) {
+    cache.apply(
+        &[Update::Mark(MarkUpdate {
+            symbol: symbol.to_string(),
+            mark_price: Some(price),
+            index_price: Some(price),
+            funding_rate: Some(funding),
+            next_funding_time: Some(T0_MS + 3_600_000),
+            event_time: Some(unix_ms(SystemTime::now())),
+        })],
+        unix_ms(SystemTime::now()),
+    );
+}
+
+/// The fixture of most tests: fake Binance with a few symbols whose open
+/// interest the test sets, a fake backend, an outbox and a funding cache.
+struct Rig {
+    /// Fake Binance (BTCUSDT, ETHUSDT, SYM0001USDT in the liquid set).
+    binance: FakeBinance,
+    /// Fake backend that records the posts.
+    backend: FakeBackend,
+    /// The outbox delivering to it.
+    delivery: Delivery,
+    /// Marks and funding rates, filled as the stream would.
+    cache: FundingCache,
+    /// The liquid set the job polls.
+    liquid: LiquidSet,
+    /// REST client on the fake, default budget.
+    rest: BinanceRest,
+}
+
+impl Rig {
+    fn start(tag: &str) -> Rig {
+        let binance = FakeBinance::start(Market::synthetic(4)).expect("fake binance");
+        let backend = FakeBackend::start().expect("fake backend");
+        backend.expect_api_key(KEY);
+        let delivery = Delivery::start(tag, &backend);
+        let cache = FundingCache::new();
+        let symbols: Vec<String> = ["BTCUSDT", "ETHUSDT", "SYM0001USDT"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for s in &symbols {
+            mark(&cache, s, 100.0, 0.0001);
+        }
+        mark(&cache, "BTCUSDT", 65_000.0, 0.0001);
+        let rig = Rig {
+            rest: rest(&binance, 0.5),
+            liquid: liquid(&symbols),
+            binance,
+            backend,
+            delivery,
+            cache,
+        };
+        rig.set_oi("BTCUSDT", 200_000.0);
+        rig.set_oi("ETHUSDT", 1_000_000.0);
+        rig.set_oi("SYM0001USDT", 10_000.0);
+        rig
+    }
+
+    fn set_oi(&self, symbol: &str, contracts: f64) {
+        assert!(self
+            .binance
+            .market()
+            .update(symbol, |s| s.open_interest = contracts));
+    }
+
+    fn job(&self, state: &Dir, settings: Settings) -> OpenInterest {
+        self.job_with(state, settings, self.delivery.outbox.clone())
+    }
+
+    fn job_with(&self, state: &Dir, settings: Settings, outbox: Outbox) -> OpenInterest {
+        OpenInterest::new(
+            self.rest.clone(),
+            self.cache.clone(),
+            self.liquid.clone(),
+            outbox,
+            state.state(),
+            settings,
+        )
+    }
+}
+
+/// Ticks `job` at each of `ticks`, asserting each tick succeeds.
+async fn run(job: &mut OpenInterest, ticks: impl IntoIterator<Item = u64>) {
+    for i in ticks {
+        let summary = job.tick(at(i)).await;
+        assert!(summary.is_ok(), "tick {i}: {summary:?}");
+    }
+}
+
+fn bodies(requests: &[BackendRequest]) -> Vec<Value> {
+    requests
+        .iter()
+        .map(|r| r.json.clone().unwrap_or(Value::Null))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_percent_jump_after_five_flat_minutes_alerts_once_with_every_field() {
+    let rig = Rig::start("jump");
+    let state = Dir::new("jump-state");
+    let mut job = rig.job(&state, Settings::default());
+    // Ticks 0..=10: five minutes of flat open interest.
+    run(&mut job, 0..=10).await;
+    // Tick 11 (10:05:30): +4% = 8,000 contracts; mark +2%.
+    rig.set_oi("BTCUSDT", 208_000.0);
+    mark(&rig.cache, "BTCUSDT", 66_300.0, 0.0001);
+    let summary = job.tick(at(11)).await.expect("tick 11");
+    assert!(summary.contains("1 alerts"), "{summary}");
+    // It stays outside for a while: no repeat.
+    run(&mut job, 12..=14).await;
+    rig.delivery.drained().await;
+
+    let alerts = rig.backend.requests_to(OI_ALERT_PATH);
+    assert_eq!(alerts.len(), 1, "{:?}", bodies(&alerts));
+    assert_eq!(alerts[0].status, 200);
+    assert_eq!(alerts[0].header("x-api-key"), Some(KEY));
+    assert_eq!(
+        alerts[0].json,
+        Some(json!({
+            "symbol": "BTCUSDT",
+            "direction": "UP",
+            "baseline": 200000.0,
+            "current": 208000.0,
+            "pctChange": 0.04,
+            "absChange": 8000.0,
+            "timestamp": "2025-12-05T10:05:30Z",
+            "source": "oi_realtime_poller",
+            "timeframe": "5 min",
+            "priceChange": 0.02,
+            "fundingRate": 0.0001
+        }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flat_tape_and_a_small_contract_symbol_never_alert() {
+    let rig = Rig::start("flat");
+    let state = Dir::new("flat-state");
+    let mut job = rig.job(&state, Settings::default());
+    run(&mut job, 0..=10).await;
+    // SYM0001USDT +10% but only 1,000 contracts: under the 5,000 floor.
+    rig.set_oi("SYM0001USDT", 11_000.0);
+    // ETHUSDT moves 1%: under the threshold.
+    rig.set_oi("ETHUSDT", 1_010_000.0);
+    run(&mut job, 11..=20).await;
+    rig.delivery.drained().await;
+    assert!(rig.backend.requests_to(OI_ALERT_PATH).is_empty());
+    // Every tick posted its samples.
+    assert_eq!(rig.backend.requests_to(OI_SAMPLES_PATH).len(), 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_go_in_chunks_of_at_most_100_with_the_exact_shape() {
+    let binance = FakeBinance::start(Market::synthetic(250)).expect("fake binance");
+    let backend = FakeBackend::start().expect("fake backend");
+    backend.expect_api_key(KEY);
+    let delivery = Delivery::start("chunks", &backend);
+    let market = binance.market();
+    let symbols: Vec<String> = market
+        .snapshot()
+        .iter()
+        .filter(|s| s.is_usdt_perpetual_trading())
+        .map(|s| s.symbol.clone())
+        .collect();
+    assert_eq!(symbols.len(), 250);
+    // The stream knows half the symbols; the rest need the REST fallback.
+    let cache = FundingCache::new();
+    for s in symbols.iter().step_by(2) {
+        mark(&cache, s, 2.0, 0.0001);
+    }
+    let state = Dir::new("chunks-state");
+    let mut job = OpenInterest::new(
+        rest(&binance, 0.5),
+        cache,
+        liquid(&symbols),
+        delivery.outbox.clone(),
+        state.state(),
+        Settings::default(),
+    );
+    binance.clear_requests();
+    let summary = job.tick(at(0)).await.expect("tick");
+    assert!(
+        summary.starts_with("250 symbols polled, 0 failed, 250 samples posted, 0 alerts"),
+        "{summary}"
+    );
+    delivery.drained().await;
+
+    // Binance: one openInterest per symbol, ONE all-symbol ticker/price.
+    let asked = binance.requests();
+    let oi_calls = asked
+        .iter()
+        .filter(|r| r.path == "/fapi/v1/openInterest")
+        .count();
+    let price_calls: Vec<_> = asked
+        .iter()
+        .filter(|r| r.path == "/fapi/v2/ticker/price")
+        .collect();
+    assert_eq!(oi_calls, 250);
+    assert_eq!(price_calls.len(), 1);
+    assert!(!price_calls[0].query.contains("symbol"));
+
+    let posts = backend.requests_to(OI_SAMPLES_PATH);
+    assert_eq!(posts.len(), 3);
+    let snapshot = market.snapshot();
+    let mut seen = BTreeMap::new();
+    for post in &posts {
+        assert_eq!(post.header("x-api-key"), Some(KEY));
+        let body = post.json.clone().expect("JSON body");
+        let mut fields: Vec<&str> = body
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["data", "source", "timestamp", "totalSymbols"]);
+        assert_eq!(body["source"], "realtime");
+        assert_eq!(body["timestamp"], "2025-12-05T10:00:00Z");
+        assert_eq!(body["totalSymbols"], 250);
+        let data = body["data"].as_array().expect("data");
+        assert!(!data.is_empty() && data.len() <= 100, "{}", data.len());
+        for item in data {
+            let mut keys: Vec<&str> = item
+                .as_object()
+                .expect("item")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            keys.sort_unstable();
+            assert_eq!(
+                keys,
+                ["markPrice", "openInterest", "openInterestUsd", "symbol"]
+            );
+            let symbol = item["symbol"].as_str().expect("symbol");
+            let state: &SymbolState = snapshot.get(symbol).expect("listed");
+            let contracts = item["openInterest"].as_f64().expect("contracts");
+            let price = item["markPrice"].as_f64().expect("price");
+            // The fake sends contracts with 3 decimals and prices with 8.
+            assert!((contracts - state.open_interest).abs() < 0.001, "{symbol}");
+            // Cached marks where the stream had them, else ticker/price (the last price).
+            let expected_price = if symbols.iter().position(|s| s == symbol).unwrap_or(1) % 2 == 0 {
+                2.0
+            } else {
+                state.last_price
+            };
+            assert!(
+                (price - expected_price).abs() <= 1e-8,
+                "{symbol}: {price} vs {expected_price}"
+            );
+            // serde_json's default float parser may be one ulp off.
+            let usd = item["openInterestUsd"].as_f64().expect("usd");
+            assert!(
+                (usd - contracts * price).abs() <= 1e-12 * usd.abs(),
+                "{symbol}: {usd} vs {contracts} × {price}"
+            );
+            seen.insert(symbol.to_string(), ());
+        }
+    }
+    assert_eq!(seen.len(), 250, "every symbol exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooldown_and_history_hold_across_a_restart() {
+    let rig = Rig::start("restart");
+    let state = Dir::new("restart-state");
+    {
+        let mut job = rig.job(&state, Settings::default());
+        run(&mut job, 0..=10).await;
+        rig.set_oi("BTCUSDT", 208_000.0);
+        run(&mut job, 11..=11).await;
+    } // dropped: the process is gone
+    rig.delivery.drained().await;
+    assert_eq!(rig.backend.requests_to(OI_ALERT_PATH).len(), 1);
+
+    // A copy of the state for the control run below.
+    let control_state = Dir::new("restart-control");
+    std::fs::create_dir_all(&control_state.0).expect("control dir");
+    std::fs::copy(state.0.join(STATE_FILE), control_state.0.join(STATE_FILE)).expect("copy state");
+
+    // The restarted job gets a brand-new outbox (its own dedup ledger is
+    // empty), so only the job's persisted cooldown can stop a second alert.
+    let fresh_backend = FakeBackend::start().expect("fake backend");
+    let fresh = Delivery::start("restart-fresh", &fresh_backend);
+    let replay = |rig: &Rig| {
+        rig.set_oi("BTCUSDT", 200_000.0);
+    };
+    {
+        let mut job = rig.job_with(&state, Settings::default(), fresh.outbox.clone());
+        // Back inside at 10:06:00, crossing again at 10:06:30: 60 s after
+        // the first alert, well within the 600 s cooldown.
+        replay(&rig);
+        run(&mut job, 12..=12).await;
+        rig.set_oi("BTCUSDT", 208_000.0);
+        run(&mut job, 13..=14).await;
+    }
+    fresh.drained().await;
+    assert!(
+        fresh_backend.requests_to(OI_ALERT_PATH).is_empty(),
+        "{:?}",
+        bodies(&fresh_backend.requests_to(OI_ALERT_PATH))
+    );
+    let saved = std::fs::read_to_string(state.0.join(STATE_FILE)).expect("state file");
+    assert!(saved.contains("5 min|UP"), "{saved}");
+
+    // Control: the same replay with a 60 s cooldown does alert, so the
+    // replay is a real crossing (history survived) and the cooldown is what
+    // held it above.
+    let control_backend = FakeBackend::start().expect("fake backend");
+    let control = Delivery::start("restart-control-outbox", &control_backend);
+    let short = Settings::from_config(
+        &OpenInterestConfig {
+            cooldowns: [
+                Duration::from_secs(60),
+                Duration::from_secs(900),
+                Duration::from_secs(3600),
+            ],
+            ..OpenInterestConfig::default()
+        },
+        Duration::from_secs(180),
+    );
+    {
+        let mut job = rig.job_with(&control_state, short, control.outbox.clone());
+        replay(&rig);
+        run(&mut job, 12..=12).await;
+        rig.set_oi("BTCUSDT", 208_000.0);
+        run(&mut job, 13..=14).await;
+    }
+    control.drained().await;
+    let again = control_backend.requests_to(OI_ALERT_PATH);
+    assert_eq!(again.len(), 1, "{:?}", bodies(&again));
+    assert_eq!(
+        again[0].json.as_ref().map(|b| b["timestamp"].clone()),
+        Some(json!("2025-12-05T10:06:30Z"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_starts_empty() {
+    let rig = Rig::start("corrupt");
+    let state = Dir::new("corrupt-state");
+    std::fs::create_dir_all(&state.0).expect("dir");
+    std::fs::write(state.0.join(STATE_FILE), b"{\"version\":1,\"symbols\":").expect("write");
+    let mut job = rig.job(&state, Settings::default());
+    run(&mut job, 0..=1).await;
+    let saved = std::fs::read(state.0.join(STATE_FILE)).expect("state file");
+    let parsed: Value = serde_json::from_slice(&saved).expect("valid JSON again");
+    assert_eq!(parsed["version"], 1);
+    assert_eq!(
+        parsed["symbols"]["BTCUSDT"]["samples"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_liquid_symbols_is_a_quiet_tick() {
+    let rig = Rig::start("empty");
+    let state = Dir::new("empty-state");
+    let mut job = OpenInterest::new(
+        rig.rest.clone(),
+        rig.cache.clone(),
+        LiquidSet::default(),
+        rig.delivery.outbox.clone(),
+        state.state(),
+        Settings::default(),
+    );
+    rig.binance.clear_requests();
+    assert_eq!(
+        job.tick(at(0)).await.expect("tick"),
+        "no liquid symbols yet"
+    );
+    assert!(rig.binance.requests().is_empty());
+}
+
+/// Collects formatted log output.
+#[derive(Clone, Default)]
+struct Captured(
+    /// Everything written so far.
+    Arc<Mutex<Vec<u8>>>,
+);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut v) => v.extend_from_slice(buf),
+            Err(p) => p.into_inner().extend_from_slice(buf),
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        let bytes = match self.0.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+// Current-thread runtime: the job's log events happen on this thread, where
+// the capturing subscriber is installed.
+#[tokio::test]
+async fn a_small_budget_stretches_the_poll_and_says_so_once() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let binance = FakeBinance::start(Market::synthetic(60)).expect("fake binance");
+    let backend = FakeBackend::start().expect("fake backend");
+    let delivery = Delivery::start("stretch", &backend);
+    let symbols: Vec<String> = binance.market().symbols().into_iter().take(40).collect();
+    let cache = FundingCache::new();
+    for s in &symbols {
+        mark(&cache, s, 1.0, 0.0001);
+    }
+    // 5% of 2400 = 120/min, of which this job may use half: 60/min. Forty
+    // symbols every 30 s would need 80/min: stretched to 40 s.
+    let state = Dir::new("stretch-state");
+    let mut job = OpenInterest::new(
+        rest(&binance, 0.05),
+        cache,
+        liquid(&symbols),
+        delivery.outbox.clone(),
+        state.state(),
+        Settings::default(),
+    );
+    let first = job.tick(at(0)).await.expect("tick 0");
+    assert!(first.contains("(poll stretched to 40 s)"), "{first}");
+    let second = job.tick(at(1)).await.expect("tick 1");
+    assert!(
+        second.starts_with("waiting: poll stretched to 40 s"),
+        "{second}"
+    );
+    let third = job.tick(at(2)).await.expect("tick 2");
+    assert!(third.starts_with("40 symbols polled"), "{third}");
+    drop(delivery);
+
+    let log = captured.text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("stretching")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0]
+            .contains("open_interest: 40 symbols need 80 weight/min; stretching the poll to 40 s"),
+        "{}",
+        lines[0]
+    );
+    // Only the polls reached Binance: two sweeps of forty.
+    let oi_calls = binance
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/fapi/v1/openInterest")
+        .count();
+    assert_eq!(oi_calls, 80);
+}
+
+/// The real binary runs the job (`--local`: samples only logged) and
+/// reports it in `/health`; without a liquid set yet it polls nothing.
+#[test]
+fn the_binary_runs_open_interest() {
+    let binance = FakeBinance::start(Market::synthetic(4)).expect("fake binance");
+    let dir = common::TempDir::new("oi-bin");
+    let fapi = binance.rest_url();
+    let running = common::Running::start(
+        &dir,
+        &["--local", "--only", "open_interest"],
+        &[("BINANCE_FAPI_URL", fapi.as_str())],
+    );
+    assert!(running.wait_http(), "{}", running.log_text());
+    let health = common::wait_until(PATIENCE, || {
+        common::http_get(&running.addr, "/health")
+            .ok()
+            .filter(|(_, body)| body.contains("no liquid symbols yet"))
+    });
+    assert!(health.is_some(), "{}", running.log_text());
+    let (_, body) = health.unwrap_or_default();
+    let parsed: Value = serde_json::from_str(&body).expect("health JSON");
+    assert_eq!(parsed["jobs"]["open_interest"]["schedule"], "every 30s");
+    assert!(binance
+        .requests()
+        .iter()
+        .all(|r| r.path != "/fapi/v1/openInterest"));
+}

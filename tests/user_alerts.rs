@@ -1,0 +1,489 @@
+//! The user_alerts job against fake Binance and fake backends: canned
+//! `active` lists, exact trigger / update-checked bodies (with `apiKey` in
+//! the body, to the backend the alert came from), tiers, and the real binary.
+//!
+//! Time is driven by the test (`tick(now)` with chosen times); waits poll a
+//! condition with a generous deadline, no timing assertions.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use volspike::backend::{
+    BackoffPolicy, Outbox, OutboxSettings, USER_ALERT_CHECKED_PATH, USER_ALERT_TRIGGER_PATH,
+};
+use volspike::binance::cache::FundingCache;
+use volspike::binance::frames::{MarkUpdate, TickerUpdate, Update};
+use volspike::binance::governor::{GovernorConfig, WeightGovernor};
+use volspike::binance::{BinanceRest, Universe};
+use volspike::clock::{from_unix_ms, unix_ms};
+use volspike::config::{BackendConfig, Secret, UserAlertsConfig};
+use volspike::jobs::user_alerts::{UserAlerts, ACTIVE_PATH};
+use volspike::jobs::Job;
+use volspike::shutdown::{self, ShutdownTrigger};
+use volspike::state::StateDir;
+use volspike::systemd::liveness::Liveness;
+use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market};
+
+/// Long enough for a loaded 2-core machine; only reached on failure.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// 2025-12-05T10:00:00Z, on a 5-minute boundary.
+const T0_MS: u64 = 1_764_928_800_000;
+/// Key of the primary backend.
+const KEY: &str = "primary-key";
+/// Key of the dev backend.
+const DEV_KEY: &str = "dev-key";
+
+fn at(secs: u64) -> SystemTime {
+    from_unix_ms(T0_MS + secs * 1000)
+}
+
+/// A fresh directory, removed on drop.
+struct Dir(
+    /// The directory.
+    PathBuf,
+);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!(
+            "volspike-ua-it-{tag}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Dir(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Fake Binance and two fake backends, an outbox delivering to both, and
+/// a funding cache the test fills as the stream would.
+struct Rig {
+    /// Fake Binance (BTCUSDT, ETHUSDT, SYM0001USDT, SYM0002USDT).
+    binance: FakeBinance,
+    /// The primary backend (key [`KEY`]).
+    primary: FakeBackend,
+    /// The dev backend (key [`DEV_KEY`]).
+    dev: FakeBackend,
+    /// The outbox delivering to both.
+    outbox: Outbox,
+    /// Prices and funding rates, filled as the stream would.
+    cache: FundingCache,
+    /// REST client on the fake.
+    rest: BinanceRest,
+    /// The outbox's state directory.
+    _dir: Dir,
+    /// Stops the delivery loops on drop.
+    _trigger: ShutdownTrigger,
+}
+
+impl Rig {
+    fn start(tag: &str) -> Rig {
+        let binance = FakeBinance::start(Market::synthetic(4)).expect("fake binance");
+        let primary = FakeBackend::start().expect("fake backend");
+        primary.expect_api_key(KEY);
+        let dev = FakeBackend::start().expect("fake backend");
+        dev.expect_api_key(DEV_KEY);
+        let dir = Dir::new(tag);
+        let state = StateDir::open(&dir.0).expect("state dir");
+        let backends = [
+            BackendConfig {
+                name: "primary",
+                url: primary.url(),
+                key: Secret::new(KEY),
+            },
+            BackendConfig {
+                name: "dev",
+                url: dev.url(),
+                key: Secret::new(DEV_KEY),
+            },
+        ];
+        let settings = OutboxSettings {
+            capacity: 1000,
+            backoff: BackoffPolicy {
+                initial: Duration::from_millis(20),
+                max: Duration::from_millis(200),
+            },
+        };
+        let outbox = Outbox::open(&state, &backends, settings).expect("outbox");
+        let (trigger, shutdown) = shutdown::channel();
+        outbox.start_delivery(&Liveness::new(None), shutdown);
+        let rest = BinanceRest::new(
+            &binance.rest_url(),
+            Arc::new(WeightGovernor::new(GovernorConfig::default())),
+            8,
+            Duration::from_secs(10),
+        )
+        .expect("client");
+        // Default lists: nothing active.
+        for b in [&primary, &dev] {
+            b.set_json("GET", ACTIVE_PATH, 200, json!({"alerts": []}));
+        }
+        Rig {
+            binance,
+            primary,
+            dev,
+            outbox,
+            cache: FundingCache::new(),
+            rest,
+            _dir: dir,
+            _trigger: trigger,
+        }
+    }
+
+    fn job(&self) -> UserAlerts {
+        UserAlerts::new(
+            self.outbox.clone(),
+            self.rest.clone(),
+            Arc::new(Universe::new(
+                self.rest.clone(),
+                volspike::binance::universe::DEFAULT_MAX_AGE,
+            )),
+            self.cache.clone(),
+            Duration::from_secs(180),
+            UserAlertsConfig::default(),
+        )
+        .expect("backends are configured")
+    }
+
+    fn last_price(&self, symbol: &str, price: f64) {
+        let now = unix_ms(SystemTime::now());
+        self.cache.apply(
+            &[Update::Ticker(TickerUpdate {
+                symbol: symbol.into(),
+                last_price: Some(price),
+                quote_volume: Some(1e9),
+                event_time: Some(now),
+            })],
+            now,
+        );
+    }
+
+    fn mark(&self, symbol: &str, price: f64, funding: f64) {
+        let now = unix_ms(SystemTime::now());
+        self.cache.apply(
+            &[Update::Mark(MarkUpdate {
+                symbol: symbol.into(),
+                mark_price: Some(price),
+                index_price: Some(price),
+                funding_rate: Some(funding),
+                next_funding_time: Some(T0_MS + 3_600_000),
+                event_time: Some(now),
+            })],
+            now,
+        );
+    }
+
+    /// Waits until both backends got everything enqueued.
+    async fn drained(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let pending: usize = self.outbox.stats().values().map(|s| s.pending).sum();
+            if pending == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "outbox never drained: {:?}",
+                self.outbox.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// One alert of an `active` list as backend.md writes it.
+fn alert(
+    id: &str,
+    symbol: &str,
+    kind: &str,
+    threshold: f64,
+    last: Option<f64>,
+    tier: &str,
+) -> Value {
+    json!({
+        "id": id, "userId": "user-1", "symbol": symbol, "alertType": kind,
+        "threshold": threshold, "lastCheckedValue": last,
+        "lastCheckedAt": last.map(|_| "2025-12-05T09:59:30Z"),
+        "deliveryMethod": "email", "userTier": tier
+    })
+}
+
+/// The JSON bodies of `requests`, ordered by `alertId`.
+fn bodies(requests: Vec<BackendRequest>) -> Vec<Value> {
+    let mut out: Vec<Value> = requests
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", r.body_raw);
+            r.json.unwrap_or(Value::Null)
+        })
+        .collect();
+    out.sort_by_key(|b| b["alertId"].as_str().unwrap_or_default().to_string());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canned_list_gives_exact_triggers_and_update_checked() {
+    let rig = Rig::start("canned");
+    rig.last_price("BTCUSDT", 66_000.0);
+    rig.mark("ETHUSDT", 3_400.0, 0.0001);
+    rig.mark("SYM0001USDT", 2.0, 0.0001);
+    assert!(rig
+        .binance
+        .market()
+        .update("SYM0001USDT", |s| s.open_interest = 1_000.0));
+    assert!(rig
+        .binance
+        .market()
+        .update("ETHUSDT", |s| s.last_price = 3_500.0));
+    rig.primary.set_json(
+        "GET",
+        ACTIVE_PATH,
+        200,
+        json!({"alerts": [
+            // Below 65,500 last time, 66,000 now: crossed up.
+            alert("a-price", "BTCUSDT", "PRICE_CROSS", 65_500.0, Some(65_000.0), "pro"),
+            // 0.0002 → 0.0001 against 0.0005: not crossed.
+            alert("a-funding", "ETHUSDT", "FUNDING_CROSS", 0.0005, Some(0.0002), "elite"),
+            // First check: no previous value, no cross; price from REST (no ticker cached).
+            alert("a-null", "ETHUSDT", "PRICE_CROSS", 3_000.0, None, "pro"),
+            // 1,000 contracts × 2.0 = 2,000 USD, from 3,000 above 2,500: crossed down.
+            alert("a-oi", "SYM0001USDT", "OI_CROSS", 2_500.0, Some(3_000.0), "pro"),
+            // Unchanged since the last check: nothing to send.
+            alert("a-same", "ETHUSDT", "FUNDING_CROSS", 0.0005, Some(0.0001), "pro"),
+            // Not listed by Binance: skipped with a warning.
+            alert("a-unknown", "NOPEUSDT", "PRICE_CROSS", 1.0, Some(0.5), "pro")
+        ]}),
+    );
+    rig.dev.set_json(
+        "GET",
+        ACTIVE_PATH,
+        200,
+        json!({"alerts": [
+            alert("d-price", "BTCUSDT", "PRICE_CROSS", 67_000.0, Some(68_000.0), "pro")
+        ]}),
+    );
+    let mut job = rig.job();
+    let summary = job.tick(at(0)).await.expect("tick");
+    assert!(
+        summary.contains("primary: 6 active (0 free not due), 2 triggered, 2 update-checked, 1 unchanged, 1 skipped"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("dev: 1 active (0 free not due), 1 triggered"),
+        "{summary}"
+    );
+    rig.drained().await;
+
+    // The lists were read with the key as query parameter.
+    for (backend, key) in [(&rig.primary, KEY), (&rig.dev, DEV_KEY)] {
+        let gets = backend.requests_to(ACTIVE_PATH);
+        assert_eq!(gets.len(), 1);
+        assert_eq!(gets[0].status, 200);
+        assert_eq!(gets[0].query_param("apiKey"), Some(key));
+    }
+    assert_eq!(
+        bodies(rig.primary.requests_to(USER_ALERT_TRIGGER_PATH)),
+        vec![
+            json!({"alertId": "a-oi", "symbol": "SYM0001USDT", "currentValue": 2000.0,
+                   "previousValue": 3000.0, "crossedUp": false, "apiKey": KEY}),
+            json!({"alertId": "a-price", "symbol": "BTCUSDT", "currentValue": 66000.0,
+                   "previousValue": 65000.0, "crossedUp": true, "apiKey": KEY}),
+        ]
+    );
+    assert_eq!(
+        bodies(rig.primary.requests_to(USER_ALERT_CHECKED_PATH)),
+        vec![
+            json!({"alertId": "a-funding", "lastCheckedValue": 0.0001, "apiKey": KEY}),
+            json!({"alertId": "a-null", "lastCheckedValue": 3500.0, "apiKey": KEY}),
+        ]
+    );
+    // The dev backend's alert went to dev only, with dev's key.
+    assert_eq!(
+        bodies(rig.dev.requests_to(USER_ALERT_TRIGGER_PATH)),
+        vec![
+            json!({"alertId": "d-price", "symbol": "BTCUSDT", "currentValue": 66000.0,
+                    "previousValue": 68000.0, "crossedUp": false, "apiKey": DEV_KEY})
+        ]
+    );
+    assert!(rig.dev.requests_to(USER_ALERT_CHECKED_PATH).is_empty());
+
+    // Binance: one REST price (ETHUSDT, no ticker cached), one openInterest,
+    // nothing for the cached values nor for the unknown symbol.
+    let asked: Vec<String> = rig
+        .binance
+        .requests()
+        .into_iter()
+        .filter(|r| r.path != "/fapi/v1/exchangeInfo")
+        .map(|r| format!("{}?{}", r.path, r.query))
+        .collect();
+    let mut asked = asked;
+    asked.sort();
+    assert_eq!(
+        asked,
+        [
+            "/fapi/v1/openInterest?symbol=SYM0001USDT",
+            "/fapi/v2/ticker/price?symbol=ETHUSDT"
+        ]
+    );
+
+    // Next tick, same list (delivery to the backend is not instant): the
+    // triggered alerts are not triggered twice, nothing moved, nothing sent.
+    rig.primary.clear();
+    rig.dev.clear();
+    job.tick(at(30)).await.expect("tick 2");
+    rig.drained().await;
+    assert!(rig.primary.requests_to(USER_ALERT_TRIGGER_PATH).is_empty());
+    assert!(rig.primary.requests_to(USER_ALERT_CHECKED_PATH).is_empty());
+    assert!(rig.dev.requests_to(USER_ALERT_TRIGGER_PATH).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_alerts_wait_for_the_next_five_minute_window() {
+    let rig = Rig::start("free");
+    rig.last_price("BTCUSDT", 66_000.0);
+    let free = |last: Option<f64>| json!({"alerts": [alert("f-1", "BTCUSDT", "PRICE_CROSS", 65_500.0, last, "free")]});
+    let mut job = rig.job();
+
+    // 10:00:00, the first tick: free alerts are checked (first check: baseline).
+    rig.primary.set_json("GET", ACTIVE_PATH, 200, free(None));
+    let first = job.tick(at(0)).await.expect("tick 1");
+    assert!(
+        first.contains("primary: 1 active (0 free not due)"),
+        "{first}"
+    );
+    rig.drained().await;
+    assert_eq!(
+        bodies(rig.primary.requests_to(USER_ALERT_CHECKED_PATH)),
+        vec![json!({"alertId": "f-1", "lastCheckedValue": 66000.0, "apiKey": KEY})]
+    );
+
+    // 10:00:30: the backend now has 65,000 as last value, so 66,000 would
+    // cross; but free alerts are not due until the 10:05 window.
+    rig.primary.clear();
+    rig.primary
+        .set_json("GET", ACTIVE_PATH, 200, free(Some(65_000.0)));
+    for secs in [30, 60, 270] {
+        let summary = job.tick(at(secs)).await.expect("tick");
+        assert!(
+            summary.contains("primary: 1 active (1 free not due), 0 triggered, 0 update-checked"),
+            "{summary}"
+        );
+    }
+    rig.drained().await;
+    assert!(rig.primary.requests_to(USER_ALERT_TRIGGER_PATH).is_empty());
+    assert!(rig.primary.requests_to(USER_ALERT_CHECKED_PATH).is_empty());
+    // Pro alerts are still read every tick: the list was fetched each time.
+    assert_eq!(rig.primary.requests_to(ACTIVE_PATH).len(), 3);
+
+    // 10:05:00: a new window, free alerts are checked and this one crosses.
+    job.tick(at(300)).await.expect("tick at 10:05");
+    rig.drained().await;
+    assert_eq!(
+        bodies(rig.primary.requests_to(USER_ALERT_TRIGGER_PATH)),
+        vec![
+            json!({"alertId": "f-1", "symbol": "BTCUSDT", "currentValue": 66000.0,
+                    "previousValue": 65000.0, "crossedUp": true, "apiKey": KEY})
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_backend_down_does_not_stop_the_other() {
+    let rig = Rig::start("down");
+    rig.last_price("BTCUSDT", 66_000.0);
+    rig.dev.set_json(
+        "GET",
+        ACTIVE_PATH,
+        200,
+        json!({"alerts": [alert("d-1", "BTCUSDT", "PRICE_CROSS", 65_500.0, Some(65_000.0), "pro")]}),
+    );
+    rig.primary
+        .set_json("GET", ACTIVE_PATH, 500, json!({"error": "boom"}));
+    let mut job = rig.job();
+    let summary = job.tick(at(0)).await.expect("dev still checked");
+    assert!(summary.contains("(list unreadable)"), "{summary}");
+    rig.drained().await;
+    assert_eq!(rig.dev.requests_to(USER_ALERT_TRIGGER_PATH).len(), 1);
+
+    // Both unreadable: the tick fails (and /health shows it).
+    rig.dev
+        .set_json("GET", ACTIVE_PATH, 200, json!({"unexpected": true}));
+    assert!(job.tick(at(30)).await.is_err());
+}
+
+#[test]
+fn no_backend_no_job() {
+    let dir = Dir::new("local");
+    let state = StateDir::open(&dir.0).expect("state dir");
+    let rest = BinanceRest::new(
+        "http://127.0.0.1:9",
+        Arc::new(WeightGovernor::new(GovernorConfig::default())),
+        1,
+        Duration::from_secs(1),
+    )
+    .expect("client");
+    let job = UserAlerts::new(
+        Outbox::local(&state),
+        rest.clone(),
+        Arc::new(Universe::new(rest, Duration::from_secs(60))),
+        FundingCache::new(),
+        Duration::from_secs(180),
+        UserAlertsConfig::default(),
+    );
+    assert!(job.is_none());
+}
+
+/// The real binary: `run --only user_alerts` reads the list with the key and
+/// triggers through the outbox, values from REST (no stream under --only).
+#[test]
+fn the_binary_runs_user_alerts_end_to_end() {
+    let binance = FakeBinance::start(Market::synthetic(4)).expect("fake binance");
+    let backend = FakeBackend::start().expect("fake backend");
+    backend.expect_api_key(KEY);
+    // BTCUSDT trades at 65,000 in the synthetic market.
+    backend.set_json(
+        "GET",
+        ACTIVE_PATH,
+        200,
+        json!({"alerts": [alert("b-1", "BTCUSDT", "PRICE_CROSS", 60_000.0, Some(59_000.0), "pro")]}),
+    );
+    let dir = common::TempDir::new("user-alerts-bin");
+    let fapi = binance.rest_url();
+    let url = backend.url();
+    let running = common::Running::start(
+        &dir,
+        &["--only", "user_alerts"],
+        &[
+            ("BINANCE_FAPI_URL", fapi.as_str()),
+            ("BACKEND_URL", url.as_str()),
+            ("ALERT_INGEST_API_KEY", KEY),
+        ],
+    );
+    assert!(running.wait_http(), "{}", running.log_text());
+    let triggers = backend.wait_for_requests(USER_ALERT_TRIGGER_PATH, 1, PATIENCE);
+    assert_eq!(triggers.len(), 1, "{}", running.log_text());
+    let body = triggers[0].json.clone().expect("JSON");
+    assert_eq!(body["alertId"], "b-1");
+    assert_eq!(body["crossedUp"], true);
+    assert_eq!(body["previousValue"], 59000.0);
+    assert_eq!(body["apiKey"], KEY);
+    assert!((body["currentValue"].as_f64().unwrap_or(0.0) - 65_000.0).abs() < 1e-6);
+    let gets = backend.requests_to(ACTIVE_PATH);
+    assert!(gets.iter().all(|g| g.query_param("apiKey") == Some(KEY)));
+    let health = common::wait_until(PATIENCE, || {
+        common::http_get(&running.addr, "/health")
+            .ok()
+            .filter(|(_, body)| body.contains("user_alerts") && body.contains("triggered"))
+    });
+    assert!(health.is_some(), "{}", running.log_text());
+}
