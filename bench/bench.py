@@ -41,8 +41,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = 1024  # /proc/*/status figures are in kB
 MIB = 1024 * 1024
 SWEEP_PERIOD_MS = 300_000
-# The 5-minute boundary falls this long after the main run starts.
+# The 5-minute jobs run at the first real minute boundary at least this
+# long after the main run starts (so 8 to 68 s in).
 LEAD_MS = 8_000
+# Time the main run needs at least: jobs due by 68 s, their whole minute
+# inside the run.
+MIN_SECONDS = 130
 
 
 class Bench(Exception):
@@ -181,11 +185,15 @@ def cpu_seconds(pid):
 
 
 def clock_offset_ms(lead_ms):
-    """VOLSPIKE_CLOCK_OFFSET_MS putting the appliance `lead_ms` before the
-    next 5-minute boundary (tests/common/mod.rs does the same)."""
+    """(VOLSPIKE_CLOCK_OFFSET_MS, seconds until the jobs run): the appliance's
+    clock shifted by whole minutes so that its next 5-minute boundary is the
+    first real minute boundary at least `lead_ms` away. As in production, the
+    5-minute jobs then start with a real (Binance weight) minute, so the
+    busiest minute is measured, not split across two."""
     now = int(time.time() * 1000)
-    boundary = (now // SWEEP_PERIOD_MS + 1) * SWEEP_PERIOD_MS
-    return boundary - lead_ms - now
+    target = -(-(now + lead_ms) // 60_000) * 60_000  # real minute boundary
+    offset = (-target) % SWEEP_PERIOD_MS  # a multiple of 60 s
+    return offset, (target - now) / 1000, target
 
 
 class Setup:
@@ -268,7 +276,7 @@ def main_run(setup, seconds):
     still-running process (for the API load)."""
     state = os.path.join(setup.tmp, "state")
     addr = f"127.0.0.1:{free_port()}"
-    offset = clock_offset_ms(LEAD_MS)
+    offset, due_s, boundary_ms = clock_offset_ms(LEAD_MS)
     env = setup.volspike_env(state, addr, {"VOLSPIKE_CLOCK_OFFSET_MS": str(offset)})
     logpath = os.path.join(setup.tmp, "volspike.log")
     started_ms = int(time.time() * 1000)
@@ -279,7 +287,7 @@ def main_run(setup, seconds):
     health = wait_for("/health", 30, lambda: http_json(f"{base}/health"))
     jobs = sorted(health.get("jobs", {}))
     log(f"volspike run: pid {child.pid}, {base}, jobs {', '.join(jobs)}; "
-        f"measuring for {seconds} s (5-minute jobs due in ~{LEAD_MS // 1000} s)")
+        f"measuring for {seconds} s (5-minute jobs due in {due_s:.0f} s)")
     pid = child.pid
     cpu0, c0 = cpu_seconds(pid), time.monotonic()
     rss = []
@@ -302,6 +310,7 @@ def main_run(setup, seconds):
             next_health = now + 2.0
         time.sleep(max(0.0, min(1.0, end - time.monotonic())))
     cpu1, c1 = cpu_seconds(pid), time.monotonic()
+    ended_ms = int(time.time() * 1000)
     st = proc_status(pid)
     h = http_json(f"{base}/health") or last_health
     governor_peak = max(governor_peak, h.get("binance", {}).get("used_in_window", 0))
@@ -327,6 +336,9 @@ def main_run(setup, seconds):
         "governor_peak": governor_peak,
         "governor": h.get("binance", {}),
         "stats": stats,
+        "started_ms": started_ms,
+        "ended_ms": ended_ms,
+        "boundary_ms": boundary_ms,
         "sweep_s": vs.get("lastDurationSeconds"),
         "sweep_log_ms": sweep_log_ms,
         "sweep_summary": vs.get("lastSummary") or vs.get("lastError"),
@@ -461,14 +473,22 @@ def table(args, r):
     stats = m["stats"]
     windows = stats.get("windows", [])
     peak = max((w["weight"] for w in windows), default=0)
-    # The run holds one firing of the 5-minute jobs; shorter runs are spread
-    # over the 5 minutes those calls stand for.
-    minutes = max(m["window_s"] / 60.0, 5.0)
-    mean = stats.get("weight", 0) / minutes
+    # A 5-minute cycle is one minute holding the 5-minute jobs (the boundary
+    # minute, inside the run) and four ordinary ones, at the rate seen in the
+    # rest of the run (interval jobs such as open_interest).
+    boundary = next((w["weight"] for w in windows if w["start"] == m["boundary_ms"]), None)
+    rest_s = (m["ended_ms"] - m["started_ms"]) / 1000 - 60
+    if boundary is not None and rest_s > 0:
+        ordinary = (stats.get("weight", 0) - boundary) / rest_s * 60
+        mean = (boundary + 4 * ordinary) / 5
+    else:
+        ordinary, mean = None, stats.get("weight", 0) / max(m["window_s"] / 60.0, 5.0)
     row("Binance weight, busiest minute (fake)", f"{peak} ({peak / 2400 * 100:.0f} %)",
         ref=f"governor peak {m['governor_peak']}", target="<= 960 (40 %)", met=peak <= 960)
     row("Binance weight, mean per minute (5-min cycle)", f"{mean:.0f} ({mean / 2400 * 100:.1f} %)",
-        ref=f"{stats.get('weight', 0)} in {m['window_s']:.0f} s, {stats.get('requests', 0)} requests")
+        ref=(f"other minutes {ordinary:.0f}; " if ordinary is not None else "")
+        + f"{stats.get('weight', 0)} in {m['window_s']:.0f} s",
+        target="<= 960 (40 %)", met=mean <= 960)
     seq = r["sequential"]
     sweep = m["sweep_s"]
     ratio = (seq["seconds"] / sweep) if sweep else None
@@ -536,8 +556,8 @@ def main():
         args.env = dict(kv.split("=", 1) for kv in args.env)
     except ValueError:
         p.error("--env takes KEY=VALUE")
-    if args.seconds < LEAD_MS / 1000 + 20:
-        p.error(f"--seconds must be at least {LEAD_MS // 1000 + 20} (the sweep starts ~{LEAD_MS // 1000} s in)")
+    if args.seconds < MIN_SECONDS:
+        p.error(f"--seconds must be at least {MIN_SECONDS} (the sweep starts up to 68 s in)")
     if args.seconds > 1800:
         p.error("--seconds is capped at 1800")
 
