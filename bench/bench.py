@@ -594,7 +594,7 @@ def main():
         log(f"FAILED: {e}")
         code = 1
     except (KeyboardInterrupt, Interrupted) as e:
-        log(f"interrupted ({e or 'Ctrl-C'}); stopping everything")
+        log(f"interrupted ({str(e) or 'Ctrl-C'}); stopping everything")
         code = 130
     finally:
         procs.stop_all()
