@@ -31,7 +31,7 @@ use super::models::{
 /// Binance USDⓈ-M REST base.
 pub const DEFAULT_BASE_URL: &str = "https://fapi.binance.com";
 /// Default number of REST calls in flight at once.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+pub const DEFAULT_MAX_CONCURRENCY: usize = 12;
 /// Default timeout of one call (connect + answer + body).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 

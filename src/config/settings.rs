@@ -136,7 +136,7 @@ pub const WEIGHT_CEILING_PCT: Setting = setting!(
 /// Concurrent Binance REST requests.
 pub const BINANCE_CONCURRENCY: Setting = setting!(
     ["VOLSPIKE_BINANCE_CONCURRENCY"],
-    Some("8"),
+    Some("12"),
     false,
     "concurrent Binance REST requests (1-64)"
 );

@@ -289,6 +289,49 @@ fn weight_is_counted_and_reported() {
 }
 
 #[test]
+fn stats_route_sums_weight_per_window_and_path_and_costs_nothing() {
+    let fake = fake(3);
+    let url = fake.rest_url();
+    let _ = get(&url, "/fapi/v1/ticker/24hr");
+    let _ = get(&url, "/fapi/v1/klines?symbol=BTCUSDT&interval=1h&limit=2");
+    let _ = get(&url, "/fapi/v1/klines?symbol=ETHUSDT&interval=1h&limit=2");
+    let _ = get(&url, "/fapi/v1/klines?symbol=NOPE&interval=1h&limit=2");
+    let resp = get(&url, "/__stats");
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.header("X-MBX-USED-WEIGHT-1M").is_none(),
+        "not a Binance route"
+    );
+    let stats = resp.json();
+    assert_eq!(stats["requests"], 4);
+    assert_eq!(stats["weight"], 43);
+    assert_eq!(stats["windowMs"], 60_000);
+    assert_eq!(stats["paths"]["/fapi/v1/klines"]["requests"], 3);
+    assert_eq!(stats["paths"]["/fapi/v1/klines"]["weight"], 3);
+    assert_eq!(stats["paths"]["/fapi/v1/ticker/24hr"]["weight"], 40);
+    assert_eq!(stats["statuses"]["200"], 3);
+    assert_eq!(stats["statuses"]["400"], 1);
+    let windows = stats["windows"].as_array().expect("windows");
+    let summed: u64 = windows
+        .iter()
+        .map(|w| w["weight"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(summed, 43);
+    assert!(windows
+        .iter()
+        .all(|w| w["start"].as_i64().unwrap_or(1) % 60_000 == 0));
+    // The route itself is neither charged nor recorded.
+    assert_eq!(fake.requests().len(), 4);
+    assert_eq!(fake.stats(0)["weight"], 43);
+    // `since` in the future: nothing yet.
+    let later = get(&url, "/__stats?since=99999999999999").json();
+    assert_eq!(
+        (later["requests"].as_u64(), later["weight"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[test]
 fn fail_next_answers_scripted_errors_and_still_charges_weight() {
     let fake = fake(2);
     let url = fake.rest_url();

@@ -5,7 +5,8 @@
 //! fake-binance [--rest ADDR] [--ws ADDR] [--symbols N] [--latency-ms MS] [--ws-interval-ms MS]
 //! ```
 //! Prints `READY rest=http://... ws=ws://.../market` once listening, then
-//! serves until killed.
+//! serves until killed. `GET <rest>/__stats[?since=MS]` reports the requests
+//! and weight it saw (total, per minute, per path), free of charge.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,7 +20,8 @@ const USAGE: &str = "usage: fake-binance [--rest 127.0.0.1:PORT] [--ws 127.0.0.1
   --ws              WebSocket listen address (default 127.0.0.1:0)
   --symbols         number of synthetic USDT perpetuals (default 600; 5 filtered-out symbols are added)
   --latency-ms      delay before every REST answer (default 0)
-  --ws-interval-ms  push interval of the array streams (default 1000)";
+  --ws-interval-ms  push interval of the array streams (default 1000)
+GET <rest>/__stats[?since=UNIX_MS] reports requests and weight (total, per minute, per path).";
 
 struct Args {
     rest: String,

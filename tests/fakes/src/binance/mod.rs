@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use market::{Market, MarketHandle};
 use rest::RestState;
-pub use rest::{RestRequest, DEFAULT_WEIGHT_LIMIT};
+pub use rest::{RestRequest, DEFAULT_WEIGHT_LIMIT, STATS_PATH};
 use ws::WsState;
 
 use crate::http_server::{Handler, HttpServer};
@@ -30,6 +30,10 @@ use crate::tcp_server::{ConnHandler, TcpServer};
 /// WebSocket (`ws_url()` + `/stream?streams=!markPrice@arr/!ticker@arr`):
 /// pushes the requested array streams every interval (first frame at once).
 /// The legacy path without `/market` connects but sends nothing.
+///
+/// Control (not Binance): `GET /__stats[?since=MS]` reports the requests,
+/// weight per window and per path recorded since unix time `MS`; it is
+/// neither charged nor recorded (benches read it from the `fake-binance` binary).
 pub struct FakeBinance {
     market: MarketHandle,
     rest: RestServer,
@@ -142,6 +146,12 @@ impl FakeBinance {
     /// [`FakeBinance::clear_requests`]), in answer order.
     pub fn requests(&self) -> Vec<RestRequest> {
         self.rest.state.requests()
+    }
+
+    /// What [`STATS_PATH`] answers: totals, weight per window and per path of
+    /// the recorded requests received at or after `since_ms` (unix ms).
+    pub fn stats(&self, since_ms: i64) -> serde_json::Value {
+        self.rest.state.stats(since_ms)
     }
 
     /// Sum of the weight of the recorded requests received in the last `window`.

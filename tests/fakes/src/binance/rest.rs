@@ -19,6 +19,9 @@ pub const DEFAULT_WEIGHT_LIMIT: u32 = 2400;
 
 const MINUTE_MS: i64 = 60_000;
 
+/// The fake's control route reporting what clients used (not a Binance route).
+pub const STATS_PATH: &str = "/__stats";
+
 /// One REST request as the fake Binance saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestRequest {
@@ -276,9 +279,59 @@ impl RestState {
         Some(current)
     }
 
-    /// Answers one request; every request is charged and recorded.
+    /// What the recorded requests received at or after `since_ms` (unix
+    /// ms) cost, in total, per weight window (a wall-clock minute unless
+    /// [`RestState::set_weight_window`]) and per path:
+    /// `{"requests","weight","windowMs","windows":[{"start","requests","weight"}],
+    /// "paths":{"/fapi/v1/klines":{"requests","weight"}},"statuses":{"200":n}}`.
+    pub(crate) fn stats(&self, since_ms: i64) -> Value {
+        use std::collections::BTreeMap;
+        let window = self.window_ms();
+        let mut windows: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+        let mut paths: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut requests, mut weight) = (0u64, 0u64);
+        for r in lock(&self.log).iter() {
+            let at = millis(r.received_at);
+            if at < since_ms {
+                continue;
+            }
+            let w = u64::from(r.weight);
+            requests += 1;
+            weight += w;
+            let slot = windows.entry(at.div_euclid(window) * window).or_default();
+            slot.0 += 1;
+            slot.1 += w;
+            let slot = paths.entry(r.path.clone()).or_default();
+            slot.0 += 1;
+            slot.1 += w;
+            *statuses.entry(r.status.to_string()).or_default() += 1;
+        }
+        serde_json::json!({
+            "requests": requests,
+            "weight": weight,
+            "windowMs": window,
+            "windows": windows.iter().map(|(start, (n, w))| serde_json::json!({
+                "start": start, "requests": n, "weight": w,
+            })).collect::<Vec<_>>(),
+            "paths": paths.iter().map(|(p, (n, w))| (p.clone(), serde_json::json!({
+                "requests": n, "weight": w,
+            }))).collect::<serde_json::Map<_, _>>(),
+            "statuses": statuses,
+        })
+    }
+
+    /// Answers one request; every request is charged and recorded, except
+    /// the fake's own control route `GET /__stats[?since=MS]` (see
+    /// [`RestState::stats`]), which costs nothing and is answered at once.
     pub(crate) fn handle(&self, req: HttpRequest) -> HttpResponse {
         let params = parse_query(&req.query);
+        if req.path == STATS_PATH {
+            let since = query_value(&params, "since")
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(i64::MIN);
+            return json_response(200, &self.stats(since));
+        }
         let route = Route::find(&req.method, &req.path);
         // Unknown routes cost 1, like any request reaching Binance.
         let weight = route.map_or(1, |r| r.weight(&params));
