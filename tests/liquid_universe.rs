@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use volspike::binance::frames::{TickerUpdate, Update};
 use volspike::clock::from_unix_ms;
 use volspike::jobs::liquid_universe::select::Thresholds;
 use volspike::jobs::liquid_universe::LiquidUniverse;
@@ -177,4 +178,50 @@ fn the_first_tick_starts_from_the_backends_set() {
     let seed = backend.requests_to("/api/market/open-interest/liquid-universe");
     assert_eq!(seed.len(), 1);
     assert_eq!(seed[0].header("x-api-key"), None);
+}
+
+#[test]
+fn volumes_come_from_the_stream_when_it_has_every_symbol() {
+    let binance = FakeBinance::start(market()).expect("fake binance");
+    let backend = FakeBackend::start().expect("fake backend");
+    let dir = TempDir::new("liquid-stream");
+    let rig = JobRig::new(&binance, &backend, &dir.join("state"));
+    let mut job = LiquidUniverse::new(&rig.services, Thresholds::default());
+    let now_ms = volspike::clock::unix_ms(std::time::SystemTime::now());
+    let ticker = |symbol: &str, volume: f64| {
+        Update::Ticker(TickerUpdate {
+            symbol: symbol.into(),
+            last_price: Some(1.0),
+            quote_volume: Some(volume),
+            event_time: Some(now_ms),
+        })
+    };
+    // Only two of the three universe symbols in the stream: REST is asked.
+    let cache = &rig.services.funding.cache;
+    cache.apply(
+        &[ticker("AAAUSDT", 150e6), ticker("BBBUSDT", 100e6)],
+        now_ms,
+    );
+    let partial = rig.tick(&mut job, from_unix_ms(T0)).expect("tick");
+    assert!(partial.ends_with("volumes from ticker/24hr)"), "{partial}");
+    let rest_reads = |b: &FakeBinance| {
+        b.requests()
+            .iter()
+            .filter(|r| r.path == "/fapi/v1/ticker/24hr")
+            .count()
+    };
+    assert_eq!(rest_reads(&binance), 1);
+
+    // All three, and the stream says CCC now trades $130M: no REST read, and
+    // the stream's figures decide.
+    cache.apply(&[ticker("CCCUSDT", 130e6)], now_ms);
+    let complete = rig
+        .tick(&mut job, from_unix_ms(T0 + 300_000))
+        .expect("tick");
+    assert!(complete.ends_with("volumes from stream)"), "{complete}");
+    assert_eq!(rest_reads(&binance), 1, "no second ticker/24hr");
+    let posts = backend.wait_for_requests(PATH, 2, Duration::from_secs(20));
+    let body = posts[1].json.clone().unwrap_or_default();
+    assert_eq!(symbols(&body), vec!["AAAUSDT", "CCCUSDT"]);
+    assert_eq!(body["symbols"][1]["quoteVolume24h"], 130000000.0);
 }

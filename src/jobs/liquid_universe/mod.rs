@@ -2,6 +2,10 @@
 //! quote volume (with hysteresis), posted whole to the backend and handed to
 //! open_interest in-process (jobs.md). The selection is in [`select`].
 //!
+//! 24 h volumes come from the stream's `!ticker@arr` cache when it holds a
+//! recent ticker for every universe symbol (free), else from REST
+//! `ticker/24hr` (weight 40), as binance.md's budget asks.
+//!
 //! The backend deletes every symbol missing from a post, so nothing is
 //! posted after a failed or partial Binance read: a failed `exchangeInfo` or
 //! `ticker/24hr`, or a universe symbol without a ticker, fails the tick.
@@ -18,6 +22,7 @@ use self::select::{Member, Thresholds};
 use super::services::Services;
 use super::{Job, Schedule};
 use crate::backend::{Auth, BackendClient, LiquidUniverseUpdate, Outbox, Post, UniverseSymbol};
+use crate::binance::cache::FundingCache;
 use crate::binance::{BinanceRest, Universe};
 use crate::clock::{from_unix_ms, iso, unix_ms};
 
@@ -62,6 +67,8 @@ pub struct LiquidUniverse {
     liquid: LiquidSet,
     /// Whether the set was seeded (from the backend) or computed yet.
     seeded: bool,
+    /// The stream's cache: 24 h volumes for free when it holds every symbol.
+    funding: FundingCache,
 }
 
 impl LiquidUniverse {
@@ -76,6 +83,7 @@ impl LiquidUniverse {
             thresholds,
             liquid: services.liquid.clone(),
             seeded: false,
+            funding: services.funding.cache.clone(),
         }
     }
 
@@ -108,6 +116,65 @@ impl LiquidUniverse {
         let seeded = parse_backend_set(&body);
         tracing::info!(symbols = seeded.len(), "liquid set seeded from the backend");
         self.liquid.set(seeded);
+    }
+}
+
+/// A ticker older than this does not count as a complete stream read.
+const STREAM_VOLUME_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// 24 h quote volumes of every symbol from the stream's cache, when it has a
+/// recent ticker for each; `None` (use REST) when any one is missing, so a
+/// partial stream never makes a partial universe.
+pub fn stream_volumes(
+    cache: &FundingCache,
+    symbols: &[&str],
+    now: SystemTime,
+) -> Option<BTreeMap<String, f64>> {
+    let now_ms = unix_ms(now);
+    let max_age_ms = STREAM_VOLUME_MAX_AGE.as_millis() as u64;
+    symbols
+        .iter()
+        .map(|symbol| {
+            let data = cache.get(symbol)?;
+            let fresh = data
+                .ticker_updated_ms
+                .is_some_and(|at| now_ms.saturating_sub(at) <= max_age_ms);
+            let volume = data.quote_volume_24h.filter(|_| fresh)?;
+            Some((symbol.to_string(), volume))
+        })
+        .collect()
+}
+
+impl LiquidUniverse {
+    /// 24 h quote volumes of every symbol from REST `ticker/24hr` (weight
+    /// 40); an error when the read fails or misses a symbol.
+    async fn rest_volumes(&self, symbols: &[&str]) -> anyhow::Result<BTreeMap<String, f64>> {
+        let tickers = self
+            .rest
+            .tickers_24h()
+            .await
+            .context("ticker/24hr failed; universe not posted")?;
+        let by_symbol: BTreeMap<&str, f64> = tickers
+            .iter()
+            .map(|t| (t.symbol.as_str(), t.quote_volume))
+            .collect();
+        let mut volumes = BTreeMap::new();
+        let mut missing = Vec::new();
+        for symbol in symbols {
+            match by_symbol.get(symbol) {
+                Some(v) => {
+                    volumes.insert(symbol.to_string(), *v);
+                }
+                None => missing.push(*symbol),
+            }
+        }
+        if let Some(first) = missing.first() {
+            anyhow::bail!(
+                "partial ticker/24hr read: {} universe symbols missing (e.g. {first}); universe not posted",
+                missing.len()
+            );
+        }
+        Ok(volumes)
     }
 }
 
@@ -165,32 +232,11 @@ impl Job for LiquidUniverse {
         if universe.is_empty() {
             anyhow::bail!("exchangeInfo listed no USDT perpetuals; universe not posted");
         }
-        let tickers = self
-            .rest
-            .tickers_24h()
-            .await
-            .context("ticker/24hr failed; universe not posted")?;
-        let by_symbol: BTreeMap<&str, f64> = tickers
-            .iter()
-            .map(|t| (t.symbol.as_str(), t.quote_volume))
-            .collect();
-        let mut volumes = BTreeMap::new();
-        let mut missing = Vec::new();
-        for s in &universe {
-            match by_symbol.get(s.symbol.as_str()) {
-                Some(v) => {
-                    volumes.insert(s.symbol.clone(), *v);
-                }
-                None => missing.push(s.symbol.clone()),
-            }
-        }
-        if !missing.is_empty() {
-            anyhow::bail!(
-                "partial ticker/24hr read: {} universe symbols missing (e.g. {}); universe not posted",
-                missing.len(),
-                missing[0]
-            );
-        }
+        let symbols: Vec<&str> = universe.iter().map(|s| s.symbol.as_str()).collect();
+        let (volumes, source) = match stream_volumes(&self.funding, &symbols, SystemTime::now()) {
+            Some(volumes) => (volumes, "stream"),
+            None => (self.rest_volumes(&symbols).await?, "ticker/24hr"),
+        };
         let now_ms = unix_ms(now);
         let previous = self.liquid.get();
         let set = select::select(&previous, &volumes, self.thresholds, now_ms);
@@ -214,7 +260,7 @@ impl Job for LiquidUniverse {
         self.liquid.set(set);
         self.outbox.enqueue(post).await?;
         Ok(format!(
-            "{count} liquid of {} universe symbols (+{entered} −{left})",
+            "{count} liquid of {} universe symbols (+{entered} −{left}; volumes from {source})",
             universe.len()
         ))
     }
