@@ -135,16 +135,22 @@ impl Rig {
     }
 
     fn job_with(&self, state: &TempDir, settings: Settings, outbox: Outbox) -> OpenInterest {
-        let services = &self.jobs.services;
-        OpenInterest::new(
-            services.rest.clone(),
-            services.funding.cache.clone(),
-            services.liquid.clone(),
-            outbox,
-            self::state(state),
-            settings,
-        )
+        job_on(&self.jobs, state, settings, outbox)
     }
+}
+
+/// The job on `rig`'s REST client, funding cache and liquid set, posting
+/// through `outbox`, with its own state in `state`.
+fn job_on(rig: &JobRig, state: &TempDir, settings: Settings, outbox: Outbox) -> OpenInterest {
+    let services = &rig.services;
+    OpenInterest::new(
+        services.rest.clone(),
+        services.funding.cache.clone(),
+        services.liquid.clone(),
+        outbox,
+        self::state(state),
+        settings,
+    )
 }
 
 /// Ticks `job` at each of `ticks`, asserting each tick succeeds.
@@ -242,13 +248,11 @@ fn samples_go_in_chunks_of_at_most_100_with_the_exact_shape() {
     }
     liquid(&jobs.services.liquid, &symbols);
     let state = TempDir::new("chunks-state");
-    let mut job = OpenInterest::new(
-        jobs.services.rest.clone(),
-        jobs.services.funding.cache.clone(),
-        jobs.services.liquid.clone(),
-        jobs.services.outbox.clone(),
-        self::state(&state),
+    let mut job = job_on(
+        &jobs,
+        &state,
         Settings::default(),
+        jobs.services.outbox.clone(),
     );
     binance.clear_requests();
     let summary = jobs.tick(&mut job, at(0)).expect("tick");
@@ -501,13 +505,11 @@ fn a_small_budget_stretches_the_poll_and_says_so_once() {
     // 5% of 2400 = 120/min, of which this job may use half: 60/min. Forty
     // symbols every 30 s would need 80/min: stretched to 40 s.
     let state = TempDir::new("stretch-state");
-    let mut job = OpenInterest::new(
-        jobs.services.rest.clone(),
-        jobs.services.funding.cache.clone(),
-        jobs.services.liquid.clone(),
-        jobs.services.outbox.clone(),
-        self::state(&state),
+    let mut job = job_on(
+        &jobs,
+        &state,
         Settings::default(),
+        jobs.services.outbox.clone(),
     );
     let first = jobs.tick(&mut job, at(0)).expect("tick 0");
     assert!(first.contains("(poll stretched to 40 s)"), "{first}");
