@@ -8,133 +8,62 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use volspike::backend::{BackoffPolicy, Outbox, OutboxSettings, OI_ALERT_PATH, OI_SAMPLES_PATH};
-use volspike::binance::cache::FundingCache;
-use volspike::binance::frames::{MarkUpdate, Update};
-use volspike::binance::governor::{GovernorConfig, WeightGovernor, BINANCE_WEIGHT_LIMIT};
-use volspike::binance::BinanceRest;
-use volspike::clock::{from_unix_ms, unix_ms};
-use volspike::config::{BackendConfig, OpenInterestConfig, Secret};
+use volspike::backend::{Outbox, OI_ALERT_PATH, OI_SAMPLES_PATH};
+use volspike::config::OpenInterestConfig;
 use volspike::jobs::liquid_universe::select::Member;
 use volspike::jobs::liquid_universe::LiquidSet;
 use volspike::jobs::open_interest::{OpenInterest, Settings, STATE_FILE};
-use volspike::jobs::Job;
-use volspike::shutdown::{self, ShutdownTrigger};
 use volspike::state::StateDir;
-use volspike::systemd::liveness::Liveness;
 use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market, SymbolState};
+
+use common::jobs::{self, fast_outbox, mark, JobRig, T0_MS};
+use common::TempDir;
 
 /// Long enough for a loaded 2-core machine; only reached on failure.
 const PATIENCE: Duration = Duration::from_secs(30);
-/// 2025-12-05T10:00:00Z: the tape's first tick.
-const T0_MS: u64 = 1_764_928_800_000;
 /// The backend key.
 const KEY: &str = "oi-test-key";
 
-/// The tick `i` × 30 s after T0.
+/// The tick `i` × 30 s after T0 (the tape's first tick).
 fn at(i: u64) -> SystemTime {
-    from_unix_ms(T0_MS + i * 30_000)
+    jobs::at(i * 30)
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct Dir(
-    /// The directory.
-    PathBuf,
-);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!(
-            "volspike-oi-it-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Dir(dir)
-    }
-
-    fn state(&self) -> StateDir {
-        StateDir::open(&self.0).expect("state dir")
-    }
+/// The job's services on `binance` and `backend` (key [`KEY`]) with
+/// `ceiling_pct` % of Binance's weight for the appliance, and the
+/// directory holding the outbox's state.
+fn world(
+    tag: &str,
+    binance: &FakeBinance,
+    backend: &FakeBackend,
+    ceiling_pct: u32,
+) -> (JobRig, TempDir) {
+    let dir = TempDir::new(&format!("oi-it-{tag}"));
+    let rig = JobRig::with_env(
+        binance,
+        backend,
+        &dir.join("state"),
+        &[
+            ("ALERT_INGEST_API_KEY", KEY.to_string()),
+            ("VOLSPIKE_WEIGHT_CEILING_PCT", ceiling_pct.to_string()),
+            ("VOLSPIKE_BINANCE_CONCURRENCY", "8".to_string()),
+        ],
+        fast_outbox(),
+    );
+    (rig, dir)
 }
 
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The job's own state in `dir`.
+fn state(dir: &TempDir) -> StateDir {
+    StateDir::open(&dir.0).expect("state dir")
 }
 
-/// An outbox delivering to `backend`, with its loops on the test's runtime.
-struct Delivery {
-    /// The outbox.
-    outbox: Outbox,
-    /// Its state directory.
-    _dir: Dir,
-    /// Stops the loops on drop.
-    _trigger: ShutdownTrigger,
-}
-
-impl Delivery {
-    fn start(tag: &str, backend: &FakeBackend) -> Delivery {
-        let dir = Dir::new(tag);
-        let settings = OutboxSettings {
-            capacity: 1000,
-            backoff: BackoffPolicy {
-                initial: Duration::from_millis(20),
-                max: Duration::from_millis(200),
-            },
-        };
-        let config = BackendConfig {
-            name: "primary",
-            url: backend.url(),
-            key: Secret::new(KEY),
-        };
-        let outbox = Outbox::open(&dir.state(), &[config], settings).expect("outbox");
-        let (trigger, shutdown) = shutdown::channel();
-        outbox.start_delivery(&Liveness::new(None), shutdown);
-        Delivery {
-            outbox,
-            _dir: dir,
-            _trigger: trigger,
-        }
-    }
-
-    /// Waits until everything enqueued so far was delivered.
-    async fn drained(&self) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let pending: usize = self.outbox.stats().values().map(|s| s.pending).sum();
-            if pending == 0 {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "outbox never drained: {:?}",
-                self.outbox.stats()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// REST client on the fake with `ceiling` weight per minute.
-fn rest(fake: &FakeBinance, ceiling_fraction: f64) -> BinanceRest {
-    let governor = Arc::new(WeightGovernor::new(GovernorConfig::with_fraction(
-        BINANCE_WEIGHT_LIMIT,
-        ceiling_fraction,
-        Duration::from_secs(60),
-    )));
-    BinanceRest::new(&fake.rest_url(), governor, 8, Duration::from_secs(10)).expect("client")
-}
-
-/// A liquid set of `symbols`.
-fn liquid(symbols: &[String]) -> LiquidSet {
-    let set = LiquidSet::default();
+/// Makes `symbols` the liquid set.
+fn liquid(set: &LiquidSet, symbols: &[String]) {
     set.set(
         symbols
             .iter()
@@ -150,39 +79,20 @@ fn liquid(symbols: &[String]) -> LiquidSet {
             })
             .collect(),
     );
-    set
-}
-
-/// Puts `symbol`'s mark price and funding rate into the cache, as the stream would.
-fn mark(cache: &FundingCache, symbol: &str, price: f64, funding: f64) {
-    cache.apply(
-        &[Update::Mark(MarkUpdate {
-            symbol: symbol.to_string(),
-            mark_price: Some(price),
-            index_price: Some(price),
-            funding_rate: Some(funding),
-            next_funding_time: Some(T0_MS + 3_600_000),
-            event_time: Some(unix_ms(SystemTime::now())),
-        })],
-        unix_ms(SystemTime::now()),
-    );
 }
 
 /// The fixture of most tests: fake Binance with a few symbols whose open
-/// interest the test sets, a fake backend, an outbox and a funding cache.
+/// interest the test sets, a fake backend, and the job's services on them
+/// (outbox, funding cache, liquid set, REST client with the default budget).
 struct Rig {
     /// Fake Binance (BTCUSDT, ETHUSDT, SYM0001USDT in the liquid set).
     binance: FakeBinance,
     /// Fake backend that records the posts.
     backend: FakeBackend,
-    /// The outbox delivering to it.
-    delivery: Delivery,
-    /// Marks and funding rates, filled as the stream would.
-    cache: FundingCache,
-    /// The liquid set the job polls.
-    liquid: LiquidSet,
-    /// REST client on the fake, default budget.
-    rest: BinanceRest,
+    /// Runtime, services and delivery loop.
+    jobs: JobRig,
+    /// The outbox's state directory.
+    _dir: TempDir,
 }
 
 impl Rig {
@@ -190,23 +100,22 @@ impl Rig {
         let binance = FakeBinance::start(Market::synthetic(4)).expect("fake binance");
         let backend = FakeBackend::start().expect("fake backend");
         backend.expect_api_key(KEY);
-        let delivery = Delivery::start(tag, &backend);
-        let cache = FundingCache::new();
+        let (jobs, dir) = world(tag, &binance, &backend, 50);
+        let cache = &jobs.services.funding.cache;
         let symbols: Vec<String> = ["BTCUSDT", "ETHUSDT", "SYM0001USDT"]
             .iter()
             .map(|s| s.to_string())
             .collect();
         for s in &symbols {
-            mark(&cache, s, 100.0, 0.0001);
+            mark(cache, s, 100.0, 0.0001);
         }
-        mark(&cache, "BTCUSDT", 65_000.0, 0.0001);
+        mark(cache, "BTCUSDT", 65_000.0, 0.0001);
+        liquid(&jobs.services.liquid, &symbols);
         let rig = Rig {
-            rest: rest(&binance, 0.5),
-            liquid: liquid(&symbols),
             binance,
             backend,
-            delivery,
-            cache,
+            jobs,
+            _dir: dir,
         };
         rig.set_oi("BTCUSDT", 200_000.0);
         rig.set_oi("ETHUSDT", 1_000_000.0);
@@ -221,26 +130,33 @@ impl Rig {
             .update(symbol, |s| s.open_interest = contracts));
     }
 
-    fn job(&self, state: &Dir, settings: Settings) -> OpenInterest {
-        self.job_with(state, settings, self.delivery.outbox.clone())
+    fn job(&self, state: &TempDir, settings: Settings) -> OpenInterest {
+        self.job_with(state, settings, self.jobs.services.outbox.clone())
     }
 
-    fn job_with(&self, state: &Dir, settings: Settings, outbox: Outbox) -> OpenInterest {
-        OpenInterest::new(
-            self.rest.clone(),
-            self.cache.clone(),
-            self.liquid.clone(),
-            outbox,
-            state.state(),
-            settings,
-        )
+    fn job_with(&self, state: &TempDir, settings: Settings, outbox: Outbox) -> OpenInterest {
+        job_on(&self.jobs, state, settings, outbox)
     }
 }
 
+/// The job on `rig`'s REST client, funding cache and liquid set, posting
+/// through `outbox`, with its own state in `state`.
+fn job_on(rig: &JobRig, state: &TempDir, settings: Settings, outbox: Outbox) -> OpenInterest {
+    let services = &rig.services;
+    OpenInterest::new(
+        services.rest.clone(),
+        services.funding.cache.clone(),
+        services.liquid.clone(),
+        outbox,
+        self::state(state),
+        settings,
+    )
+}
+
 /// Ticks `job` at each of `ticks`, asserting each tick succeeds.
-async fn run(job: &mut OpenInterest, ticks: impl IntoIterator<Item = u64>) {
+fn run(rig: &JobRig, job: &mut OpenInterest, ticks: impl IntoIterator<Item = u64>) {
     for i in ticks {
-        let summary = job.tick(at(i)).await;
+        let summary = rig.tick(job, at(i));
         assert!(summary.is_ok(), "tick {i}: {summary:?}");
     }
 }
@@ -252,21 +168,26 @@ fn bodies(requests: &[BackendRequest]) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_four_percent_jump_after_five_flat_minutes_alerts_once_with_every_field() {
+#[test]
+fn a_four_percent_jump_after_five_flat_minutes_alerts_once_with_every_field() {
     let rig = Rig::start("jump");
-    let state = Dir::new("jump-state");
+    let state = TempDir::new("jump-state");
     let mut job = rig.job(&state, Settings::default());
     // Ticks 0..=10: five minutes of flat open interest.
-    run(&mut job, 0..=10).await;
+    run(&rig.jobs, &mut job, 0..=10);
     // Tick 11 (10:05:30): +4% = 8,000 contracts; mark +2%.
     rig.set_oi("BTCUSDT", 208_000.0);
-    mark(&rig.cache, "BTCUSDT", 66_300.0, 0.0001);
-    let summary = job.tick(at(11)).await.expect("tick 11");
+    mark(
+        &rig.jobs.services.funding.cache,
+        "BTCUSDT",
+        66_300.0,
+        0.0001,
+    );
+    let summary = rig.jobs.tick(&mut job, at(11)).expect("tick 11");
     assert!(summary.contains("1 alerts"), "{summary}");
     // It stays outside for a while: no repeat.
-    run(&mut job, 12..=14).await;
-    rig.delivery.drained().await;
+    run(&rig.jobs, &mut job, 12..=14);
+    rig.jobs.drained();
 
     let alerts = rig.backend.requests_to(OI_ALERT_PATH);
     assert_eq!(alerts.len(), 1, "{:?}", bodies(&alerts));
@@ -290,29 +211,29 @@ async fn a_four_percent_jump_after_five_flat_minutes_alerts_once_with_every_fiel
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flat_tape_and_a_small_contract_symbol_never_alert() {
+#[test]
+fn a_flat_tape_and_a_small_contract_symbol_never_alert() {
     let rig = Rig::start("flat");
-    let state = Dir::new("flat-state");
+    let state = TempDir::new("flat-state");
     let mut job = rig.job(&state, Settings::default());
-    run(&mut job, 0..=10).await;
+    run(&rig.jobs, &mut job, 0..=10);
     // SYM0001USDT +10% but only 1,000 contracts: under the 5,000 floor.
     rig.set_oi("SYM0001USDT", 11_000.0);
     // ETHUSDT moves 1%: under the threshold.
     rig.set_oi("ETHUSDT", 1_010_000.0);
-    run(&mut job, 11..=20).await;
-    rig.delivery.drained().await;
+    run(&rig.jobs, &mut job, 11..=20);
+    rig.jobs.drained();
     assert!(rig.backend.requests_to(OI_ALERT_PATH).is_empty());
     // Every tick posted its samples.
     assert_eq!(rig.backend.requests_to(OI_SAMPLES_PATH).len(), 21);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn samples_go_in_chunks_of_at_most_100_with_the_exact_shape() {
+#[test]
+fn samples_go_in_chunks_of_at_most_100_with_the_exact_shape() {
     let binance = FakeBinance::start(Market::synthetic(250)).expect("fake binance");
     let backend = FakeBackend::start().expect("fake backend");
     backend.expect_api_key(KEY);
-    let delivery = Delivery::start("chunks", &backend);
+    let (jobs, _dir) = world("chunks", &binance, &backend, 50);
     let market = binance.market();
     let symbols: Vec<String> = market
         .snapshot()
@@ -322,26 +243,24 @@ async fn samples_go_in_chunks_of_at_most_100_with_the_exact_shape() {
         .collect();
     assert_eq!(symbols.len(), 250);
     // The stream knows half the symbols; the rest need the REST fallback.
-    let cache = FundingCache::new();
     for s in symbols.iter().step_by(2) {
-        mark(&cache, s, 2.0, 0.0001);
+        mark(&jobs.services.funding.cache, s, 2.0, 0.0001);
     }
-    let state = Dir::new("chunks-state");
-    let mut job = OpenInterest::new(
-        rest(&binance, 0.5),
-        cache,
-        liquid(&symbols),
-        delivery.outbox.clone(),
-        state.state(),
+    liquid(&jobs.services.liquid, &symbols);
+    let state = TempDir::new("chunks-state");
+    let mut job = job_on(
+        &jobs,
+        &state,
         Settings::default(),
+        jobs.services.outbox.clone(),
     );
     binance.clear_requests();
-    let summary = job.tick(at(0)).await.expect("tick");
+    let summary = jobs.tick(&mut job, at(0)).expect("tick");
     assert!(
         summary.starts_with("250 symbols polled, 0 failed, 250 samples posted, 0 alerts"),
         "{summary}"
     );
-    delivery.drained().await;
+    jobs.drained();
 
     // Binance: one openInterest per symbol, ONE all-symbol ticker/price.
     let asked = binance.requests();
@@ -417,41 +336,41 @@ async fn samples_go_in_chunks_of_at_most_100_with_the_exact_shape() {
     assert_eq!(seen.len(), 250, "every symbol exactly once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cooldown_and_history_hold_across_a_restart() {
+#[test]
+fn cooldown_and_history_hold_across_a_restart() {
     let rig = Rig::start("restart");
-    let state = Dir::new("restart-state");
+    let state = TempDir::new("restart-state");
     {
         let mut job = rig.job(&state, Settings::default());
-        run(&mut job, 0..=10).await;
+        run(&rig.jobs, &mut job, 0..=10);
         rig.set_oi("BTCUSDT", 208_000.0);
-        run(&mut job, 11..=11).await;
+        run(&rig.jobs, &mut job, 11..=11);
     } // dropped: the process is gone
-    rig.delivery.drained().await;
+    rig.jobs.drained();
     assert_eq!(rig.backend.requests_to(OI_ALERT_PATH).len(), 1);
 
     // A copy of the state for the control run below.
-    let control_state = Dir::new("restart-control");
+    let control_state = TempDir::new("restart-control");
     std::fs::create_dir_all(&control_state.0).expect("control dir");
     std::fs::copy(state.0.join(STATE_FILE), control_state.0.join(STATE_FILE)).expect("copy state");
 
     // The restarted job gets a brand-new outbox (its own dedup ledger is
     // empty), so only the job's persisted cooldown can stop a second alert.
     let fresh_backend = FakeBackend::start().expect("fake backend");
-    let fresh = Delivery::start("restart-fresh", &fresh_backend);
+    let (fresh, _fresh_dir) = world("restart-fresh", &rig.binance, &fresh_backend, 50);
     let replay = |rig: &Rig| {
         rig.set_oi("BTCUSDT", 200_000.0);
     };
     {
-        let mut job = rig.job_with(&state, Settings::default(), fresh.outbox.clone());
+        let mut job = rig.job_with(&state, Settings::default(), fresh.services.outbox.clone());
         // Back inside at 10:06:00, crossing again at 10:06:30: 60 s after
         // the first alert, well within the 600 s cooldown.
         replay(&rig);
-        run(&mut job, 12..=12).await;
+        run(&rig.jobs, &mut job, 12..=12);
         rig.set_oi("BTCUSDT", 208_000.0);
-        run(&mut job, 13..=14).await;
+        run(&rig.jobs, &mut job, 13..=14);
     }
-    fresh.drained().await;
+    fresh.drained();
     assert!(
         fresh_backend.requests_to(OI_ALERT_PATH).is_empty(),
         "{:?}",
@@ -464,7 +383,8 @@ async fn cooldown_and_history_hold_across_a_restart() {
     // replay is a real crossing (history survived) and the cooldown is what
     // held it above.
     let control_backend = FakeBackend::start().expect("fake backend");
-    let control = Delivery::start("restart-control-outbox", &control_backend);
+    let (control, _control_dir) =
+        world("restart-control-outbox", &rig.binance, &control_backend, 50);
     let short = Settings::from_config(
         &OpenInterestConfig {
             cooldowns: [
@@ -477,13 +397,13 @@ async fn cooldown_and_history_hold_across_a_restart() {
         Duration::from_secs(180),
     );
     {
-        let mut job = rig.job_with(&control_state, short, control.outbox.clone());
+        let mut job = rig.job_with(&control_state, short, control.services.outbox.clone());
         replay(&rig);
-        run(&mut job, 12..=12).await;
+        run(&rig.jobs, &mut job, 12..=12);
         rig.set_oi("BTCUSDT", 208_000.0);
-        run(&mut job, 13..=14).await;
+        run(&rig.jobs, &mut job, 13..=14);
     }
-    control.drained().await;
+    control.drained();
     let again = control_backend.requests_to(OI_ALERT_PATH);
     assert_eq!(again.len(), 1, "{:?}", bodies(&again));
     assert_eq!(
@@ -492,14 +412,14 @@ async fn cooldown_and_history_hold_across_a_restart() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_state_file_starts_empty() {
+#[test]
+fn a_corrupt_state_file_starts_empty() {
     let rig = Rig::start("corrupt");
-    let state = Dir::new("corrupt-state");
+    let state = TempDir::new("corrupt-state");
     std::fs::create_dir_all(&state.0).expect("dir");
     std::fs::write(state.0.join(STATE_FILE), b"{\"version\":1,\"symbols\":").expect("write");
     let mut job = rig.job(&state, Settings::default());
-    run(&mut job, 0..=1).await;
+    run(&rig.jobs, &mut job, 0..=1);
     let saved = std::fs::read(state.0.join(STATE_FILE)).expect("state file");
     let parsed: Value = serde_json::from_slice(&saved).expect("valid JSON again");
     assert_eq!(parsed["version"], 1);
@@ -511,21 +431,21 @@ async fn a_corrupt_state_file_starts_empty() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_liquid_symbols_is_a_quiet_tick() {
+#[test]
+fn no_liquid_symbols_is_a_quiet_tick() {
     let rig = Rig::start("empty");
-    let state = Dir::new("empty-state");
+    let state = TempDir::new("empty-state");
     let mut job = OpenInterest::new(
-        rig.rest.clone(),
-        rig.cache.clone(),
+        rig.jobs.services.rest.clone(),
+        rig.jobs.services.funding.cache.clone(),
         LiquidSet::default(),
-        rig.delivery.outbox.clone(),
-        state.state(),
+        rig.jobs.services.outbox.clone(),
+        self::state(&state),
         Settings::default(),
     );
     rig.binance.clear_requests();
     assert_eq!(
-        job.tick(at(0)).await.expect("tick"),
+        rig.jobs.tick(&mut job, at(0)).expect("tick"),
         "no liquid symbols yet"
     );
     assert!(rig.binance.requests().is_empty());
@@ -562,10 +482,10 @@ impl Captured {
     }
 }
 
-// Current-thread runtime: the job's log events happen on this thread, where
-// the capturing subscriber is installed.
-#[tokio::test]
-async fn a_small_budget_stretches_the_poll_and_says_so_once() {
+// The ticks run on this thread (`block_on`), so the job's log events happen
+// where the capturing subscriber is installed.
+#[test]
+fn a_small_budget_stretches_the_poll_and_says_so_once() {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -576,33 +496,31 @@ async fn a_small_budget_stretches_the_poll_and_says_so_once() {
 
     let binance = FakeBinance::start(Market::synthetic(60)).expect("fake binance");
     let backend = FakeBackend::start().expect("fake backend");
-    let delivery = Delivery::start("stretch", &backend);
+    let (jobs, _dir) = world("stretch", &binance, &backend, 5);
     let symbols: Vec<String> = binance.market().symbols().into_iter().take(40).collect();
-    let cache = FundingCache::new();
     for s in &symbols {
-        mark(&cache, s, 1.0, 0.0001);
+        mark(&jobs.services.funding.cache, s, 1.0, 0.0001);
     }
+    liquid(&jobs.services.liquid, &symbols);
     // 5% of 2400 = 120/min, of which this job may use half: 60/min. Forty
     // symbols every 30 s would need 80/min: stretched to 40 s.
-    let state = Dir::new("stretch-state");
-    let mut job = OpenInterest::new(
-        rest(&binance, 0.05),
-        cache,
-        liquid(&symbols),
-        delivery.outbox.clone(),
-        state.state(),
+    let state = TempDir::new("stretch-state");
+    let mut job = job_on(
+        &jobs,
+        &state,
         Settings::default(),
+        jobs.services.outbox.clone(),
     );
-    let first = job.tick(at(0)).await.expect("tick 0");
+    let first = jobs.tick(&mut job, at(0)).expect("tick 0");
     assert!(first.contains("(poll stretched to 40 s)"), "{first}");
-    let second = job.tick(at(1)).await.expect("tick 1");
+    let second = jobs.tick(&mut job, at(1)).expect("tick 1");
     assert!(
         second.starts_with("waiting: poll stretched to 40 s"),
         "{second}"
     );
-    let third = job.tick(at(2)).await.expect("tick 2");
+    let third = jobs.tick(&mut job, at(2)).expect("tick 2");
     assert!(third.starts_with("40 symbols polled"), "{third}");
-    drop(delivery);
+    drop(jobs);
 
     let log = captured.text();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("stretching")).collect();

@@ -7,66 +7,34 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use volspike::backend::{
-    BackoffPolicy, Outbox, OutboxSettings, USER_ALERT_CHECKED_PATH, USER_ALERT_TRIGGER_PATH,
-};
+use volspike::backend::{Outbox, USER_ALERT_CHECKED_PATH, USER_ALERT_TRIGGER_PATH};
 use volspike::binance::cache::FundingCache;
-use volspike::binance::frames::{MarkUpdate, TickerUpdate, Update};
+use volspike::binance::frames::{TickerUpdate, Update};
 use volspike::binance::governor::{GovernorConfig, WeightGovernor};
 use volspike::binance::{BinanceRest, Universe};
-use volspike::clock::{from_unix_ms, unix_ms};
-use volspike::config::{BackendConfig, Secret, UserAlertsConfig};
+use volspike::clock::unix_ms;
+use volspike::config::UserAlertsConfig;
 use volspike::jobs::user_alerts::{UserAlerts, ACTIVE_PATH};
-use volspike::jobs::Job;
-use volspike::shutdown::{self, ShutdownTrigger};
 use volspike::state::StateDir;
-use volspike::systemd::liveness::Liveness;
 use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market};
+
+use common::jobs::{at, fast_outbox, JobRig};
+use common::TempDir;
 
 /// Long enough for a loaded 2-core machine; only reached on failure.
 const PATIENCE: Duration = Duration::from_secs(30);
-/// 2025-12-05T10:00:00Z, on a 5-minute boundary.
-const T0_MS: u64 = 1_764_928_800_000;
 /// Key of the primary backend.
 const KEY: &str = "primary-key";
 /// Key of the dev backend.
 const DEV_KEY: &str = "dev-key";
 
-fn at(secs: u64) -> SystemTime {
-    from_unix_ms(T0_MS + secs * 1000)
-}
-
-/// A fresh directory, removed on drop.
-struct Dir(
-    /// The directory.
-    PathBuf,
-);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!(
-            "volspike-ua-it-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Fake Binance and two fake backends, an outbox delivering to both, and
-/// a funding cache the test fills as the stream would.
+/// Fake Binance and two fake backends, and the job's world on them: an
+/// outbox delivering to both and a funding cache the test fills as the
+/// stream would.
 struct Rig {
     /// Fake Binance (BTCUSDT, ETHUSDT, SYM0001USDT, SYM0002USDT).
     binance: FakeBinance,
@@ -74,16 +42,11 @@ struct Rig {
     primary: FakeBackend,
     /// The dev backend (key [`DEV_KEY`]).
     dev: FakeBackend,
-    /// The outbox delivering to both.
-    outbox: Outbox,
-    /// Prices and funding rates, filled as the stream would.
-    cache: FundingCache,
-    /// REST client on the fake.
-    rest: BinanceRest,
+    /// Runtime, services (outbox to both backends, REST client on the
+    /// fake, funding cache) and delivery loop.
+    jobs: JobRig,
     /// The outbox's state directory.
-    _dir: Dir,
-    /// Stops the delivery loops on drop.
-    _trigger: ShutdownTrigger,
+    _dir: TempDir,
 }
 
 impl Rig {
@@ -93,37 +56,19 @@ impl Rig {
         primary.expect_api_key(KEY);
         let dev = FakeBackend::start().expect("fake backend");
         dev.expect_api_key(DEV_KEY);
-        let dir = Dir::new(tag);
-        let state = StateDir::open(&dir.0).expect("state dir");
-        let backends = [
-            BackendConfig {
-                name: "primary",
-                url: primary.url(),
-                key: Secret::new(KEY),
-            },
-            BackendConfig {
-                name: "dev",
-                url: dev.url(),
-                key: Secret::new(DEV_KEY),
-            },
-        ];
-        let settings = OutboxSettings {
-            capacity: 1000,
-            backoff: BackoffPolicy {
-                initial: Duration::from_millis(20),
-                max: Duration::from_millis(200),
-            },
-        };
-        let outbox = Outbox::open(&state, &backends, settings).expect("outbox");
-        let (trigger, shutdown) = shutdown::channel();
-        outbox.start_delivery(&Liveness::new(None), shutdown);
-        let rest = BinanceRest::new(
-            &binance.rest_url(),
-            Arc::new(WeightGovernor::new(GovernorConfig::default())),
-            8,
-            Duration::from_secs(10),
-        )
-        .expect("client");
+        let dir = TempDir::new(&format!("ua-it-{tag}"));
+        let jobs = JobRig::with_env(
+            &binance,
+            &primary,
+            &dir.join("state"),
+            &[
+                ("ALERT_INGEST_API_KEY", KEY.to_string()),
+                ("VOLSPIKE_API_URL_DEV", dev.url()),
+                ("VOLSPIKE_API_KEY_DEV", DEV_KEY.to_string()),
+                ("VOLSPIKE_BINANCE_CONCURRENCY", "8".to_string()),
+            ],
+            fast_outbox(),
+        );
         // Default lists: nothing active.
         for b in [&primary, &dev] {
             b.set_json("GET", ACTIVE_PATH, 200, json!({"alerts": []}));
@@ -132,32 +77,23 @@ impl Rig {
             binance,
             primary,
             dev,
-            outbox,
-            cache: FundingCache::new(),
-            rest,
+            jobs,
             _dir: dir,
-            _trigger: trigger,
         }
     }
 
     fn job(&self) -> UserAlerts {
-        UserAlerts::new(
-            self.outbox.clone(),
-            self.rest.clone(),
-            Arc::new(Universe::new(
-                self.rest.clone(),
-                volspike::binance::universe::DEFAULT_MAX_AGE,
-            )),
-            self.cache.clone(),
-            Duration::from_secs(180),
-            UserAlertsConfig::default(),
-        )
-        .expect("backends are configured")
+        UserAlerts::from_services(&self.jobs.services, UserAlertsConfig::default())
+            .expect("backends are configured")
+    }
+
+    fn tick(&self, job: &mut UserAlerts, now: SystemTime) -> anyhow::Result<String> {
+        self.jobs.tick(job, now)
     }
 
     fn last_price(&self, symbol: &str, price: f64) {
         let now = unix_ms(SystemTime::now());
-        self.cache.apply(
+        self.jobs.services.funding.cache.apply(
             &[Update::Ticker(TickerUpdate {
                 symbol: symbol.into(),
                 last_price: Some(price),
@@ -169,35 +105,12 @@ impl Rig {
     }
 
     fn mark(&self, symbol: &str, price: f64, funding: f64) {
-        let now = unix_ms(SystemTime::now());
-        self.cache.apply(
-            &[Update::Mark(MarkUpdate {
-                symbol: symbol.into(),
-                mark_price: Some(price),
-                index_price: Some(price),
-                funding_rate: Some(funding),
-                next_funding_time: Some(T0_MS + 3_600_000),
-                event_time: Some(now),
-            })],
-            now,
-        );
+        common::jobs::mark(&self.jobs.services.funding.cache, symbol, price, funding);
     }
 
     /// Waits until both backends got everything enqueued.
-    async fn drained(&self) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let pending: usize = self.outbox.stats().values().map(|s| s.pending).sum();
-            if pending == 0 {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "outbox never drained: {:?}",
-                self.outbox.stats()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    fn drained(&self) {
+        self.jobs.drained();
     }
 }
 
@@ -231,8 +144,8 @@ fn bodies(requests: Vec<BackendRequest>) -> Vec<Value> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_canned_list_gives_exact_triggers_and_update_checked() {
+#[test]
+fn a_canned_list_gives_exact_triggers_and_update_checked() {
     let rig = Rig::start("canned");
     rig.last_price("BTCUSDT", 66_000.0);
     rig.mark("ETHUSDT", 3_400.0, 0.0001);
@@ -273,7 +186,7 @@ async fn a_canned_list_gives_exact_triggers_and_update_checked() {
         ]}),
     );
     let mut job = rig.job();
-    let summary = job.tick(at(0)).await.expect("tick");
+    let summary = rig.tick(&mut job, at(0)).expect("tick");
     assert!(
         summary.contains("primary: 6 active (0 free not due), 2 triggered, 2 update-checked, 1 unchanged, 1 skipped"),
         "{summary}"
@@ -282,7 +195,7 @@ async fn a_canned_list_gives_exact_triggers_and_update_checked() {
         summary.contains("dev: 1 active (0 free not due), 1 triggered"),
         "{summary}"
     );
-    rig.drained().await;
+    rig.drained();
 
     // The lists were read with the key as query parameter.
     for (backend, key) in [(&rig.primary, KEY), (&rig.dev, DEV_KEY)] {
@@ -340,15 +253,15 @@ async fn a_canned_list_gives_exact_triggers_and_update_checked() {
     // triggered alerts are not triggered twice, nothing moved, nothing sent.
     rig.primary.clear();
     rig.dev.clear();
-    job.tick(at(30)).await.expect("tick 2");
-    rig.drained().await;
+    rig.tick(&mut job, at(30)).expect("tick 2");
+    rig.drained();
     assert!(rig.primary.requests_to(USER_ALERT_TRIGGER_PATH).is_empty());
     assert!(rig.primary.requests_to(USER_ALERT_CHECKED_PATH).is_empty());
     assert!(rig.dev.requests_to(USER_ALERT_TRIGGER_PATH).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn free_alerts_wait_for_the_next_five_minute_window() {
+#[test]
+fn free_alerts_wait_for_the_next_five_minute_window() {
     let rig = Rig::start("free");
     rig.last_price("BTCUSDT", 66_000.0);
     let free = |last: Option<f64>| json!({"alerts": [alert("f-1", "BTCUSDT", "PRICE_CROSS", 65_500.0, last, "free")]});
@@ -356,12 +269,12 @@ async fn free_alerts_wait_for_the_next_five_minute_window() {
 
     // 10:00:00, the first tick: free alerts are checked (first check: baseline).
     rig.primary.set_json("GET", ACTIVE_PATH, 200, free(None));
-    let first = job.tick(at(0)).await.expect("tick 1");
+    let first = rig.tick(&mut job, at(0)).expect("tick 1");
     assert!(
         first.contains("primary: 1 active (0 free not due)"),
         "{first}"
     );
-    rig.drained().await;
+    rig.drained();
     assert_eq!(
         bodies(rig.primary.requests_to(USER_ALERT_CHECKED_PATH)),
         vec![json!({"alertId": "f-1", "lastCheckedValue": 66000.0, "apiKey": KEY})]
@@ -373,21 +286,21 @@ async fn free_alerts_wait_for_the_next_five_minute_window() {
     rig.primary
         .set_json("GET", ACTIVE_PATH, 200, free(Some(65_000.0)));
     for secs in [30, 60, 270] {
-        let summary = job.tick(at(secs)).await.expect("tick");
+        let summary = rig.tick(&mut job, at(secs)).expect("tick");
         assert!(
             summary.contains("primary: 1 active (1 free not due), 0 triggered, 0 update-checked"),
             "{summary}"
         );
     }
-    rig.drained().await;
+    rig.drained();
     assert!(rig.primary.requests_to(USER_ALERT_TRIGGER_PATH).is_empty());
     assert!(rig.primary.requests_to(USER_ALERT_CHECKED_PATH).is_empty());
     // Pro alerts are still read every tick: the list was fetched each time.
     assert_eq!(rig.primary.requests_to(ACTIVE_PATH).len(), 3);
 
     // 10:05:00: a new window, free alerts are checked and this one crosses.
-    job.tick(at(300)).await.expect("tick at 10:05");
-    rig.drained().await;
+    rig.tick(&mut job, at(300)).expect("tick at 10:05");
+    rig.drained();
     assert_eq!(
         bodies(rig.primary.requests_to(USER_ALERT_TRIGGER_PATH)),
         vec![
@@ -397,8 +310,8 @@ async fn free_alerts_wait_for_the_next_five_minute_window() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_backend_down_does_not_stop_the_other() {
+#[test]
+fn one_backend_down_does_not_stop_the_other() {
     let rig = Rig::start("down");
     rig.last_price("BTCUSDT", 66_000.0);
     rig.dev.set_json(
@@ -410,20 +323,20 @@ async fn one_backend_down_does_not_stop_the_other() {
     rig.primary
         .set_json("GET", ACTIVE_PATH, 500, json!({"error": "boom"}));
     let mut job = rig.job();
-    let summary = job.tick(at(0)).await.expect("dev still checked");
+    let summary = rig.tick(&mut job, at(0)).expect("dev still checked");
     assert!(summary.contains("(list unreadable)"), "{summary}");
-    rig.drained().await;
+    rig.drained();
     assert_eq!(rig.dev.requests_to(USER_ALERT_TRIGGER_PATH).len(), 1);
 
     // Both unreadable: the tick fails (and /health shows it).
     rig.dev
         .set_json("GET", ACTIVE_PATH, 200, json!({"unexpected": true}));
-    assert!(job.tick(at(30)).await.is_err());
+    assert!(rig.tick(&mut job, at(30)).is_err());
 }
 
 #[test]
 fn no_backend_no_job() {
-    let dir = Dir::new("local");
+    let dir = TempDir::new("ua-it-local");
     let state = StateDir::open(&dir.0).expect("state dir");
     let rest = BinanceRest::new(
         "http://127.0.0.1:9",

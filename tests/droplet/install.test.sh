@@ -42,31 +42,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-T_START=$(_droplet_now)
-TIMINGS=()
-STEP_T0=
-STEP_NAME=
-step() { STEP_NAME=$1; STEP_T0=$(_droplet_now); echo "== $1" >&2; }
-done_step() { TIMINGS+=("$(printf '%-58s %6s s' "$STEP_NAME" "$(_droplet_since "$STEP_T0")")"); }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "  ok: $*" >&2; }
-indent() { sed 's/^/    /' >&2; }
-
-WORK=$(mktemp -d)
-FAKE_PIDS=()
-cleanup() {
-    local rc=$?
-    for pid in ${FAKE_PIDS[@]+"${FAKE_PIDS[@]}"}; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    droplet_cleanup "$rc"
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+droplet_test_harness 58
 
 # The binary under test, copied in outside /root so that `nobody` can run it.
 TEST_BIN=/opt/volspike-test/volspike
@@ -103,13 +79,13 @@ start_fake() {
     local name=$1 i
     shift
     "$FAKES/$name" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    FAKE_PIDS+=($!)
+    BG_PIDS+=($!)
     for (( i = 0; i < 100; i++ )); do
         if grep -q '^READY' "$WORK/$name.out" 2>/dev/null; then
             FAKE_READY=$(sed -n 's/^READY //p' "$WORK/$name.out" | head -n 1)
             return 0
         fi
-        kill -0 "${FAKE_PIDS[-1]}" 2>/dev/null || break
+        kill -0 "${BG_PIDS[-1]}" 2>/dev/null || break
         sleep 0.1
     done
     cat "$WORK/$name.err" >&2
@@ -395,8 +371,8 @@ done_step
 
 step "stop droplet"
 droplet_stop
-for pid in "${FAKE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-FAKE_PIDS=()
+for pid in "${BG_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+BG_PIDS=()
 done_step
 
 echo >&2

@@ -42,6 +42,13 @@
 #                                 removes every droplet this shell booted (on a
 #                                 failing exit it prints the journal tail first)
 #   droplet_cleanup               what the trap runs
+#   droplet_test_harness WIDTH    for test scripts: defines step NAME, done_step
+#                                 (adds "NAME  SECONDS" padded to WIDTH to
+#                                 TIMINGS), fail MSG, ok MSG, indent; sets
+#                                 T_START, WORK (a scratch dir) and BG_PIDS
+#                                 (append background processes to it); on exit
+#                                 kills BG_PIDS, runs droplet_cleanup, removes
+#                                 WORK (instead of droplet_trap)
 #
 # Settings (environment):
 #   VOLSPIKE_DROPLET_CACHE   cache dir for bookworm.tar   (/var/cache/volspike-droplet)
@@ -419,6 +426,37 @@ droplet_cleanup() {
 
 droplet_trap() {
     trap 'droplet_cleanup $?' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# The variables and functions are for the sourcing script.
+# shellcheck disable=SC2034,SC2317
+droplet_test_harness() {
+    DROPLET__STEP_WIDTH=$1
+    T_START=$(_droplet_now)
+    TIMINGS=()
+    STEP_T0=
+    STEP_NAME=
+    step() { STEP_NAME=$1; STEP_T0=$(_droplet_now); echo "== $1" >&2; }
+    done_step() { TIMINGS+=("$(printf "%-${DROPLET__STEP_WIDTH}s %6s s" "$STEP_NAME" "$(_droplet_since "$STEP_T0")")"); }
+    fail() { echo "FAIL: $*" >&2; exit 1; }
+    ok() { echo "  ok: $*" >&2; }
+    indent() { sed 's/^/    /' >&2; }
+
+    WORK=$(mktemp -d)
+    BG_PIDS=()
+    _droplet_test_cleanup() {
+        local rc=$?
+        for pid in ${BG_PIDS[@]+"${BG_PIDS[@]}"}; do
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        done
+        droplet_cleanup "$rc"
+        rm -rf "$WORK"
+        exit "$rc"
+    }
+    trap _droplet_test_cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
 }

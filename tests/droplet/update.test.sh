@@ -30,31 +30,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-TIMINGS=()
-STEP_T0=
-STEP_NAME=
-T_START=$(_droplet_now)
-step() { STEP_NAME=$1; STEP_T0=$(_droplet_now); echo "== $1" >&2; }
-done_step() { TIMINGS+=("$(printf '%-62s %6s s' "$STEP_NAME" "$(_droplet_since "$STEP_T0")")"); }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "  ok: $*" >&2; }
-indent() { sed 's/^/    /' >&2; }
-
-WORK=$(mktemp -d)
-BG_PIDS=()
-cleanup() {
-    local rc=$?
-    for pid in ${BG_PIDS[@]+"${BG_PIDS[@]}"}; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    droplet_cleanup "$rc"
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+droplet_test_harness 62
 
 TARGET=x86_64-unknown-linux-musl
 SVC=volspike.service
