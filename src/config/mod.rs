@@ -520,7 +520,7 @@ impl Config {
                 .unwrap_or_default(),
             weight_ceiling_pct: r
                 .number(&settings::WEIGHT_CEILING_PCT, (1, 100))
-                .unwrap_or(50),
+                .unwrap_or(40),
             concurrency: r
                 .number(&settings::BINANCE_CONCURRENCY, (1, 64))
                 .unwrap_or(8),
