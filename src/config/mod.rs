@@ -78,6 +78,21 @@ impl Sources {
         Ok(sources)
     }
 
+    /// Sources from literal values: `env` pairs and an env file's `text`
+    /// (for tests and tools that do not read the real environment).
+    pub fn from_text(env: &[(&str, &str)], text: &str) -> Sources {
+        let (file, file_errors) = envfile::parse(text);
+        Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            file,
+            file_path: Some(PathBuf::from(crate::check_config::DEFAULT_ENV_FILE)),
+            file_errors,
+        }
+    }
+
     /// Finds a setting under any of its names: environment first, then file.
     pub fn lookup(&self, setting: &Setting) -> Option<(String, Origin)> {
         for name in setting.names {
@@ -792,16 +807,7 @@ mod tests {
     use super::*;
 
     fn sources(env: &[(&str, &str)], file: &str) -> Sources {
-        let (file, file_errors) = envfile::parse(file);
-        Sources {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            file,
-            file_path: Some(PathBuf::from("/etc/volspike/volspike.env")),
-            file_errors,
-        }
+        Sources::from_text(env, file)
     }
 
     #[test]

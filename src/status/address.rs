@@ -88,18 +88,9 @@ fn connectable(listen: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::envfile;
 
     fn sources(env: &[(&str, &str)], file: &str) -> Sources {
-        let (file, _) = envfile::parse(file);
-        Sources {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            file,
-            ..Sources::default()
-        }
+        Sources::from_text(env, file)
     }
 
     #[test]
