@@ -37,8 +37,26 @@ fn alert(symbol: &str) -> VolumeAlert {
     }
 }
 
+/// A `volspike run` child killed on drop, so a failing assertion never
+/// leaves it running.
+struct Killed(Child);
+
+impl Killed {
+    /// `kill -9` and reap.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts `volspike run`; returns the child and its HTTP address.
-fn spawn_run(state: &std::path::Path, backend_url: &str) -> (Child, String) {
+fn spawn_run(state: &std::path::Path, backend_url: &str) -> (Killed, String) {
     let http = format!("127.0.0.1:{}", common::free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_volspike"))
         .arg("run")
@@ -54,7 +72,7 @@ fn spawn_run(state: &std::path::Path, backend_url: &str) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn volspike run");
-    (child, http)
+    (Killed(child), http)
 }
 
 /// Polls `/health` until it shows the primary backend's delivery stats
@@ -125,8 +143,7 @@ fn the_binary_resends_what_was_left_and_not_again_after_kill_9() {
         assert!(Instant::now() < deadline, "outbox files not removed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.kill().expect("kill -9");
-    let _ = child.wait();
+    child.kill();
 
     // A restart finds nothing to resend.
     let (mut child, http) = spawn_run(&dir, &fake.url());
@@ -134,8 +151,7 @@ fn the_binary_resends_what_was_left_and_not_again_after_kill_9() {
     assert_eq!(health["delivery"]["primary"]["pending"], 0);
     // Give a (wrong) resend every chance to show up before counting.
     std::thread::sleep(Duration::from_millis(500));
-    child.kill().expect("kill -9");
-    let _ = child.wait();
+    child.kill();
     assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
