@@ -71,25 +71,9 @@ pub const TIMEFRAMES: [Timeframe; 3] = [
 /// Minimum |current − baseline| in contracts.
 pub const MIN_ABS_CONTRACTS: f64 = 5_000.0;
 
-/// `UP` or `DOWN`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Direction {
-    /// Open interest grew.
-    Up,
-    /// Open interest shrank.
-    Down,
-}
-
-impl Direction {
-    /// The backend's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Up => "UP",
-            Direction::Down => "DOWN",
-        }
-    }
-}
+/// `UP` or `DOWN`: the backend's own enum, so an alert is the payload
+/// field without a translation table.
+pub use crate::backend::OiDirection as Direction;
 
 /// A symbol's samples, oldest first, trimmed to what the longest rule needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -26,11 +26,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use self::detect::{AlertState, Direction, History, Sample, Timeframe, TIMEFRAMES};
+use self::detect::{AlertState, History, Sample, Timeframe, TIMEFRAMES};
 use super::liquid_universe::LiquidSet;
 use super::services::Services;
 use super::{Job, Schedule};
-use crate::backend::{OiAlert, OiDirection, OiSample, OiSamples, OiTimeframe, Outbox, Post};
+use crate::backend::{OiAlert, OiSample, OiSamples, OiTimeframe, Outbox, Post};
 use crate::binance::cache::FundingCache;
 use crate::binance::governor::WeightGovernor;
 use crate::binance::BinanceRest;
@@ -312,10 +312,7 @@ impl OpenInterest {
                 .map_or(Duration::ZERO, |t| Duration::from_millis(t.cooldown_ms));
             let payload = OiAlert {
                 symbol: symbol.to_string(),
-                direction: match a.direction {
-                    Direction::Up => OiDirection::Up,
-                    Direction::Down => OiDirection::Down,
-                },
+                direction: a.direction,
                 baseline: a.baseline,
                 current: a.current,
                 pct_change: a.pct_change,

@@ -8,7 +8,7 @@
 //! then gets a HALF_UPDATE at :30 if it first fired by :20, and a FULL_UPDATE
 //! at the next hh:00 unless it first fired at :55.
 
-use serde::Serialize;
+use crate::backend::CandleDirection;
 
 /// The candle fields the rules need (from a 1h kline).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,35 +43,16 @@ impl Default for Rules {
     }
 }
 
-/// The backend's `alertType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum AlertType {
-    /// First detection for the (symbol, hour).
-    Spike,
-    /// The :30 update of an hour that fired by :20.
-    HalfUpdate,
-    /// The hh:00 update about the hour that just closed.
-    FullUpdate,
-}
+/// The backend's `alertType`: its own enum, so a decision is the payload
+/// field without a translation table.
+pub use crate::backend::VolumeAlertType as AlertType;
 
-impl AlertType {
-    /// The backend's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertType::Spike => "SPIKE",
-            AlertType::HalfUpdate => "HALF_UPDATE",
-            AlertType::FullUpdate => "FULL_UPDATE",
-        }
-    }
-
-    /// The message prefix.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            AlertType::Spike => "",
-            AlertType::HalfUpdate => "HALF-UPDATE: ",
-            AlertType::FullUpdate => "UPDATE: ",
-        }
+/// The message prefix of each alert type.
+pub fn prefix(alert: AlertType) -> &'static str {
+    match alert {
+        AlertType::Spike => "",
+        AlertType::HalfUpdate => "HALF-UPDATE: ",
+        AlertType::FullUpdate => "UPDATE: ",
     }
 }
 
@@ -154,12 +135,12 @@ pub fn first_alert_minute(minute: u32) -> u32 {
     }
 }
 
-/// `bullish` when the candle closed above its open, else `bearish`.
-pub fn direction(candle: &Candle) -> &'static str {
+/// Bullish when the candle closed above its open, else bearish.
+pub fn direction(candle: &Candle) -> CandleDirection {
     if candle.close > candle.open {
-        "bullish"
+        CandleDirection::Bullish
     } else {
-        "bearish"
+        CandleDirection::Bearish
     }
 }
 
@@ -186,7 +167,7 @@ pub fn format_amount(value: f64) -> String {
 pub fn message(alert: AlertType, asset: &str, current: f64, ratio: f64) -> String {
     format!(
         "{}{asset} hourly volume {} ({ratio:.2}× prev) — VOLUME SPIKE!",
-        alert.prefix(),
+        prefix(alert),
         format_amount(current)
     )
 }
@@ -321,9 +302,12 @@ mod tests {
     #[test]
     fn direction_and_price_change() {
         let up = candle(H14, 100.0, 102.5, 1.0);
-        assert_eq!(direction(&up), "bullish");
+        assert_eq!(direction(&up), CandleDirection::Bullish);
         assert!((price_change(&up).unwrap_or_default() - 0.025).abs() < 1e-12);
-        assert_eq!(direction(&candle(H14, 100.0, 100.0, 1.0)), "bearish");
+        assert_eq!(
+            direction(&candle(H14, 100.0, 100.0, 1.0)),
+            CandleDirection::Bearish
+        );
         assert_eq!(price_change(&candle(H14, 0.0, 1.0, 1.0)), None);
         assert_eq!(asset_of("1000PEPEUSDT"), "1000PEPE");
     }

@@ -16,9 +16,7 @@ use serde::{Deserialize, Serialize};
 use self::detect::{AlertType, Candle, Rules};
 use super::services::Services;
 use super::{Job, Schedule};
-use crate::backend::{
-    Auth, BackendClient, CandleDirection, Enqueued, Outbox, Post, VolumeAlert, VolumeAlertType,
-};
+use crate::backend::{Auth, BackendClient, Enqueued, Outbox, Post, VolumeAlert};
 use crate::binance::cache::FundingCache;
 use crate::binance::{BinanceRest, Kline, Universe};
 use crate::clock::{from_unix_ms, iso, unix_ms};
@@ -145,21 +143,13 @@ impl VolumeSpike {
             volume_ratio: (ratio * 100.0).round() / 100.0,
             price: Some(current.close),
             funding_rate: Some(self.funding.funding_rate(symbol).unwrap_or(0.0)),
-            candle_direction: Some(if detect::direction(current) == "bullish" {
-                CandleDirection::Bullish
-            } else {
-                CandleDirection::Bearish
-            }),
+            candle_direction: Some(detect::direction(current)),
             message: detect::message(alert, asset, current.quote_volume, ratio),
             timestamp: iso(now),
             detection_time: Some(iso(now)),
             hour_timestamp: iso(from_unix_ms(current.open_time_ms)),
             is_update: Some(alert != AlertType::Spike),
-            alert_type: Some(match alert {
-                AlertType::Spike => VolumeAlertType::Spike,
-                AlertType::HalfUpdate => VolumeAlertType::HalfUpdate,
-                AlertType::FullUpdate => VolumeAlertType::FullUpdate,
-            }),
+            alert_type: Some(alert),
             price_change: detect::price_change(current),
             oi_change: None,
         }
