@@ -22,7 +22,7 @@ pub mod detect;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,11 @@ const PRICES_WEIGHT: u32 = 2;
 /// A tick this close to the stretched due time polls: the scheduler hands
 /// over the due time, not the wall clock, so exact multiples are the norm.
 const DUE_SLACK: Duration = Duration::from_secs(1);
+
+/// Symbols whose open interest is sampled but never alerted on, as the old
+/// poller: USDCUSDT is a stablecoin pair whose open interest swings with
+/// funding arbitrage, not with a market move.
+pub const NEVER_ALERTS: [&str; 1] = ["USDCUSDT"];
 
 /// The job's thresholds and timing; [`OpenInterestConfig`] turned into rules.
 #[derive(Debug, Clone, PartialEq)]
@@ -291,6 +296,9 @@ impl OpenInterest {
     ) {
         let memory = self.symbols.entry(symbol.to_string()).or_default();
         memory.history.push(sample);
+        if NEVER_ALERTS.contains(&symbol) {
+            return;
+        }
         let before = memory.alerts.clone();
         let alerts = detect::evaluate(&memory.history, &mut memory.alerts, sample, timeframes);
         if alerts.is_empty() {
@@ -468,6 +476,9 @@ impl Job for OpenInterest {
             }
         }
         self.last_poll = Some(now);
+        // The governor may hold the reads (a busy minute): samples carry the
+        // time they were read, the due time plus however long that took.
+        let started = Instant::now();
 
         let names: Vec<String> = liquid.keys().cloned().collect();
         let mut tally = Tally {
@@ -480,6 +491,7 @@ impl Job for OpenInterest {
                 rest.open_interest(&symbol).await
             })
             .await;
+        let read_at = now + started.elapsed();
         let mut read = Vec::with_capacity(results.len());
         let mut first_error = None;
         for (symbol, result) in results {
@@ -537,14 +549,14 @@ impl Job for OpenInterest {
 
         // Alerts first (they matter more than samples), then state, then samples.
         let timeframes = self.timeframes_for(interval);
-        let now_ms = unix_ms(now);
+        let now_ms = unix_ms(read_at);
         for ((symbol, contracts), mark_price) in read.iter().zip(&marks) {
             let sample = Sample {
                 ts_ms: now_ms,
                 contracts: *contracts,
                 mark_price: *mark_price,
             };
-            self.alert(symbol, sample, &timeframes, now, &mut tally)
+            self.alert(symbol, sample, &timeframes, read_at, &mut tally)
                 .await;
         }
         self.prune(now_ms);
@@ -560,7 +572,7 @@ impl Job for OpenInterest {
                 mark_price,
             })
             .collect();
-        for chunk in OiSamples::chunks(samples, &iso(now), OiSamples::REALTIME) {
+        for chunk in OiSamples::chunks(samples, &iso(read_at), OiSamples::REALTIME) {
             let n = chunk.data.len();
             match self.outbox.enqueue(Post::oi_samples(&chunk)).await {
                 Ok(_) => tally.samples += n,
