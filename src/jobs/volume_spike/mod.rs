@@ -140,7 +140,9 @@ impl VolumeSpike {
             asset: asset.to_string(),
             current_volume: current.quote_volume,
             previous_volume: previous.quote_volume,
-            volume_ratio: (ratio * 100.0).round() / 100.0,
+            // Full precision as the old script sent (the backend stores what
+            // it gets); the message keeps two decimals.
+            volume_ratio: ratio,
             price: Some(current.close),
             funding_rate: Some(self.funding.funding_rate(symbol).unwrap_or(0.0)),
             candle_direction: Some(detect::direction(current)),
