@@ -46,6 +46,7 @@ impl Rig {
                 name: "primary",
                 url: backend.url(),
                 key: Secret::new("k"),
+                kinds: None,
             }],
             OutboxSettings::default(),
         )

@@ -51,6 +51,11 @@ struct Rig {
 
 impl Rig {
     fn start(tag: &str) -> Rig {
+        Rig::start_with(tag, "all")
+    }
+
+    /// A rig whose second backend takes `dev_kinds` (`VOLSPIKE_DEV_BACKEND_KINDS`).
+    fn start_with(tag: &str, dev_kinds: &str) -> Rig {
         let binance = FakeBinance::start(Market::synthetic(4)).expect("fake binance");
         let primary = FakeBackend::start().expect("fake backend");
         primary.expect_api_key(KEY);
@@ -65,6 +70,7 @@ impl Rig {
                 ("ALERT_INGEST_API_KEY", KEY.to_string()),
                 ("VOLSPIKE_API_URL_DEV", dev.url()),
                 ("VOLSPIKE_API_KEY_DEV", DEV_KEY.to_string()),
+                ("VOLSPIKE_DEV_BACKEND_KINDS", dev_kinds.to_string()),
                 ("VOLSPIKE_BINANCE_CONCURRENCY", "8".to_string()),
             ],
             fast_outbox(),
@@ -399,4 +405,23 @@ fn the_binary_runs_user_alerts_end_to_end() {
             .filter(|(_, body)| body.contains("user_alerts") && body.contains("triggered"))
     });
     assert!(health.is_some(), "{}", running.log_text());
+}
+
+#[test]
+fn by_default_the_second_backend_is_never_polled_for_user_alerts() {
+    // The old deployment checked only the primary backend's user alerts.
+    let rig = Rig::start_with("dev-scope", "volume_alert");
+    rig.last_price("BTCUSDT", 65_000.0);
+    let list = json!({"alerts": [alert("a1", "BTCUSDT", "PRICE_CROSS", 60_000.0, None, "pro")]});
+    rig.primary.set_json("GET", ACTIVE_PATH, 200, list.clone());
+    rig.dev.set_json("GET", ACTIVE_PATH, 200, list);
+    let mut job = rig.job();
+    rig.tick(&mut job, at(0)).expect("tick");
+    rig.drained();
+    assert!(!rig.primary.requests_to(ACTIVE_PATH).is_empty());
+    assert!(
+        rig.dev.requests().is_empty(),
+        "dev got {:?}",
+        rig.dev.requests()
+    );
 }

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::backend::Kind;
 use settings::Setting;
 
 /// Exit code for configuration errors (`EX_CONFIG`); the unit has
@@ -141,6 +142,18 @@ pub struct BackendConfig {
     pub url: String,
     /// Sent as `X-API-Key` (or `apiKey` on the user-alert routes).
     pub key: Secret,
+    /// The kinds of post this backend receives; `None` is every kind. The
+    /// second backend defaults to volume alerts only, the old deployment's
+    /// scope (a universe post would overwrite its universe, user alerts would
+    /// fire for its users).
+    pub kinds: Option<Vec<Kind>>,
+}
+
+impl BackendConfig {
+    /// Whether this backend receives posts of `kind`.
+    pub fn takes(&self, kind: Kind) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
+    }
 }
 
 /// Telegram settings; every part is optional.
@@ -475,15 +488,18 @@ impl Config {
                     name: "primary",
                     url,
                     key,
+                    kinds: None,
                 });
             }
             let dev_url = r.url(&settings::DEV_BACKEND_URL, http_schemes);
             let dev_key = r.raw(&settings::DEV_BACKEND_KEY).map(|(k, _)| Secret(k));
+            let dev_kinds = dev_backend_kinds(&mut r);
             match (dev_url, dev_key) {
                 (Some(url), Some(key)) => backends.push(BackendConfig {
                     name: "dev",
                     url,
                     key,
+                    kinds: dev_kinds,
                 }),
                 (None, None) => {}
                 (Some(_), None) => r.report.problems.push(
@@ -737,6 +753,36 @@ fn local_state_dir(env: &BTreeMap<String, String>) -> PathBuf {
     std::env::temp_dir().join("volspike")
 }
 
+/// The kinds of post the second backend receives ([`settings::DEV_BACKEND_KINDS`]):
+/// `None` for `all`; an unknown name is a problem and the default is kept.
+fn dev_backend_kinds(r: &mut Reader<'_>) -> Option<Vec<Kind>> {
+    let default = vec![Kind::VolumeAlert];
+    let Some((raw, name)) = r.raw(&settings::DEV_BACKEND_KINDS) else {
+        return Some(default);
+    };
+    let mut kinds = Vec::new();
+    for word in raw.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if word.eq_ignore_ascii_case("all") {
+            return None;
+        }
+        match Kind::ALL.iter().find(|k| k.as_str() == word) {
+            Some(kind) if !kinds.contains(kind) => kinds.push(*kind),
+            Some(_) => {}
+            None => {
+                r.report.problems.push(format!(
+                    "{name}: unknown kind {word:?}; known: all, {}",
+                    Kind::ALL.map(|k| k.as_str()).join(", ")
+                ));
+                return Some(default);
+            }
+        }
+    }
+    if kinds.is_empty() {
+        return Some(default);
+    }
+    Some(kinds)
+}
+
 /// Warns about keys that look like ours but are not in the table: usually a typo
 /// that would otherwise silently leave a setting at its default.
 fn unknown_keys(sources: &Sources, report: &mut Report) {
@@ -951,6 +997,31 @@ mod tests {
             .problems
             .iter()
             .any(|p| p.contains("TELEGRAM_CATEGORIES")));
+    }
+
+    #[test]
+    fn the_second_backend_takes_volume_alerts_only_unless_widened() {
+        let dev = "BACKEND_URL=https://p.example\nALERT_INGEST_API_KEY=k\nVOLSPIKE_API_URL_DEV=https://d.example\nVOLSPIKE_API_KEY_DEV=kd\n";
+        let (config, _) =
+            Config::from_sources(&Sources::from_text(&[], dev), Mode::default()).expect("valid");
+        assert!(config.backends[0].takes(Kind::Universe));
+        assert_eq!(config.backends[1].kinds, Some(vec![Kind::VolumeAlert]));
+        for kind in Kind::ALL {
+            assert_eq!(config.backends[1].takes(kind), kind == Kind::VolumeAlert);
+        }
+        let widened = format!("{dev}VOLSPIKE_DEV_BACKEND_KINDS=volume_alert, oi_alert\n");
+        let (config, _) = Config::from_sources(&Sources::from_text(&[], &widened), Mode::default())
+            .expect("valid");
+        assert_eq!(
+            config.backends[1].kinds,
+            Some(vec![Kind::VolumeAlert, Kind::OiAlert])
+        );
+        let all = format!("{dev}VOLSPIKE_DEV_BACKEND_KINDS=all\n");
+        let (config, _) =
+            Config::from_sources(&Sources::from_text(&[], &all), Mode::default()).expect("valid");
+        assert_eq!(config.backends[1].kinds, None);
+        let typo = format!("{dev}VOLSPIKE_DEV_BACKEND_KINDS=volume\n");
+        assert!(Config::from_sources(&Sources::from_text(&[], &typo), Mode::default()).is_err());
     }
 
     #[test]

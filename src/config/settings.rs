@@ -56,6 +56,13 @@ pub const DEV_BACKEND_URL: Setting = setting!(
 /// Second backend key.
 pub const DEV_BACKEND_KEY: Setting =
     setting!(["VOLSPIKE_API_KEY_DEV"], None, true, "second backend key");
+/// Which kinds of post go to the second backend.
+pub const DEV_BACKEND_KINDS: Setting = setting!(
+    ["VOLSPIKE_DEV_BACKEND_KINDS"],
+    Some("volume_alert"),
+    false,
+    "kinds of post the second backend receives, comma-separated (volume_alert, oi_alert, oi_samples, universe, user_alert_trigger, user_alert_checked, telegram) or `all`; user alerts are only checked on a backend that takes user_alert_trigger"
+);
 /// Telegram bot token.
 pub const TELEGRAM_TOKEN: Setting = setting!(
     ["TELEGRAM_BOT_TOKEN", "TELEGRAM_TOKEN"],
@@ -318,6 +325,7 @@ pub const ALL: &[&Setting] = &[
     &BACKEND_KEY,
     &DEV_BACKEND_URL,
     &DEV_BACKEND_KEY,
+    &DEV_BACKEND_KINDS,
     &TELEGRAM_TOKEN,
     &TELEGRAM_CHANNELS,
     &TELEGRAM_CHAT,

@@ -45,7 +45,7 @@ use serde_json::Value;
 use self::cross::{crossed, Cross};
 use super::services::Services;
 use super::{Job, Schedule};
-use crate::backend::{Auth, BackendClient, Outbox, Post, UserAlertChecked, UserAlertTrigger};
+use crate::backend::{Auth, BackendClient, Kind, Outbox, Post, UserAlertChecked, UserAlertTrigger};
 use crate::binance::cache::FundingCache;
 use crate::binance::{BinanceRest, Universe};
 use crate::clock::{floor, unix_ms};
@@ -294,8 +294,10 @@ impl UserAlerts {
         stale_after: Duration,
         settings: UserAlertsConfig,
     ) -> Option<UserAlerts> {
+        // Only backends that take user-alert triggers are checked: the old
+        // deployment never polled the second backend's alerts.
         let backends: Vec<(&'static str, BackendClient)> = outbox
-            .backend_names()
+            .backends_taking(Kind::UserAlertTrigger)
             .into_iter()
             .filter_map(|name| outbox.client(name).map(|c| (name, c)))
             .collect();
