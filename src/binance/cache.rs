@@ -95,11 +95,16 @@ impl SymbolData {
 /// One symbol's prepared funding object.
 #[derive(Debug, Clone)]
 pub struct PreparedEntry {
-    /// `{"symbol":…,"updatedAt":N` — the object without `ageSeconds` and the
+    /// `{"symbol":…,"updatedAt":S` — the object without `ageSeconds` and the
     /// closing brace, which [`PreparedEntry::write_with_age`] adds.
+    /// `updatedAt` is epoch seconds with milliseconds (`1764928800.123`),
+    /// the old funding API's float.
     pub prefix: Arc<[u8]>,
     /// Local time of the last mark update, ms.
     pub updated_ms: u64,
+    /// Whether the contract has a funding rate: quarterlies do not, and the
+    /// old `/funding/{symbol}` answered 404 for them.
+    pub has_funding_rate: bool,
 }
 
 impl PreparedEntry {
@@ -202,7 +207,7 @@ fn prefix(symbol: &str, d: &SymbolData, updated_ms: u64) -> String {
     s.push_str(",\"indexPrice\":");
     push_opt_f64(&mut s, d.index_price);
     s.push_str(",\"updatedAt\":");
-    let _ = write!(s, "{updated_ms}");
+    let _ = write!(s, "{}.{:03}", updated_ms / 1000, updated_ms % 1000);
     s
 }
 
@@ -387,6 +392,7 @@ fn build_snapshot(data: &BTreeMap<String, SymbolData>, now_ms: u64) -> Snapshot 
         let entry = PreparedEntry {
             prefix: Arc::from(prefix(symbol, d, updated_ms).into_bytes()),
             updated_ms,
+            has_funding_rate: d.funding_rate.is_some(),
         };
         if count > 0 {
             all.push(b',');
@@ -492,7 +498,7 @@ mod tests {
         assert_eq!(btc["indexPrice"], 11784.62659091);
         assert_eq!(btc["fundingRate"], 0.00038167);
         assert_eq!(btc["nextFundingTime"], 1562306400000u64);
-        assert_eq!(btc["updatedAt"], 1_000);
+        assert_eq!(btc["updatedAt"], 1.0, "epoch seconds, as the old API");
         assert_eq!(btc["ageSeconds"], 3.25);
         let quarterly = &all["data"][1];
         assert_eq!(quarterly["symbol"], "BTCUSDT_260925");

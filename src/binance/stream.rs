@@ -114,6 +114,9 @@ struct StatusInner {
     state: AtomicU8,
     /// Data frames received since start.
     messages: AtomicU64,
+    /// Symbol updates (one per symbol per frame) received since start: what
+    /// the old daemon's `messagesReceived` counted.
+    symbol_updates: AtomicU64,
     /// Unreadable frames received since start.
     garbage: AtomicU64,
     /// Connection attempts after the first.
@@ -168,6 +171,7 @@ impl StreamStatus {
                 started: Instant::now(),
                 state: AtomicU8::new(StreamState::Disabled.to_u8()),
                 messages: AtomicU64::new(0),
+                symbol_updates: AtomicU64::new(0),
                 garbage: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 connected_since_ms: AtomicU64::new(0),
@@ -200,6 +204,11 @@ impl StreamStatus {
     /// Data frames received.
     pub fn messages_received(&self) -> u64 {
         self.inner.messages.load(Ordering::Relaxed)
+    }
+
+    /// Symbol updates received (a frame carries one per symbol that changed).
+    pub fn symbol_updates(&self) -> u64 {
+        self.inner.symbol_updates.load(Ordering::Relaxed)
     }
 
     /// Unreadable frames skipped.
@@ -259,8 +268,11 @@ impl StreamStatus {
         self.set_last_error(Some(why));
     }
 
-    fn on_message(&self, now_ms: u64) {
+    fn on_message(&self, now_ms: u64, symbol_updates: usize) {
         self.inner.messages.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .symbol_updates
+            .fetch_add(symbol_updates as u64, Ordering::Relaxed);
         self.inner.last_message_ms.store(now_ms, Ordering::Relaxed);
     }
 
@@ -604,8 +616,8 @@ impl Runner {
         match frames::parse(text) {
             Ok(Frame::Data { updates, .. }) => {
                 let now_ms = unix_ms(SystemTime::now());
-                self.cache.apply(&updates, now_ms);
-                self.status.on_message(now_ms);
+                let applied = self.cache.apply(&updates, now_ms);
+                self.status.on_message(now_ms, applied);
                 true
             }
             Ok(Frame::Control) => {
@@ -816,10 +828,12 @@ mod tests {
         let status = StreamStatus::new();
         assert_eq!(status.state(), StreamState::Disabled);
         status.on_connected(5_000);
-        status.on_message(6_000);
+        status.on_message(6_000, 612);
+        status.on_message(7_000, 3);
         assert!(status.connected());
         assert_eq!(status.last_connected_ms(), Some(5_000));
-        assert_eq!(status.messages_received(), 1);
+        assert_eq!(status.messages_received(), 2);
+        assert_eq!(status.symbol_updates(), 615);
         status.on_disconnected("gone".into());
         assert_eq!(status.connected_since_ms(), None);
         assert_eq!(status.last_error().as_deref(), Some("gone"));
