@@ -20,7 +20,7 @@ use volspike::clock::unix_ms;
 use volspike::config::UserAlertsConfig;
 use volspike::jobs::user_alerts::{UserAlerts, ACTIVE_PATH};
 use volspike::state::StateDir;
-use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market};
+use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market, SymbolState};
 
 use common::jobs::{at, fast_outbox, JobRig};
 use common::TempDir;
@@ -424,4 +424,39 @@ fn by_default_the_second_backend_is_never_polled_for_user_alerts() {
         "dev got {:?}",
         rig.dev.requests()
     );
+}
+
+#[test]
+fn a_tradfi_perpetual_outside_the_usdt_universe_is_checked_over_rest() {
+    // XAUUSDT is a TRADIFI_PERPETUAL: not in the USDT-perpetual universe, but
+    // Binance lists it and the old checker read it over REST like any symbol.
+    let rig = Rig::start_with("tradfi", "volume_alert");
+    let mut gold = SymbolState::perpetual("XAUUSDT", 4_200.0, 5e8);
+    gold.contract_type = "TRADIFI_PERPETUAL".into();
+    rig.binance.market().upsert(gold);
+    rig.primary.set_json(
+        "GET",
+        ACTIVE_PATH,
+        200,
+        json!({"alerts": [
+            // 4,100 last time, 4,200 now (REST ticker/price: nothing cached).
+            alert("gold", "XAUUSDT", "PRICE_CROSS", 4_150.0, Some(4_100.0), "pro")
+        ]}),
+    );
+    let mut job = rig.job();
+    let summary = rig.tick(&mut job, at(0)).expect("tick");
+    assert!(summary.contains("1 triggered"), "{summary}");
+    rig.drained();
+    assert_eq!(
+        bodies(rig.primary.requests_to(USER_ALERT_TRIGGER_PATH)),
+        vec![
+            json!({"alertId": "gold", "symbol": "XAUUSDT", "currentValue": 4200.0,
+                    "previousValue": 4100.0, "crossedUp": true, "apiKey": KEY})
+        ]
+    );
+    assert!(rig
+        .binance
+        .requests()
+        .iter()
+        .any(|r| r.path == "/fapi/v2/ticker/price" && r.query.contains("XAUUSDT")));
 }

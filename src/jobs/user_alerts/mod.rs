@@ -264,7 +264,7 @@ pub struct UserAlerts {
     outbox: Outbox,
     /// REST fallbacks and open interest.
     rest: BinanceRest,
-    /// The universe, to skip symbols Binance does not list.
+    /// Binance's listing, to skip symbols it does not list as trading.
     universe: Arc<Universe>,
     /// Last prices, marks and funding rates from the stream.
     cache: FundingCache,
@@ -608,9 +608,14 @@ impl Job for UserAlerts {
             self.last_free = Some(now);
         }
 
-        // 2. Symbols Binance lists; unknown ones are skipped with a warning.
+        // 2. Symbols Binance lists as trading, whatever the contract type (a
+        //    TradFi perpetual such as XAUUSDT too, as the old checker read any
+        //    symbol over REST); unknown ones are skipped with a warning.
         let listed: Option<HashSet<String>> = match self.universe.symbols().await {
-            Ok(list) => Some(list.iter().map(|s| s.symbol.clone()).collect()),
+            Ok(list) => Some(match self.universe.listed() {
+                Some(listed) => listed.iter().cloned().collect(),
+                None => list.iter().map(|s| s.symbol.clone()).collect(),
+            }),
             Err(e) => {
                 tracing::warn!("universe unavailable; checking every user alert's symbol against Binance directly: {e}");
                 None
@@ -633,7 +638,7 @@ impl Job for UserAlerts {
             if self.warned_unknown.insert(symbol.clone()) {
                 tracing::warn!(
                     symbol = %symbol,
-                    "{n} user alert(s) skipped: {symbol} is not a trading USDT perpetual (warned once)"
+                    "{n} user alert(s) skipped: Binance lists no trading {symbol} (warned once)"
                 );
             }
         }
