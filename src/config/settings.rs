@@ -201,7 +201,7 @@ pub const OI_POLL_SECS: Setting = setting!(
 );
 /// open_interest: minimum |current − baseline| in contracts for an alert.
 pub const OI_MIN_CONTRACTS: Setting = setting!(
-    ["VOLSPIKE_OI_MIN_CONTRACTS"],
+    ["VOLSPIKE_OI_MIN_CONTRACTS", "OI_MIN_DELTA_CONTRACTS"],
     Some("5000"),
     false,
     "open_interest: an alert also needs |current - baseline| of at least this many contracts (0-1000000000)"
@@ -229,21 +229,21 @@ pub const OI_PCT_1H: Setting = setting!(
 );
 /// open_interest: 5-minute cooldown.
 pub const OI_COOLDOWN_5M_SECS: Setting = setting!(
-    ["VOLSPIKE_OI_COOLDOWN_5M_SECS"],
+    ["VOLSPIKE_OI_COOLDOWN_5M_SECS", "OI_ALERT_COOLDOWN_5MIN"],
     Some("600"),
     false,
     "open_interest: seconds without a second 5-minute alert in the same direction per symbol (0-86400)"
 );
 /// open_interest: 15-minute cooldown.
 pub const OI_COOLDOWN_15M_SECS: Setting = setting!(
-    ["VOLSPIKE_OI_COOLDOWN_15M_SECS"],
+    ["VOLSPIKE_OI_COOLDOWN_15M_SECS", "OI_ALERT_COOLDOWN_15MIN"],
     Some("900"),
     false,
     "open_interest: seconds without a second 15-minute alert in the same direction per symbol (0-86400)"
 );
 /// open_interest: 1-hour cooldown.
 pub const OI_COOLDOWN_1H_SECS: Setting = setting!(
-    ["VOLSPIKE_OI_COOLDOWN_1H_SECS"],
+    ["VOLSPIKE_OI_COOLDOWN_1H_SECS", "OI_ALERT_COOLDOWN_60MIN"],
     Some("3600"),
     false,
     "open_interest: seconds without a second 1-hour alert in the same direction per symbol (0-86400)"
@@ -318,6 +318,15 @@ pub const HEALTH_MIN_SYMBOLS: Setting = setting!(
     false,
     "funding_health: fewer symbols with funding than this is unhealthy"
 );
+
+/// Settings that also take the old OI poller's name for the same meaning
+/// and unit (the `OI_*` names among their `names`).
+pub const OLD_POLLER_RENAMES: &[&Setting] = &[
+    &OI_MIN_CONTRACTS,
+    &OI_COOLDOWN_5M_SECS,
+    &OI_COOLDOWN_15M_SECS,
+    &OI_COOLDOWN_1H_SECS,
+];
 
 /// Every setting, in the order `check-config` prints them.
 pub const ALL: &[&Setting] = &[
