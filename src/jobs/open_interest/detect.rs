@@ -161,14 +161,14 @@ pub fn evaluate(
         let Some(target) = now.ts_ms.checked_sub(tf.lookback_ms) else {
             continue;
         };
-        let Some(base) = history.closest(target, tf.tolerance_ms) else {
-            // No baseline yet (just started, or a gap): no opinion, and the
-            // transition state is left as it was.
+        let usable = history
+            .closest(target, tf.tolerance_ms)
+            .filter(|b| b.contracts > 0.0);
+        let Some(base) = usable else {
+            // No baseline (just started, or a gap): inside, as the old poller.
+            state.outside.insert(tf.label.to_string(), false);
             continue;
         };
-        if base.contracts <= 0.0 {
-            continue;
-        }
         let abs_change = now.contracts - base.contracts;
         let pct_change = abs_change / base.contracts;
         let outside = pct_change.abs() >= tf.threshold && abs_change.abs() >= tf.min_abs_contracts;
