@@ -191,6 +191,9 @@ pub struct BinanceConfig {
     pub weight_ceiling_pct: u32,
     /// Concurrent REST requests.
     pub concurrency: usize,
+    /// HTTP CONNECT proxy for every Binance call (REST and WebSocket), from
+    /// `VOLSPIKE_BINANCE_PROXY` or the conventional `HTTPS_PROXY`/`HTTP_PROXY`.
+    pub proxy: Option<crate::binance::proxy::BinanceProxy>,
 }
 
 /// Funding stream and funding API settings.
@@ -576,7 +579,32 @@ impl Config {
             concurrency: r
                 .number(&settings::BINANCE_CONCURRENCY, (1, 64))
                 .unwrap_or(8),
+            proxy: None,
         };
+        let mut binance = binance;
+        let explicit = r.raw(&settings::BINANCE_PROXY).map(|(v, _)| v);
+        match crate::binance::proxy::BinanceProxy::resolve(
+            explicit.as_deref(),
+            &sources.env,
+            &binance.rest_url,
+        ) {
+            Ok(Some(proxy)) => {
+                // Said by check-config, since HTTPS_PROXY may come from an
+                // environment the operator did not look at.
+                r.report.warnings.push(format!(
+                    "Binance REST and WebSocket go through the proxy {}{}",
+                    proxy.shown(),
+                    if proxy.applies_to(crate::binance::rest::url_host(&binance.rest_url)) {
+                        ""
+                    } else {
+                        " (but NO_PROXY lists the REST host: reached directly)"
+                    }
+                ));
+                binance.proxy = Some(proxy);
+            }
+            Ok(None) => {}
+            Err(why) => r.report.problems.push(why),
+        }
         if binance.ws_url.ends_with("fstream.binance.com")
             || binance.ws_url.contains("fstream.binance.com/stream")
         {

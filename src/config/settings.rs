@@ -112,6 +112,13 @@ pub const BINANCE_FAPI_URL: Setting = setting!(
     false,
     "Binance USDⓈ-M REST base URL"
 );
+/// HTTP CONNECT proxy for every Binance call.
+pub const BINANCE_PROXY: Setting = setting!(
+    ["VOLSPIKE_BINANCE_PROXY"],
+    None,
+    true,
+    "http://[user:password@]host:port of a CONNECT proxy for every Binance call, REST and WebSocket (Binance answers 451 to some regions, the US among them); default: HTTPS_PROXY / HTTP_PROXY, minus NO_PROXY hosts"
+);
 /// Binance futures WebSocket base URL.
 pub const BINANCE_WS_URL: Setting = setting!(
     ["BINANCE_WS_URL"],
@@ -343,6 +350,7 @@ pub const ALL: &[&Setting] = &[
     &TELEGRAM_CATEGORIES,
     &BINANCE_FAPI_URL,
     &BINANCE_WS_URL,
+    &BINANCE_PROXY,
     &FUNDING_STALE_SECS,
     &WS_SILENCE_SECS,
     &WEIGHT_CEILING_PCT,
