@@ -64,9 +64,11 @@ impl BinanceProxy {
         let value = value.trim();
         let rest = match value.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some((scheme, _)) => return Err(format!(
+            Some((scheme, _)) => {
+                return Err(format!(
                 "{source}: {scheme}:// proxies are not supported; use an http:// (CONNECT) proxy"
-            )),
+            ))
+            }
             None => value,
         };
         let rest = rest.trim_end_matches('/');

@@ -48,6 +48,9 @@ const BODY_SNIPPET: usize = 160;
 pub struct BinanceRest {
     /// Shared state.
     inner: Arc<Inner>,
+    /// Whether this handle's calls yield to regular ones under the weight
+    /// ceiling ([`BinanceRest::yielding`]).
+    yielding: bool,
 }
 
 /// What clones share.
@@ -135,7 +138,19 @@ impl BinanceRest {
                 max_concurrency,
                 timeout,
             }),
+            yielding: false,
         })
+    }
+
+    /// A handle on the same client whose calls yield to regular ones: for a
+    /// burst such as the volume sweep, which may spill into the next weight
+    /// window rather than hold back an open-interest poll
+    /// ([`WeightGovernor::acquire_yielding`]).
+    pub fn yielding(&self) -> BinanceRest {
+        BinanceRest {
+            inner: Arc::clone(&self.inner),
+            yielding: true,
+        }
     }
 
     /// The shared governor (for status and interval planning).
@@ -287,8 +302,15 @@ impl BinanceRest {
         }
         let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let weight = weight_of(endpoint, &borrowed);
-        let slot = self.slot(&call).await?;
-        let permit = self.inner.governor.acquire(weight).await;
+        let (slot, permit) = if self.yielding {
+            // Weight first: a yielding call waiting for the next window must
+            // not sit on a concurrency slot a regular call needs meanwhile.
+            let permit = self.inner.governor.acquire_yielding(weight).await;
+            (self.slot(&call).await?, permit)
+        } else {
+            let slot = self.slot(&call).await?;
+            (slot, self.inner.governor.acquire(weight).await)
+        };
         let raw = self.fetch(&call, params, slot).await?;
         self.interpret(&call, &permit, raw)
     }

@@ -221,6 +221,12 @@ impl OpenInterest {
         let needed_ms = (needed.as_secs_f64() * 1000.0).round() as u64;
         let needed = Duration::from_secs(needed_ms.div_ceil(1000));
         let interval = base.max(needed);
+        // Keep this job's weight free of the volume sweep's burst: the sweep
+        // yields whatever of a window the polls due in it need.
+        let window = self.governor.config().window.as_secs_f64();
+        let polls_per_window = (window / interval.as_secs_f64().max(1.0)).ceil();
+        self.governor
+            .reserve((f64::from(per_poll) * polls_per_window).min(f64::from(u32::MAX)) as u32);
         if interval != self.logged_interval {
             let per_minute = f64::from(per_poll) * 60.0 / base.as_secs_f64().max(1.0);
             let budget = self.governor.ceiling_per_minute() * self.settings.weight_share;

@@ -201,8 +201,12 @@ impl Job for VolumeSpike {
             .iter()
             .map(|s| (s.symbol.clone(), s.base_asset.clone()))
             .collect();
+        // The sweep yields to the open-interest polls: what does not fit in
+        // this weight window beside them waits for the next one (about a
+        // minute for the last ~100 of 600 symbols) instead of holding a poll.
         let results = self
             .rest
+            .yielding()
             .for_each_symbol(
                 assets.keys().cloned().collect::<Vec<_>>(),
                 move |rest, symbol| async move { rest.klines(&symbol, "1h", limit).await },
