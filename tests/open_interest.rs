@@ -379,16 +379,17 @@ fn cooldown_and_history_hold_across_a_restart() {
     let saved = std::fs::read_to_string(state.0.join(STATE_FILE)).expect("state file");
     assert!(saved.contains("5 min|UP"), "{saved}");
 
-    // Control: the same replay with a 60 s cooldown does alert, so the
+    // Control: the same replay with a 50 s cooldown does alert, so the
     // replay is a real crossing (history survived) and the cooldown is what
-    // held it above.
+    // held it above. (50 s, not 60: samples carry their read time, a few ms
+    // after the due time, so the alerts are not exactly 60 s apart.)
     let control_backend = FakeBackend::start().expect("fake backend");
     let (control, _control_dir) =
         world("restart-control-outbox", &rig.binance, &control_backend, 50);
     let short = Settings::from_config(
         &OpenInterestConfig {
             cooldowns: [
-                Duration::from_secs(60),
+                Duration::from_secs(50),
                 Duration::from_secs(900),
                 Duration::from_secs(3600),
             ],
