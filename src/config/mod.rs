@@ -566,7 +566,7 @@ impl Config {
         let outbox_capacity = r
             .number(&settings::OUTBOX_CAPACITY, (100, 1_000_000))
             .unwrap_or(20_000);
-        let binance = BinanceConfig {
+        let mut binance = BinanceConfig {
             rest_url: r
                 .url(&settings::BINANCE_FAPI_URL, http_schemes)
                 .unwrap_or_default(),
@@ -581,7 +581,6 @@ impl Config {
                 .unwrap_or(8),
             proxy: None,
         };
-        let mut binance = binance;
         let explicit = r.raw(&settings::BINANCE_PROXY).map(|(v, _)| v);
         match crate::binance::proxy::BinanceProxy::resolve(
             explicit.as_deref(),
