@@ -372,6 +372,18 @@ fn binance(e: &mut Encoder, ctx: &HttpContext) {
         f64::from(status.limit),
     );
     e.single(
+        "volspike_binance_weight_reserved",
+        Kind::Gauge,
+        "Weight per window reserved for open_interest's polls; the volume sweep leaves it free.",
+        f64::from(status.reserved_per_window),
+    );
+    e.single(
+        "volspike_binance_weight_sweep_cap",
+        Kind::Gauge,
+        "Most weight the volume sweep may take per window; the rest of it waits for the next window.",
+        f64::from(status.yielding_cap),
+    );
+    e.single(
         "volspike_binance_weight_queued",
         Kind::Gauge,
         "Callers waiting for weight now.",
