@@ -156,6 +156,8 @@ struct Inner {
     /// `generated_ms` of the current snapshot (0 before the first), readable
     /// without taking the snapshot lock.
     generated_ms: AtomicU64,
+    /// Symbols evicted since start (delisted, or silent past the bound).
+    evicted_total: AtomicU64,
 }
 
 fn age_seconds(updated_ms: u64, now_ms: u64) -> f64 {
@@ -335,11 +337,19 @@ impl FundingCache {
             data.remove(symbol);
         }
         drop(data);
+        self.inner
+            .evicted_total
+            .fetch_add(gone.len() as u64, Ordering::Relaxed);
         if !gone.is_empty() {
             // Served no more from this instant, not from the next frame's rebuild.
             self.rebuild(now_ms);
         }
         gone
+    }
+
+    /// Symbols evicted since start ([`FundingCache::evict`]).
+    pub fn evicted_total(&self) -> u64 {
+        self.inner.evicted_total.load(Ordering::Relaxed)
     }
 
     /// Age of the least recently updated funding entry among `listed`
@@ -614,6 +624,7 @@ mod tests {
             ["BTCUSDT_260925"]
         );
         assert!(cache.get("BTCUSDT_260925").is_none());
+        assert_eq!(cache.evicted_total(), 1);
         assert_eq!(cache.funding_len(), 2);
         // Without a listing, silence past the bound evicts too.
         let later = crate::clock::from_unix_ms(600_000 + 3_601_000);

@@ -339,6 +339,12 @@ fn websocket(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
             age.as_secs_f64(),
         );
     }
+    e.single(
+        "volspike_funding_evicted_symbols_total",
+        Kind::Counter,
+        "Symbols dropped from the funding cache: no longer listed by Binance (once silent past the stale limit) or silent for an hour.",
+        cache.evicted_total() as f64,
+    );
     if let Some(age) = cache.newest_age(now) {
         e.single(
             "volspike_funding_newest_data_age_seconds",
