@@ -22,7 +22,19 @@ const OUTPUT_BUFFER: usize = 16 * 1024;
 /// and body of a 4xx/5xx to classify and log it (429 `Retry-After`,
 /// Telegram's `retry_after`, the backend's rejection details).
 pub fn agent(timeout: Duration, idle_per_host: usize) -> ureq::Agent {
+    agent_via(timeout, idle_per_host, None)
+}
+
+/// [`agent`] whose connections go through `proxy` (an HTTP CONNECT proxy;
+/// TLS to the target runs inside the tunnel): Binance REST when a proxy is
+/// configured, since Binance refuses some regions.
+pub fn agent_via(
+    timeout: Duration,
+    idle_per_host: usize,
+    proxy: Option<ureq::Proxy>,
+) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
+        .proxy(proxy)
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
         .timeout_connect(Some(timeout.min(Duration::from_secs(5))))

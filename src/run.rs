@@ -281,7 +281,8 @@ async fn supervise(
     let delivery = outbox.start_delivery(&liveness, shutdown.clone());
 
     let stream_thread = if funding_stream {
-        let settings = StreamSettings::new(&config.binance.ws_url, config.funding.silence);
+        let settings = StreamSettings::new(&config.binance.ws_url, config.funding.silence)
+            .with_proxy(config.binance.proxy.clone());
         Some(stream::spawn(
             settings,
             services.funding.cache.clone(),

@@ -73,3 +73,49 @@ fn too_few_symbols_fail_the_check_in_health() {
     let (status, _) = http_get(&app.addr, "/health").expect("/health");
     assert_eq!(status, 503);
 }
+
+#[test]
+fn a_delisted_symbol_is_evicted_and_never_fails_the_check() {
+    // A contract that expires (the old daemon kept it and failed the check
+    // until a restart): in the stream and the listing at start, gone from
+    // both before the first check.
+    let mut market = Market::synthetic(20);
+    market.insert(volspike_fakes::SymbolState::perpetual("GONEUSDT", 1.0, 1e6));
+    let binance = FakeBinance::start(market).expect("fake binance");
+    binance.ws_set_interval(Duration::from_millis(300));
+    let dir = TempDir::new("funding-health-delisted");
+    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(10));
+    let (rest, ws) = (binance.rest_url(), binance.ws_url());
+    let app = Running::start(
+        &dir,
+        &["--local", "--only", "funding_stream,funding_health"],
+        &[
+            ("BINANCE_FAPI_URL", rest.as_str()),
+            ("BINANCE_WS_URL", ws.as_str()),
+            ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
+            ("VOLSPIKE_HEALTH_MIN_SYMBOLS", "10"),
+            // Two seconds of silence is stale: the delisted symbol ages
+            // past it long before the check.
+            ("VOLSPIKE_FUNDING_STALE_SECS", "2"),
+        ],
+    );
+    wait_until(Duration::from_secs(30), || {
+        let (status, _) = http_get(&app.addr, "/funding/GONEUSDT").ok()?;
+        (status == 200).then_some(())
+    })
+    .unwrap_or_else(|| panic!("GONEUSDT never served; log:\n{}", app.log_text()));
+    assert!(binance.market().remove("GONEUSDT").is_some());
+    let job = wait_until(Duration::from_secs(40), || job_state(&app.addr))
+        .unwrap_or_else(|| panic!("funding_health never ran; log:\n{}", app.log_text()));
+    assert_eq!(job["lastResult"], "ok", "{job}\n{}", app.log_text());
+    let summary = job["lastSummary"].as_str().unwrap_or("");
+    assert!(
+        summary.contains("1 delisted or silent symbols evicted"),
+        "{summary}"
+    );
+    let (status, _) = http_get(&app.addr, "/funding/GONEUSDT").expect("/funding/GONEUSDT");
+    assert_eq!(status, 404, "evicted from the cache");
+    assert!(app.log_text().contains("GONEUSDT"), "the log names it");
+    let (status, body) = http_get(&app.addr, "/health").expect("/health");
+    assert_eq!(status, 200, "{body}");
+}

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use volspike_fakes::{Change, FakeBinance, Market, TapeStep};
@@ -263,10 +263,23 @@ fn a_tape_reaches_the_funding_api_value_for_value() {
         Some(64000.5),
         "never a ticker's p"
     );
+    // The old API's types: updatedAt is epoch seconds as a float.
+    let now_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let updated = btc["updatedAt"].as_f64().unwrap_or(0.0);
+    assert!(btc["updatedAt"].is_f64(), "{btc}");
+    assert!(
+        (now_secs - updated).abs() < 600.0,
+        "{updated} vs {now_secs}"
+    );
+    // A quarterly has no funding: 404 with the old error shape, not nulls.
     let (status, quarterly) = app.get("/funding/btcusdt_261225");
-    assert_eq!(status, 200);
-    assert!(quarterly["fundingRate"].is_null() && quarterly["nextFundingTime"].is_null());
-    assert_eq!(app.get("/funding/NOSUCHUSDT").0, 404);
+    assert_eq!(status, 404, "{quarterly}");
+    assert!(quarterly["detail"]["error"].is_string(), "{quarterly}");
+    let (status, unknown) = app.get("/funding/NOSUCHUSDT");
+    assert_eq!(status, 404);
+    assert!(unknown["detail"]["error"].is_string(), "{unknown}");
 
     let (status, batch) = app.get("/funding/batch?symbols=btcusdt,ETHUSDT,NOSUCHUSDT");
     assert_eq!(status, 200);
@@ -291,7 +304,18 @@ fn a_tape_reaches_the_funding_api_value_for_value() {
         health["symbolCount"].as_u64(),
         Some(fake.market().snapshot().len() as u64)
     );
-    assert!(health["messagesReceived"].as_u64().is_some_and(|n| n > 0));
+    // Symbol updates, not frames: the first frame alone carries every symbol.
+    let symbols = fake.market().snapshot().len() as u64;
+    assert!(
+        health["messagesReceived"]
+            .as_u64()
+            .is_some_and(|n| n >= symbols),
+        "{health}"
+    );
+    assert!(health["uptimeSeconds"].is_f64(), "{health}");
+    let connected = health["lastConnectedTime"].as_f64().unwrap_or(0.0);
+    assert!(health["lastConnectedTime"].is_f64(), "{health}");
+    assert!((now_secs - connected).abs() < 600.0, "{connected}");
     let (_, overall) = app.get("/health");
     assert_eq!(overall["websocket"]["connected"], true, "{overall}");
     eventually(&app, "/health shows funding_stream ok", || {
@@ -420,7 +444,7 @@ fn hostile_requests_get_json_errors() {
     for (target, want) in cases {
         let (status, body) = app.get(target);
         assert_eq!(status, want, "{target}: {body}");
-        assert!(body["error"].is_string(), "{target}: {body}");
+        assert!(body["detail"]["error"].is_string(), "{target}: {body}");
     }
     let (status, body) = app.get(&format!("/funding/batch?symbols={many}"));
     assert_eq!(status, 400, "{body}");

@@ -379,16 +379,17 @@ fn cooldown_and_history_hold_across_a_restart() {
     let saved = std::fs::read_to_string(state.0.join(STATE_FILE)).expect("state file");
     assert!(saved.contains("5 min|UP"), "{saved}");
 
-    // Control: the same replay with a 60 s cooldown does alert, so the
+    // Control: the same replay with a 50 s cooldown does alert, so the
     // replay is a real crossing (history survived) and the cooldown is what
-    // held it above.
+    // held it above. (50 s, not 60: samples carry their read time, a few ms
+    // after the due time, so the alerts are not exactly 60 s apart.)
     let control_backend = FakeBackend::start().expect("fake backend");
     let (control, _control_dir) =
         world("restart-control-outbox", &rig.binance, &control_backend, 50);
     let short = Settings::from_config(
         &OpenInterestConfig {
             cooldowns: [
-                Duration::from_secs(60),
+                Duration::from_secs(50),
                 Duration::from_secs(900),
                 Duration::from_secs(3600),
             ],
@@ -566,4 +567,63 @@ fn the_binary_runs_open_interest() {
         .requests()
         .iter()
         .all(|r| r.path != "/fapi/v1/openInterest"));
+}
+
+#[test]
+fn usdcusdt_is_sampled_but_never_alerts() {
+    let rig = Rig::start("usdc");
+    rig.binance
+        .market()
+        .upsert(SymbolState::perpetual("USDCUSDT", 1.0, 5e8));
+    rig.set_oi("USDCUSDT", 200_000.0);
+    mark(&rig.jobs.services.funding.cache, "USDCUSDT", 1.0, 0.0001);
+    let symbols: Vec<String> = ["BTCUSDT", "USDCUSDT"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    liquid(&rig.jobs.services.liquid, &symbols);
+    let state = TempDir::new("usdc-state");
+    let mut job = rig.job(&state, Settings::default());
+    run(&rig.jobs, &mut job, 0..=10);
+    // Both jump +10 % (20,000 contracts): over every threshold and the floor.
+    rig.set_oi("USDCUSDT", 220_000.0);
+    rig.set_oi("BTCUSDT", 220_000.0);
+    run(&rig.jobs, &mut job, 11..=14);
+    rig.jobs.drained();
+
+    let alerted: Vec<Value> = bodies(&rig.backend.requests_to(OI_ALERT_PATH))
+        .into_iter()
+        .map(|b| b["symbol"].clone())
+        .collect();
+    assert_eq!(alerted, vec![json!("BTCUSDT")], "only BTCUSDT alerts");
+    let sampled = bodies(&rig.backend.requests_to(OI_SAMPLES_PATH))
+        .iter()
+        .flat_map(|b| b["data"].as_array().cloned().unwrap_or_default())
+        .filter(|item| item["symbol"] == "USDCUSDT")
+        .count();
+    assert_eq!(sampled, 15, "USDCUSDT is still sampled every tick");
+}
+
+#[test]
+fn a_sample_read_late_carries_the_time_it_was_read() {
+    let rig = Rig::start("late");
+    let state = TempDir::new("late-state");
+    let mut job = rig.job(&state, Settings::default());
+    // Every answer takes 2.5 s, as a poll held by the weight budget would.
+    rig.binance.set_latency(Duration::from_millis(2500));
+    run(&rig.jobs, &mut job, [0]);
+    rig.binance.set_latency(Duration::ZERO);
+    rig.jobs.drained();
+    let posts = bodies(&rig.backend.requests_to(OI_SAMPLES_PATH));
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let stamp = posts[0]["timestamp"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let read_at = humantime::parse_rfc3339(&stamp).expect("ISO timestamp");
+    let late = read_at.duration_since(at(0)).unwrap_or(Duration::ZERO);
+    assert!(
+        late >= Duration::from_secs(2),
+        "the sample says {stamp}, the poll was due at 10:00:00Z and read 2.5 s later"
+    );
 }

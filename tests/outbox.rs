@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use volspike::backend::{
-    BackoffPolicy, CandleDirection, DeliveryStats, Enqueued, Outbox, OutboxError, OutboxSettings,
-    Post, UserAlertTrigger, VolumeAlert, VolumeAlertType, OI_SAMPLES_PATH, USER_ALERT_TRIGGER_PATH,
+    BackoffPolicy, CandleDirection, DeliveryStats, Enqueued, Kind, LiquidUniverseUpdate, OiSample,
+    OiSamples, Outbox, OutboxError, OutboxSettings, Post, UniverseSymbol, UserAlertTrigger,
+    VolumeAlert, VolumeAlertType, OI_SAMPLES_PATH, UNIVERSE_UPDATE_PATH, USER_ALERT_TRIGGER_PATH,
     VOLUME_ALERT_PATH,
 };
 use volspike::config::{BackendConfig, Secret};
@@ -37,6 +38,7 @@ fn backend(name: &'static str, fake: &FakeBackend, key: &str) -> BackendConfig {
         name,
         url: fake.url(),
         key: Secret::new(key),
+        kinds: None,
     }
 }
 
@@ -368,6 +370,62 @@ fn unauthorized_is_a_4xx_and_dropped() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].status, 401);
     assert_eq!(rig.stats("primary").dropped, 1);
+    rig.finish();
+}
+
+#[test]
+fn a_second_backend_scoped_to_volume_alerts_gets_nothing_else() {
+    // The old deployment's scope for dev: volume alerts only (a universe
+    // post would overwrite dev's universe).
+    let primary = FakeBackend::start().expect("fake");
+    let dev = FakeBackend::start().expect("fake");
+    let rig = Rig::start(
+        "scoped",
+        &[
+            backend("primary", &primary, "kp"),
+            BackendConfig {
+                kinds: Some(vec![Kind::VolumeAlert]),
+                ..backend("dev", &dev, "kd")
+            },
+        ],
+    );
+    let samples = OiSamples::chunks(
+        vec![OiSample {
+            symbol: "AUSDT".into(),
+            open_interest: 1.0,
+            open_interest_usd: None,
+            mark_price: None,
+        }],
+        "2025-12-05T10:00:00Z",
+        OiSamples::REALTIME,
+    );
+    let universe = LiquidUniverseUpdate {
+        symbols: vec![UniverseSymbol {
+            symbol: "AUSDT".into(),
+            quote_volume_24h: 2e8,
+            entered_at: "2025-12-05T10:00:00Z".into(),
+            last_seen_at: "2025-12-05T10:00:00Z".into(),
+        }],
+        updated_at: "2025-12-05T10:00:00Z".into(),
+    };
+    for post in [
+        Post::oi_samples(&samples[0]),
+        Post::universe(&universe).expect("a universe"),
+        Post::volume_alert(&alert("AUSDT")),
+    ] {
+        rig.outbox.enqueue_blocking(post).expect("enqueue");
+    }
+    rig.drained("primary");
+    rig.drained("dev");
+    assert_eq!(primary.requests().len(), 3);
+    let dev_paths: Vec<String> = dev.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(dev_paths, [VOLUME_ALERT_PATH]);
+    assert!(primary.requests_to(UNIVERSE_UPDATE_PATH).len() == 1);
+    assert_eq!(
+        rig.outbox.backends_taking(Kind::UserAlertTrigger),
+        ["primary"],
+        "user alerts are checked on the primary only"
+    );
     rig.finish();
 }
 

@@ -122,6 +122,7 @@ fn the_binary_resends_what_was_left_and_not_again_after_kill_9() {
             name: "primary",
             url: fake.url(),
             key: Secret::new("k-bin"),
+            kinds: None,
         }];
         let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
         for symbol in ["AUSDT", "BUSDT"] {

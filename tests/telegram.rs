@@ -46,6 +46,7 @@ impl Rig {
                 name: "primary",
                 url: backend.url(),
                 key: Secret::new("k"),
+                kinds: None,
             }],
             OutboxSettings::default(),
         )
@@ -64,6 +65,7 @@ impl Rig {
     fn config(&self, channels: &[&str], token: bool) -> TelegramConfig {
         TelegramConfig {
             bot_token: token.then(|| Secret::new(TOKEN)),
+            ingest_with_bot: true,
             channels: channels.iter().map(|c| c.to_string()).collect(),
             alert_chat_id: None,
             api_url: self.telegram.api_url(),
@@ -499,6 +501,7 @@ async fn the_notifier_never_makes_the_caller_wait() {
     // Disabled without token or chat: accepts and drops.
     let off = TelegramNotifier::from_config(&TelegramConfig {
         bot_token: None,
+        ingest_with_bot: true,
         channels: vec![],
         alert_chat_id: Some("42".into()),
         api_url: "http://127.0.0.1:9".into(),
@@ -547,4 +550,45 @@ fn volspike_run_starts_the_job_when_channels_are_configured() {
     assert!(running.wait_exit(Duration::from_secs(15)).is_some());
     let log = running.log_text();
     assert!(log.contains("4 new message(s) from 1 channel(s)"), "{log}");
+}
+
+#[test]
+fn the_old_alert_bot_token_reads_channels_from_previews_only() {
+    // An imported env file: TELEGRAM_TOKEN was the old alert bot, never a
+    // channel reader. Channels come from the preview pages; the bot is not
+    // asked for updates.
+    let backend = FakeBackend::start().expect("fake backend");
+    backend.expect_api_key("k");
+    let telegram = FakeTelegram::start().expect("fake telegram");
+    telegram.set_preview_page("marketfeed", None, PREVIEW_FIXTURE);
+    let dir = TempDir::new("tg-old-token");
+    let backend_url = backend.url();
+    let (api_url, preview_url) = (telegram.api_url(), telegram.preview_url());
+    let mut running = common::Running::start(
+        &dir,
+        &["--only", "telegram"],
+        &[
+            ("BACKEND_URL", backend_url.as_str()),
+            ("ALERT_INGEST_API_KEY", "k"),
+            ("TELEGRAM_TOKEN", "123:old-alert-bot"),
+            ("TELEGRAM_CHANNELS", "@marketfeed"),
+            ("TELEGRAM_API_URL", api_url.as_str()),
+            ("TELEGRAM_PREVIEW_URL", preview_url.as_str()),
+        ],
+    );
+    let posted = backend.wait_for_requests(INGEST, 1, Duration::from_secs(30));
+    assert_eq!(posted.len(), 1, "log:\n{}", running.log_text());
+    running.terminate();
+    assert!(running.wait_exit(Duration::from_secs(15)).is_some());
+    let bot_calls: Vec<String> = telegram
+        .requests()
+        .into_iter()
+        .filter(|r| !r.token.is_empty())
+        .map(|r| r.method)
+        .collect();
+    assert!(
+        bot_calls.is_empty(),
+        "the alert bot was used: {bot_calls:?}"
+    );
+    assert!(!telegram.requests_for("preview").is_empty());
 }

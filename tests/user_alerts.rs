@@ -20,7 +20,7 @@ use volspike::clock::unix_ms;
 use volspike::config::UserAlertsConfig;
 use volspike::jobs::user_alerts::{UserAlerts, ACTIVE_PATH};
 use volspike::state::StateDir;
-use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market};
+use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market, SymbolState};
 
 use common::jobs::{at, fast_outbox, JobRig};
 use common::TempDir;
@@ -51,6 +51,11 @@ struct Rig {
 
 impl Rig {
     fn start(tag: &str) -> Rig {
+        Rig::start_with(tag, "all")
+    }
+
+    /// A rig whose second backend takes `dev_kinds` (`VOLSPIKE_DEV_BACKEND_KINDS`).
+    fn start_with(tag: &str, dev_kinds: &str) -> Rig {
         let binance = FakeBinance::start(Market::synthetic(4)).expect("fake binance");
         let primary = FakeBackend::start().expect("fake backend");
         primary.expect_api_key(KEY);
@@ -65,6 +70,7 @@ impl Rig {
                 ("ALERT_INGEST_API_KEY", KEY.to_string()),
                 ("VOLSPIKE_API_URL_DEV", dev.url()),
                 ("VOLSPIKE_API_KEY_DEV", DEV_KEY.to_string()),
+                ("VOLSPIKE_DEV_BACKEND_KINDS", dev_kinds.to_string()),
                 ("VOLSPIKE_BINANCE_CONCURRENCY", "8".to_string()),
             ],
             fast_outbox(),
@@ -399,4 +405,58 @@ fn the_binary_runs_user_alerts_end_to_end() {
             .filter(|(_, body)| body.contains("user_alerts") && body.contains("triggered"))
     });
     assert!(health.is_some(), "{}", running.log_text());
+}
+
+#[test]
+fn by_default_the_second_backend_is_never_polled_for_user_alerts() {
+    // The old deployment checked only the primary backend's user alerts.
+    let rig = Rig::start_with("dev-scope", "volume_alert");
+    rig.last_price("BTCUSDT", 65_000.0);
+    let list = json!({"alerts": [alert("a1", "BTCUSDT", "PRICE_CROSS", 60_000.0, None, "pro")]});
+    rig.primary.set_json("GET", ACTIVE_PATH, 200, list.clone());
+    rig.dev.set_json("GET", ACTIVE_PATH, 200, list);
+    let mut job = rig.job();
+    rig.tick(&mut job, at(0)).expect("tick");
+    rig.drained();
+    assert!(!rig.primary.requests_to(ACTIVE_PATH).is_empty());
+    assert!(
+        rig.dev.requests().is_empty(),
+        "dev got {:?}",
+        rig.dev.requests()
+    );
+}
+
+#[test]
+fn a_tradfi_perpetual_outside_the_usdt_universe_is_checked_over_rest() {
+    // XAUUSDT is a TRADIFI_PERPETUAL: not in the USDT-perpetual universe, but
+    // Binance lists it and the old checker read it over REST like any symbol.
+    let rig = Rig::start_with("tradfi", "volume_alert");
+    let mut gold = SymbolState::perpetual("XAUUSDT", 4_200.0, 5e8);
+    gold.contract_type = "TRADIFI_PERPETUAL".into();
+    rig.binance.market().upsert(gold);
+    rig.primary.set_json(
+        "GET",
+        ACTIVE_PATH,
+        200,
+        json!({"alerts": [
+            // 4,100 last time, 4,200 now (REST ticker/price: nothing cached).
+            alert("gold", "XAUUSDT", "PRICE_CROSS", 4_150.0, Some(4_100.0), "pro")
+        ]}),
+    );
+    let mut job = rig.job();
+    let summary = rig.tick(&mut job, at(0)).expect("tick");
+    assert!(summary.contains("1 triggered"), "{summary}");
+    rig.drained();
+    assert_eq!(
+        bodies(rig.primary.requests_to(USER_ALERT_TRIGGER_PATH)),
+        vec![
+            json!({"alertId": "gold", "symbol": "XAUUSDT", "currentValue": 4200.0,
+                    "previousValue": 4100.0, "crossedUp": true, "apiKey": KEY})
+        ]
+    );
+    assert!(rig
+        .binance
+        .requests()
+        .iter()
+        .any(|r| r.path == "/fapi/v2/ticker/price" && r.query.contains("XAUUSDT")));
 }

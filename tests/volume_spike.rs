@@ -248,3 +248,28 @@ fn a_quiet_market_posts_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(bodies(&backend).is_empty(), "{:?}", bodies(&backend));
 }
+
+#[test]
+fn the_volume_ratio_goes_at_full_precision_and_the_message_at_two_decimals() {
+    // 15M → 50M: the old script sent 3.3333333333333335.
+    let mut market = Market::new();
+    let mut btc = SymbolState::perpetual("BTCUSDT", 100.0, 5e9);
+    btc.candles = vec![
+        candle(H13, 100.0, 100.0, 15e6),
+        candle(H14, 100.0, 101.0, 50e6),
+    ];
+    market.insert(btc);
+    let binance = FakeBinance::start(market).expect("fake binance");
+    let backend = FakeBackend::start().expect("fake backend");
+    let dir = TempDir::new("volume-ratio");
+    let mut rig = Rig::new(&binance, &backend, &dir.join("state"));
+    let summary = rig.tick(H14 + 5 * MINUTE as i64);
+    assert!(summary.contains("1 spikes"), "{summary}");
+    let posts = backend.wait_for_requests(PATH, 1, Duration::from_secs(20));
+    let body = posts[0].json.clone().unwrap_or_default();
+    assert_eq!(body["volumeRatio"].as_f64(), Some(3.3333333333333335));
+    assert_eq!(
+        body["message"],
+        "BTC hourly volume 50.00M (3.33× prev) — VOLUME SPIKE!"
+    );
+}

@@ -308,6 +308,7 @@ mod tests {
             name: "primary",
             url: format!("http://127.0.0.1:{port}"),
             key: Secret::new("sekrit-key"),
+            kinds: None,
         });
         match client.post_json("/x", &serde_json::json!({}), Auth::QueryParam) {
             SendOutcome::Retry {

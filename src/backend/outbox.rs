@@ -110,6 +110,15 @@ struct Backend {
     client: BackendClient,
     /// Notified on enqueue so delivery starts at once.
     wake: Arc<Notify>,
+    /// The kinds of post it receives; `None` is every kind.
+    kinds: Option<Vec<Kind>>,
+}
+
+impl Backend {
+    /// Whether this backend receives posts of `kind`.
+    fn takes(&self, kind: Kind) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
+    }
 }
 
 /// Shared by every clone.
@@ -156,6 +165,7 @@ impl Outbox {
                     )?),
                     client: BackendClient::new(b),
                     wake: Arc::new(Notify::new()),
+                    kinds: b.kinds.clone(),
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -242,7 +252,12 @@ impl Outbox {
             };
         }
         let targets: Vec<&Backend> = match &post.target {
-            Target::All => self.inner.backends.iter().collect(),
+            Target::All => self
+                .inner
+                .backends
+                .iter()
+                .filter(|b| b.takes(post.kind))
+                .collect(),
             Target::Backend(name) => {
                 let found: Vec<&Backend> = self
                     .inner
@@ -332,6 +347,16 @@ impl Outbox {
     /// user-alert job reads each one's active list and answers it there.
     pub fn backend_names(&self) -> Vec<&'static str> {
         self.inner.backends.iter().map(|b| b.queue.name()).collect()
+    }
+
+    /// The backends that receive posts of `kind` (configuration order).
+    pub fn backends_taking(&self, kind: Kind) -> Vec<&'static str> {
+        self.inner
+            .backends
+            .iter()
+            .filter(|b| b.takes(kind))
+            .map(|b| b.queue.name())
+            .collect()
     }
 
     /// The HTTP client of backend `name`, for GET routes (OI snapshot,

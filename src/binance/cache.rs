@@ -18,7 +18,7 @@
 //! [`REBUILD_MAX_AGE`], by the first reader that finds it so, so its ages
 //! are never more than about a second behind, even when the stream is down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -95,11 +95,16 @@ impl SymbolData {
 /// One symbol's prepared funding object.
 #[derive(Debug, Clone)]
 pub struct PreparedEntry {
-    /// `{"symbol":…,"updatedAt":N` — the object without `ageSeconds` and the
+    /// `{"symbol":…,"updatedAt":S` — the object without `ageSeconds` and the
     /// closing brace, which [`PreparedEntry::write_with_age`] adds.
+    /// `updatedAt` is epoch seconds with milliseconds (`1764928800.123`),
+    /// the old funding API's float.
     pub prefix: Arc<[u8]>,
     /// Local time of the last mark update, ms.
     pub updated_ms: u64,
+    /// Whether the contract has a funding rate: quarterlies do not, and the
+    /// old `/funding/{symbol}` answered 404 for them.
+    pub has_funding_rate: bool,
 }
 
 impl PreparedEntry {
@@ -151,6 +156,8 @@ struct Inner {
     /// `generated_ms` of the current snapshot (0 before the first), readable
     /// without taking the snapshot lock.
     generated_ms: AtomicU64,
+    /// Symbols evicted since start (delisted, or silent past the bound).
+    evicted_total: AtomicU64,
 }
 
 fn age_seconds(updated_ms: u64, now_ms: u64) -> f64 {
@@ -202,7 +209,7 @@ fn prefix(symbol: &str, d: &SymbolData, updated_ms: u64) -> String {
     s.push_str(",\"indexPrice\":");
     push_opt_f64(&mut s, d.index_price);
     s.push_str(",\"updatedAt\":");
-    let _ = write!(s, "{updated_ms}");
+    let _ = write!(s, "{}.{:03}", updated_ms / 1000, updated_ms % 1000);
     s
 }
 
@@ -290,6 +297,76 @@ impl FundingCache {
     /// Symbols with funding data (what the funding API serves).
     pub fn funding_len(&self) -> usize {
         self.read().values().filter(|d| d.has_funding()).count()
+    }
+
+    /// Removes symbols that left Binance's listing or fell silent, and
+    /// returns them: a symbol not in `listed` (when known) once it has had
+    /// no update for `delisted_after`, and any symbol silent for
+    /// `silent_after`. Without this a delisted or expired contract would sit
+    /// in the cache forever, ageing, and keep funding_health failing.
+    pub fn evict(
+        &self,
+        listed: Option<&BTreeSet<String>>,
+        delisted_after: Duration,
+        silent_after: Duration,
+        now: SystemTime,
+    ) -> Vec<String> {
+        let now_ms = unix_ms(now);
+        let quiet_for = |d: &SymbolData| {
+            let last = d
+                .mark_updated_ms
+                .max(d.ticker_updated_ms)
+                .unwrap_or_default();
+            Duration::from_millis(now_ms.saturating_sub(last))
+        };
+        let mut data = self
+            .inner
+            .data
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let gone: Vec<String> = data
+            .iter()
+            .filter(|(symbol, d)| {
+                let quiet = quiet_for(d);
+                let unlisted = listed.is_some_and(|l| !l.contains(symbol.as_str()));
+                quiet > silent_after || (unlisted && quiet > delisted_after)
+            })
+            .map(|(symbol, _)| symbol.clone())
+            .collect();
+        for symbol in &gone {
+            data.remove(symbol);
+        }
+        drop(data);
+        self.inner
+            .evicted_total
+            .fetch_add(gone.len() as u64, Ordering::Relaxed);
+        if !gone.is_empty() {
+            // Served no more from this instant, not from the next frame's rebuild.
+            self.rebuild(now_ms);
+        }
+        gone
+    }
+
+    /// Symbols evicted since start ([`FundingCache::evict`]).
+    pub fn evicted_total(&self) -> u64 {
+        self.inner.evicted_total.load(Ordering::Relaxed)
+    }
+
+    /// Age of the least recently updated funding entry among `listed`
+    /// symbols (every symbol when `None`) at `now`: a symbol Binance no
+    /// longer lists is not a stale feed.
+    pub fn oldest_listed_age(
+        &self,
+        listed: Option<&BTreeSet<String>>,
+        now: SystemTime,
+    ) -> Option<Duration> {
+        let now_ms = unix_ms(now);
+        self.read()
+            .iter()
+            .filter(|(symbol, _)| listed.is_none_or(|l| l.contains(symbol.as_str())))
+            .filter_map(|(_, d)| d.mark_updated_ms)
+            .min()
+            .map(|ms| Duration::from_millis(now_ms.saturating_sub(ms)))
     }
 
     /// Age of the least recently updated funding entry at `now`.
@@ -387,6 +464,7 @@ fn build_snapshot(data: &BTreeMap<String, SymbolData>, now_ms: u64) -> Snapshot 
         let entry = PreparedEntry {
             prefix: Arc::from(prefix(symbol, d, updated_ms).into_bytes()),
             updated_ms,
+            has_funding_rate: d.funding_rate.is_some(),
         };
         if count > 0 {
             all.push(b',');
@@ -492,7 +570,7 @@ mod tests {
         assert_eq!(btc["indexPrice"], 11784.62659091);
         assert_eq!(btc["fundingRate"], 0.00038167);
         assert_eq!(btc["nextFundingTime"], 1562306400000u64);
-        assert_eq!(btc["updatedAt"], 1_000);
+        assert_eq!(btc["updatedAt"], 1.0, "epoch seconds, as the old API");
         assert_eq!(btc["ageSeconds"], 3.25);
         let quarterly = &all["data"][1];
         assert_eq!(quarterly["symbol"], "BTCUSDT_260925");
@@ -505,6 +583,53 @@ mod tests {
         assert_eq!(eth["fundingRate"], -0.0001);
         assert_eq!(snap.oldest_ms, Some(1_000));
         assert_eq!(snap.newest_ms, Some(1_500));
+    }
+
+    #[test]
+    fn delisted_and_silent_symbols_are_evicted_and_not_judged() {
+        let cache = FundingCache::new();
+        apply_text(&cache, MARK, 1_000);
+        apply_text(
+            &cache,
+            r#"{"stream":"!markPrice@arr","data":[{"e":"markPriceUpdate","s":"BTCUSDT_260925","p":"70000","i":"69990","r":"","T":0}]}"#,
+            1_000,
+        );
+        // BTCUSDT_260925 expires: Binance stops listing and streaming it.
+        // Ten minutes later only the perpetuals are updated.
+        apply_text(
+            &cache,
+            r#"{"stream":"!markPrice@arr","data":[
+                {"e":"markPriceUpdate","s":"BTCUSDT","p":"1","i":"1","r":"0.0001","T":1},
+                {"e":"markPriceUpdate","s":"ETHUSDT","p":"1","i":"1","r":"0.0001","T":1}]}"#,
+            600_000,
+        );
+        let now = crate::clock::from_unix_ms(601_000);
+        let listed: BTreeSet<String> = ["BTCUSDT", "ETHUSDT"].map(String::from).into();
+        assert_eq!(
+            cache.oldest_age(now),
+            Some(Duration::from_secs(600)),
+            "the expired contract is the oldest entry"
+        );
+        assert_eq!(
+            cache.oldest_listed_age(Some(&listed), now),
+            Some(Duration::from_secs(1)),
+            "staleness is judged on listed symbols"
+        );
+        let minute = Duration::from_secs(60);
+        let hour = Duration::from_secs(3600);
+        // Unlisted but still updated recently: kept (it may be settling).
+        assert!(cache.evict(Some(&listed), hour, hour, now).is_empty());
+        assert_eq!(
+            cache.evict(Some(&listed), minute, hour, now),
+            ["BTCUSDT_260925"]
+        );
+        assert!(cache.get("BTCUSDT_260925").is_none());
+        assert_eq!(cache.evicted_total(), 1);
+        assert_eq!(cache.funding_len(), 2);
+        // Without a listing, silence past the bound evicts too.
+        let later = crate::clock::from_unix_ms(600_000 + 3_601_000);
+        assert_eq!(cache.evict(None, minute, hour, later).len(), 2);
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use super::endpoint::Endpoint;
 
+/// What the log and `/health` say when Binance answers HTTP 451: it refuses
+/// requests from this machine's region (the United States among others).
+pub const REGION_REFUSED: &str = "Binance refuses this region; set VOLSPIKE_BINANCE_PROXY";
+
 /// Why a Binance REST call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BinanceError {

@@ -29,6 +29,14 @@ pub const BINANCE_WEIGHT_LIMIT: u32 = 2400;
 /// Shortest pause after a 429/418, whatever the server says.
 const MIN_PAUSE: Duration = Duration::from_secs(1);
 
+/// Share of the ceiling always left to regular (non-yielding) callers on top
+/// of their reservations: liquid_universe's 41 per 5 minutes, the funding
+/// cross-check, user alerts' REST fallbacks.
+const REGULAR_HEADROOM_DIVISOR: u32 = 10;
+/// Yielding callers always get at least this share of the ceiling per
+/// window, so a large reservation slows a sweep but never stops it.
+const YIELDING_MIN_DIVISOR: u32 = 4;
+
 /// How long a caller may wait in the queue before it is worth a log line.
 const QUEUE_LOG_AFTER: Duration = Duration::from_secs(5);
 
@@ -177,6 +185,12 @@ pub struct GovernorStatus {
     pub requests_total: u64,
     /// 429/418 answers since start.
     pub rate_limited_total: u64,
+    /// Weight per window reserved for regular recurring work (open_interest).
+    pub reserved_per_window: u32,
+    /// Most a yielding burst (the volume sweep) may take per window.
+    pub yielding_cap: u32,
+    /// Weight yielding callers took in the current window.
+    pub yielding_used_in_window: u32,
 }
 
 /// Mutable bookkeeping, behind a std mutex never held across an `.await`.
@@ -203,6 +217,12 @@ struct State {
     rate_limited_total: u64,
     /// Callers waiting right now.
     queued: usize,
+    /// Weight charged by yielding callers in the current window.
+    yielding_used: u32,
+    /// Weight per window regular callers have reserved (open_interest's polls).
+    reserved: u32,
+    /// Window index of the last "sweep yields" log line (one per window).
+    yield_logged_window: Option<u64>,
     /// Last "queued for long" log line, to keep a backlog from flooding the log.
     last_queue_log: Option<Instant>,
 }
@@ -275,6 +295,84 @@ impl WeightGovernor {
         }
     }
 
+    /// Like [`Self::acquire`] for a caller that yields to regular ones: a
+    /// burst that may spill into the next window (the volume sweep). Per
+    /// window, yielding callers together get at most the ceiling minus the
+    /// reservations ([`Self::reserve`]) and a tenth for other regular
+    /// traffic, so a sweep never holds back an open-interest poll: what does
+    /// not fit waits for the next window. Yielding callers do not take the
+    /// FIFO turnstile, so while they wait for a window, regular callers pass.
+    pub async fn acquire_yielding(&self, weight: u32) -> Permit {
+        let started = Instant::now();
+        let _queued = QueuedGuard::new(self);
+        loop {
+            match self.try_take_yielding(weight, Instant::now()) {
+                Ok(permit) => {
+                    self.log_long_wait(started, permit.granted_at);
+                    return permit;
+                }
+                Err(wake_at) => tokio::time::sleep_until(wake_at).await,
+            }
+        }
+    }
+
+    /// Reserves `weight_per_window` for a regular caller's recurring work
+    /// (open_interest's polls); replaces the previous reservation. Yielding
+    /// callers leave it free.
+    pub fn reserve(&self, weight_per_window: u32) {
+        self.lock().reserved = weight_per_window;
+    }
+
+    /// What yielding callers may take per window (see [`Self::acquire_yielding`]).
+    pub fn yielding_cap(&self) -> u32 {
+        let reserved = self.lock().reserved;
+        self.cap_for(reserved)
+    }
+
+    fn cap_for(&self, reserved: u32) -> u32 {
+        let ceiling = self.config.ceiling;
+        let headroom = ceiling / REGULAR_HEADROOM_DIVISOR;
+        ceiling
+            .saturating_sub(reserved.saturating_add(headroom))
+            .max(ceiling / YIELDING_MIN_DIVISOR)
+            .max(1)
+    }
+
+    /// Charges a yielding `weight` if it fits under both the ceiling and the
+    /// yielding cap now, else says when to look again.
+    fn try_take_yielding(&self, weight: u32, now: Instant) -> Result<Permit, Instant> {
+        let mut st = self.lock();
+        self.roll_window(&mut st, now);
+        if let Some(until) = st.paused_until.filter(|u| *u > now) {
+            return Err(until);
+        }
+        let cap = self.cap_for(st.reserved);
+        let used = st.own_used.max(st.server_used);
+        let ceiling = self.config.ceiling;
+        let over_cap = st.yielding_used.saturating_add(weight.min(cap)) > cap;
+        if over_cap || used.saturating_add(weight.min(ceiling)) > ceiling {
+            if over_cap && st.yield_logged_window != Some(st.window_index) {
+                st.yield_logged_window = Some(st.window_index);
+                tracing::info!(
+                    target: "binance",
+                    yielding_cap = cap,
+                    reserved = st.reserved,
+                    "weight governor: the sweep reached its {cap} weight for this window; the rest waits for the next one, keeping {} reserved for open_interest",
+                    st.reserved
+                );
+            }
+            return Err(self.next_boundary(now));
+        }
+        st.own_used = st.own_used.saturating_add(weight);
+        st.yielding_used = st.yielding_used.saturating_add(weight);
+        st.requests_total += 1;
+        Ok(Permit {
+            weight,
+            granted_at: now,
+            window_index: st.window_index,
+        })
+    }
+
     /// Feeds a response back: the server's used-weight figure, and 429/418
     /// pauses. Returns the pause now in force when the response was a 429/418.
     pub fn observe(&self, permit: &Permit, meta: &ResponseMeta) -> Option<Duration> {
@@ -317,6 +415,9 @@ impl WeightGovernor {
             queued: st.queued,
             requests_total: st.requests_total,
             rate_limited_total: st.rate_limited_total,
+            reserved_per_window: st.reserved,
+            yielding_cap: self.cap_for(st.reserved),
+            yielding_used_in_window: st.yielding_used,
         }
     }
 
@@ -441,6 +542,7 @@ impl WeightGovernor {
             st.window_index = idx;
             st.own_used = 0;
             st.server_used = 0;
+            st.yielding_used = 0;
         }
     }
 

@@ -16,6 +16,7 @@ mod error;
 pub mod frames;
 pub mod governor;
 pub mod models;
+pub mod proxy;
 pub mod rest;
 pub mod stream;
 #[cfg(test)]
@@ -23,7 +24,7 @@ mod test_server;
 pub mod universe;
 
 pub use endpoint::Endpoint;
-pub use error::BinanceError;
+pub use error::{BinanceError, REGION_REFUSED};
 pub use governor::{
     weight_of, GovernorConfig, GovernorStatus, Permit, ResponseMeta, WeightGovernor,
 };

@@ -27,6 +27,7 @@ use super::models::{
     ApiErrorBody, ExchangeInfo, Kline, OpenInterest, PremiumIndex, PriceTicker, SymbolInfo,
     Ticker24h,
 };
+use super::proxy::BinanceProxy;
 
 /// Binance USDⓈ-M REST base.
 pub const DEFAULT_BASE_URL: &str = "https://fapi.binance.com";
@@ -47,6 +48,9 @@ const BODY_SNIPPET: usize = 160;
 pub struct BinanceRest {
     /// Shared state.
     inner: Arc<Inner>,
+    /// Whether this handle's calls yield to regular ones under the weight
+    /// ceiling ([`BinanceRest::yielding`]).
+    yielding: bool,
 }
 
 /// What clones share.
@@ -97,6 +101,18 @@ impl BinanceRest {
         max_concurrency: usize,
         timeout: Duration,
     ) -> Result<Self, BinanceError> {
+        Self::with_proxy(base_url, governor, max_concurrency, timeout, None)
+    }
+
+    /// [`BinanceRest::new`] whose calls go through `proxy` (unless its
+    /// `NO_PROXY` list names the host of `base_url`).
+    pub fn with_proxy(
+        base_url: &str,
+        governor: Arc<WeightGovernor>,
+        max_concurrency: usize,
+        timeout: Duration,
+        proxy: Option<&BinanceProxy>,
+    ) -> Result<Self, BinanceError> {
         let base_url = base_url.trim().trim_end_matches('/').to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(BinanceError::Config(format!(
@@ -108,17 +124,33 @@ impl BinanceRest {
                 "max_concurrency and timeout must be greater than zero".to_owned(),
             ));
         }
+        let ureq_proxy = match proxy {
+            Some(p) => p.ureq(url_host(&base_url)).map_err(BinanceError::Config)?,
+            None => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 // One warm connection per concurrent sweep slot.
-                agent: crate::net::agent(timeout, max_concurrency),
+                agent: crate::net::agent_via(timeout, max_concurrency, ureq_proxy),
                 base_url,
                 governor,
                 slots: Arc::new(Semaphore::new(max_concurrency)),
                 max_concurrency,
                 timeout,
             }),
+            yielding: false,
         })
+    }
+
+    /// A handle on the same client whose calls yield to regular ones: for a
+    /// burst such as the volume sweep, which may spill into the next weight
+    /// window rather than hold back an open-interest poll
+    /// ([`WeightGovernor::acquire_yielding`]).
+    pub fn yielding(&self) -> BinanceRest {
+        BinanceRest {
+            inner: Arc::clone(&self.inner),
+            yielding: true,
+        }
     }
 
     /// The shared governor (for status and interval planning).
@@ -270,8 +302,15 @@ impl BinanceRest {
         }
         let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let weight = weight_of(endpoint, &borrowed);
-        let slot = self.slot(&call).await?;
-        let permit = self.inner.governor.acquire(weight).await;
+        let (slot, permit) = if self.yielding {
+            // Weight first: a yielding call waiting for the next window must
+            // not sit on a concurrency slot a regular call needs meanwhile.
+            let permit = self.inner.governor.acquire_yielding(weight).await;
+            (self.slot(&call).await?, permit)
+        } else {
+            let slot = self.slot(&call).await?;
+            (slot, self.inner.governor.acquire(weight).await)
+        };
         let raw = self.fetch(&call, params, slot).await?;
         self.interpret(&call, &permit, raw)
     }
@@ -347,13 +386,23 @@ impl BinanceRest {
                 retry_after: pause.unwrap_or_default(),
                 msg: api_error.map_or_else(|| snippet(&raw.body), |e| e.msg),
             }),
-            code => Err(BinanceError::Status {
-                endpoint,
-                symbol,
-                code,
-                binance_code: api_error.as_ref().map(|e| e.code),
-                msg: api_error.map_or_else(|| snippet(&raw.body), |e| e.msg),
-            }),
+            code => {
+                let msg = api_error
+                    .as_ref()
+                    .map_or_else(|| snippet(&raw.body), |e| e.msg.clone());
+                Err(BinanceError::Status {
+                    endpoint,
+                    symbol,
+                    code,
+                    binance_code: api_error.as_ref().map(|e| e.code),
+                    // A 451 says nothing useful itself; say what to do.
+                    msg: if code == 451 {
+                        format!("{}: {msg}", super::error::REGION_REFUSED)
+                    } else {
+                        msg
+                    },
+                })
+            }
         }
     }
 
@@ -381,6 +430,17 @@ impl BinanceRest {
             }
         }
     }
+}
+
+/// The host of an `http(s)://host[:port]/…` URL (brackets kept off IPv6).
+pub(crate) fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.split(':').next().unwrap_or(authority)
 }
 
 /// The blocking part: request, headers, body.

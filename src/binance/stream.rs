@@ -30,6 +30,7 @@ use tungstenite::{Message, WebSocket};
 
 use super::cache::FundingCache;
 use super::frames::{self, Frame};
+use super::proxy::BinanceProxy;
 use crate::clock::{iso, unix_ms};
 use crate::jobs::status::StatusBoard;
 use crate::shutdown::Shutdown;
@@ -114,6 +115,9 @@ struct StatusInner {
     state: AtomicU8,
     /// Data frames received since start.
     messages: AtomicU64,
+    /// Symbol updates (one per symbol per frame) received since start: what
+    /// the old daemon's `messagesReceived` counted.
+    symbol_updates: AtomicU64,
     /// Unreadable frames received since start.
     garbage: AtomicU64,
     /// Connection attempts after the first.
@@ -168,6 +172,7 @@ impl StreamStatus {
                 started: Instant::now(),
                 state: AtomicU8::new(StreamState::Disabled.to_u8()),
                 messages: AtomicU64::new(0),
+                symbol_updates: AtomicU64::new(0),
                 garbage: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 connected_since_ms: AtomicU64::new(0),
@@ -200,6 +205,11 @@ impl StreamStatus {
     /// Data frames received.
     pub fn messages_received(&self) -> u64 {
         self.inner.messages.load(Ordering::Relaxed)
+    }
+
+    /// Symbol updates received (a frame carries one per symbol that changed).
+    pub fn symbol_updates(&self) -> u64 {
+        self.inner.symbol_updates.load(Ordering::Relaxed)
     }
 
     /// Unreadable frames skipped.
@@ -259,8 +269,11 @@ impl StreamStatus {
         self.set_last_error(Some(why));
     }
 
-    fn on_message(&self, now_ms: u64) {
+    fn on_message(&self, now_ms: u64, symbol_updates: usize) {
         self.inner.messages.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .symbol_updates
+            .fetch_add(symbol_updates as u64, Ordering::Relaxed);
         self.inner.last_message_ms.store(now_ms, Ordering::Relaxed);
     }
 
@@ -293,6 +306,8 @@ pub struct StreamSettings {
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
+    /// The HTTP CONNECT proxy to reach Binance through, if any.
+    pub proxy: Option<BinanceProxy>,
 }
 
 impl StreamSettings {
@@ -304,7 +319,14 @@ impl StreamSettings {
             max_connection_age: MAX_CONNECTION_AGE,
             backoff_min: BACKOFF_MIN,
             backoff_max: BACKOFF_MAX,
+            proxy: None,
         }
+    }
+
+    /// These settings, connecting through `proxy`.
+    pub fn with_proxy(mut self, proxy: Option<BinanceProxy>) -> StreamSettings {
+        self.proxy = proxy;
+        self
     }
 
     /// The full stream URL.
@@ -465,7 +487,7 @@ impl Runner {
             first = false;
             self.status.set_state(StreamState::Connecting);
             self.heartbeat.beat_blocking();
-            let ended = match connect(&url) {
+            let ended = match connect(&url, self.settings.proxy.as_ref()) {
                 Ok(ws) => {
                     let opened = Instant::now();
                     self.status.on_connected(unix_ms(SystemTime::now()));
@@ -604,8 +626,8 @@ impl Runner {
         match frames::parse(text) {
             Ok(Frame::Data { updates, .. }) => {
                 let now_ms = unix_ms(SystemTime::now());
-                self.cache.apply(&updates, now_ms);
-                self.status.on_message(now_ms);
+                let applied = self.cache.apply(&updates, now_ms);
+                self.status.on_message(now_ms, applied);
                 true
             }
             Ok(Frame::Control) => {
@@ -725,7 +747,26 @@ fn close(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>) {
 /// Opens the WebSocket with bounded connect and handshake times (tungstenite's
 /// own `connect` has neither). `ws://` is plain TCP, `wss://` rustls with the
 /// process's crypto provider and the bundled web PKI roots.
-fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
+/// A direct TCP connection to `host:port`, trying each resolved address.
+fn direct(host: &str, port: u16) -> Result<TcpStream, String> {
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    let mut last_error = format!("{host} resolved to no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => return Ok(s),
+            Err(e) => last_error = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    Err(last_error)
+}
+
+fn connect(
+    url: &str,
+    proxy: Option<&BinanceProxy>,
+) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
     let request = url
         .into_client_request()
         .map_err(|e| format!("bad URL {url}: {e}"))?;
@@ -740,22 +781,11 @@ fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
         Some("wss") => 443,
         _ => 80,
     });
-    let addrs: Vec<_> = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
-    let mut last_error = format!("{host} resolved to no address");
-    let mut tcp = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last_error = format!("cannot connect to {addr}: {e}"),
-        }
-    }
-    let tcp = tcp.ok_or(last_error)?;
+    let tcp = match proxy.filter(|p| p.applies_to(&host)) {
+        // The tunnel carries the TLS handshake and the WebSocket end to end.
+        Some(proxy) => proxy.tunnel(&host, port, CONNECT_TIMEOUT)?,
+        None => direct(&host, port)?,
+    };
     let _ = tcp.set_nodelay(true);
     tcp.set_read_timeout(Some(CONNECT_TIMEOUT))
         .and_then(|_| tcp.set_write_timeout(Some(WRITE_TIMEOUT)))
@@ -771,6 +801,14 @@ fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
             "handshake timed out after {} s",
             CONNECT_TIMEOUT.as_secs()
         )),
+        Err(HandshakeError::Failure(tungstenite::Error::Http(response)))
+            if response.status().as_u16() == 451 =>
+        {
+            Err(format!(
+                "handshake refused with HTTP 451: {}",
+                crate::binance::REGION_REFUSED
+            ))
+        }
         Err(HandshakeError::Failure(e)) => Err(format!("handshake failed: {e}")),
     }
 }
@@ -816,20 +854,42 @@ mod tests {
         let status = StreamStatus::new();
         assert_eq!(status.state(), StreamState::Disabled);
         status.on_connected(5_000);
-        status.on_message(6_000);
+        status.on_message(6_000, 612);
+        status.on_message(7_000, 3);
         assert!(status.connected());
         assert_eq!(status.last_connected_ms(), Some(5_000));
-        assert_eq!(status.messages_received(), 1);
+        assert_eq!(status.messages_received(), 2);
+        assert_eq!(status.symbol_updates(), 615);
         status.on_disconnected("gone".into());
         assert_eq!(status.connected_since_ms(), None);
         assert_eq!(status.last_error().as_deref(), Some("gone"));
     }
 
     #[test]
+    fn a_451_handshake_names_the_region_and_the_setting() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    b"HTTP/1.1 451 Unavailable For Legal Reasons\r\nContent-Length: 0\r\n\r\n",
+                );
+            }
+        });
+        let err =
+            connect(&format!("ws://127.0.0.1:{port}/market/stream"), None).expect_err("refused");
+        assert!(err.contains(crate::binance::REGION_REFUSED), "{err}");
+        let _ = server.join();
+    }
+
+    #[test]
     fn connect_failures_are_errors_not_panics() {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        assert!(connect("ws://127.0.0.1:1/stream").is_err());
-        assert!(connect("not a url").is_err());
+        assert!(connect("ws://127.0.0.1:1/stream", None).is_err());
+        assert!(connect("not a url", None).is_err());
         // A TLS handshake against a server that hangs up: an error, not a panic.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -839,7 +899,8 @@ mod tests {
                 let _ = s.write_all(b"HTTP/1.1 500 nope\r\n\r\n");
             }
         });
-        let err = connect(&format!("wss://localhost:{port}/market/stream")).expect_err("no TLS");
+        let err =
+            connect(&format!("wss://localhost:{port}/market/stream"), None).expect_err("no TLS");
         assert!(err.contains("handshake"), "{err}");
         let _ = server.join();
     }

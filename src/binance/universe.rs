@@ -5,6 +5,7 @@
 //! no sooner than [`RETRY_FAILED_AFTER`] (or the max age, if shorter), so a
 //! Binance outage does not turn every access into another failing call.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,10 @@ pub struct Universe {
     /// readers that must not wait for a refresh in progress (the dashboard
     /// on an HTTP worker thread) read it with [`Universe::peek`].
     latest: std::sync::RwLock<Option<Arc<Vec<SymbolInfo>>>>,
+    /// Every symbol Binance lists as trading, whatever its contract type
+    /// (quarterlies, TradFi perpetuals, USDC-quoted), from the same
+    /// `exchangeInfo`: what the funding cache keeps and user alerts may watch.
+    listed: std::sync::RwLock<Option<Arc<BTreeSet<String>>>>,
 }
 
 /// What the cache holds.
@@ -54,6 +59,7 @@ impl Universe {
             max_age,
             state: Mutex::new(Cache::default()),
             latest: std::sync::RwLock::new(None),
+            listed: std::sync::RwLock::new(None),
         }
     }
 
@@ -85,6 +91,7 @@ impl Universe {
     /// (liquid_universe fetches it every 5 minutes anyway). An empty universe
     /// is ignored, as in a refresh.
     pub async fn update_from(&self, info: &ExchangeInfo) {
+        self.store_listed(info);
         let list = info.universe();
         if list.is_empty() {
             tracing::warn!(target: "binance", "exchangeInfo without USDT perpetuals ignored");
@@ -100,6 +107,34 @@ impl Universe {
         match self.latest.read() {
             Ok(latest) => latest.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Every symbol trading on Binance (any contract type) as of the last
+    /// good `exchangeInfo`; `None` before one. Never spends Binance weight.
+    pub fn listed(&self) -> Option<Arc<BTreeSet<String>>> {
+        match self.listed.read() {
+            Ok(listed) => listed.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Records the trading symbols of `info` (an answer without any is
+    /// ignored, as a broken one).
+    fn store_listed(&self, info: &ExchangeInfo) {
+        let set: BTreeSet<String> = info
+            .symbols
+            .iter()
+            .filter(|s| s.status == "TRADING")
+            .map(|s| s.symbol.clone())
+            .collect();
+        if set.is_empty() {
+            return;
+        }
+        let set = Some(Arc::new(set));
+        match self.listed.write() {
+            Ok(mut listed) => *listed = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
         }
     }
 
@@ -120,7 +155,9 @@ impl Universe {
     /// One `exchangeInfo`, filtered; an empty universe counts as a failure
     /// (Binance always lists hundreds; empty means a broken answer).
     async fn fetch(&self) -> Result<Vec<SymbolInfo>, BinanceError> {
-        let list = self.rest.universe().await?;
+        let info = self.rest.exchange_info().await?;
+        self.store_listed(&info);
+        let list = info.universe();
         if list.is_empty() {
             return Err(BinanceError::Decode {
                 endpoint: Endpoint::ExchangeInfo,

@@ -6,6 +6,7 @@
 //! exported by hand in a terminal is the one the operator means).
 
 pub mod envfile;
+pub mod legacy;
 pub mod settings;
 pub mod template;
 
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::backend::Kind;
 use settings::Setting;
 
 /// Exit code for configuration errors (`EX_CONFIG`); the unit has
@@ -141,6 +143,18 @@ pub struct BackendConfig {
     pub url: String,
     /// Sent as `X-API-Key` (or `apiKey` on the user-alert routes).
     pub key: Secret,
+    /// The kinds of post this backend receives; `None` is every kind. The
+    /// second backend defaults to volume alerts only, the old deployment's
+    /// scope (a universe post would overwrite its universe, user alerts would
+    /// fire for its users).
+    pub kinds: Option<Vec<Kind>>,
+}
+
+impl BackendConfig {
+    /// Whether this backend receives posts of `kind`.
+    pub fn takes(&self, kind: Kind) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
+    }
 }
 
 /// Telegram settings; every part is optional.
@@ -148,6 +162,11 @@ pub struct BackendConfig {
 pub struct TelegramConfig {
     /// Bot API token.
     pub bot_token: Option<Secret>,
+    /// Whether channels are read through the bot (`getUpdates`). Not when
+    /// the token came only under the old alert bot's name `TELEGRAM_TOKEN`:
+    /// that bot sent alert messages and never read channels, so its
+    /// channels are read from their public previews instead.
+    pub ingest_with_bot: bool,
     /// Channels to ingest (usernames without `@`, or numeric ids).
     pub channels: Vec<String>,
     /// Chat that receives alert messages.
@@ -172,6 +191,9 @@ pub struct BinanceConfig {
     pub weight_ceiling_pct: u32,
     /// Concurrent REST requests.
     pub concurrency: usize,
+    /// HTTP CONNECT proxy for every Binance call (REST and WebSocket), from
+    /// `VOLSPIKE_BINANCE_PROXY` or the conventional `HTTPS_PROXY`/`HTTP_PROXY`.
+    pub proxy: Option<crate::binance::proxy::BinanceProxy>,
 }
 
 /// Funding stream and funding API settings.
@@ -475,15 +497,18 @@ impl Config {
                     name: "primary",
                     url,
                     key,
+                    kinds: None,
                 });
             }
             let dev_url = r.url(&settings::DEV_BACKEND_URL, http_schemes);
             let dev_key = r.raw(&settings::DEV_BACKEND_KEY).map(|(k, _)| Secret(k));
+            let dev_kinds = dev_backend_kinds(&mut r);
             match (dev_url, dev_key) {
                 (Some(url), Some(key)) => backends.push(BackendConfig {
                     name: "dev",
                     url,
                     key,
+                    kinds: dev_kinds,
                 }),
                 (None, None) => {}
                 (Some(_), None) => r.report.problems.push(
@@ -500,8 +525,12 @@ impl Config {
             }
         }
 
+        let bot_token = r.raw(&settings::TELEGRAM_TOKEN);
         let telegram = TelegramConfig {
-            bot_token: r.raw(&settings::TELEGRAM_TOKEN).map(|(t, _)| Secret(t)),
+            bot_token: bot_token.as_ref().map(|(t, _)| Secret(t.clone())),
+            ingest_with_bot: bot_token.as_ref().is_some_and(|(_, origin)| {
+                !matches!(origin, Origin::Env(n) | Origin::File(n, _) if n == legacy::OLD_ALERT_BOT_TOKEN)
+            }),
             channels: r
                 .optional(&settings::TELEGRAM_CHANNELS)
                 .map(|v| split_list(&v))
@@ -523,10 +552,21 @@ impl Config {
                 None => BTreeMap::new(),
             },
         };
+        if telegram.bot_token.is_some()
+            && !telegram.ingest_with_bot
+            && !telegram.channels.is_empty()
+        {
+            r.report.warnings.push(format!(
+                "{} (the old alert bot's name) sends alert messages only{}; it does not read TELEGRAM_CHANNELS: those {} channel(s) are read from their public web previews (private channels cannot be read). To read channels through a bot (it must be a channel admin), set TELEGRAM_BOT_TOKEN",
+                legacy::OLD_ALERT_BOT_TOKEN,
+                if telegram.alert_chat_id.is_some() { " (to TELEGRAM_ALERT_CHAT_ID)" } else { ", and no TELEGRAM_ALERT_CHAT_ID/CHAT_ID is set" },
+                telegram.channels.len()
+            ));
+        }
         let outbox_capacity = r
             .number(&settings::OUTBOX_CAPACITY, (100, 1_000_000))
             .unwrap_or(20_000);
-        let binance = BinanceConfig {
+        let mut binance = BinanceConfig {
             rest_url: r
                 .url(&settings::BINANCE_FAPI_URL, http_schemes)
                 .unwrap_or_default(),
@@ -539,7 +579,31 @@ impl Config {
             concurrency: r
                 .number(&settings::BINANCE_CONCURRENCY, (1, 64))
                 .unwrap_or(8),
+            proxy: None,
         };
+        let explicit = r.raw(&settings::BINANCE_PROXY).map(|(v, _)| v);
+        match crate::binance::proxy::BinanceProxy::resolve(
+            explicit.as_deref(),
+            &sources.env,
+            &binance.rest_url,
+        ) {
+            Ok(Some(proxy)) => {
+                // Said by check-config, since HTTPS_PROXY may come from an
+                // environment the operator did not look at.
+                r.report.warnings.push(format!(
+                    "Binance REST and WebSocket go through the proxy {}{}",
+                    proxy.shown(),
+                    if proxy.applies_to(crate::binance::rest::url_host(&binance.rest_url)) {
+                        ""
+                    } else {
+                        " (but NO_PROXY lists the REST host: reached directly)"
+                    }
+                ));
+                binance.proxy = Some(proxy);
+            }
+            Ok(None) => {}
+            Err(why) => r.report.problems.push(why),
+        }
         if binance.ws_url.ends_with("fstream.binance.com")
             || binance.ws_url.contains("fstream.binance.com/stream")
         {
@@ -610,10 +674,17 @@ impl Config {
             }
         }
         let update_url = r.url(&settings::UPDATE_URL, http_schemes);
-        let disabled_jobs = r
+        let mut disabled_jobs = r
             .optional(&settings::DISABLED_JOBS)
             .map(|v| split_list(&v))
             .unwrap_or_default();
+        match legacy::ws_funding_enabled(sources) {
+            Ok(Some(false)) if !disabled_jobs.iter().any(|j| j == "funding_stream") => {
+                disabled_jobs.push("funding_stream".to_string())
+            }
+            Ok(_) => {}
+            Err(why) => r.report.problems.push(why),
+        }
         for job in &disabled_jobs {
             if !crate::jobs::KNOWN.contains(&job.as_str()) {
                 r.report.problems.push(format!(
@@ -669,6 +740,26 @@ fn open_interest_config(r: &mut Reader<'_>) -> OpenInterestConfig {
         r.number(s, range).map_or(default, Duration::from_secs)
     };
     let pct = |r: &mut Reader<'_>, s: &Setting, default: f64| {
+        // The old poller's fraction-valued name, when ours is not set.
+        if r.raw(s).is_none() {
+            match legacy::old_percent(r.sources, s) {
+                Some(Ok((percent, origin, _))) => match percent.parse::<f64>() {
+                    Ok(p) if (0.01..=1000.0).contains(&p) => return p / 100.0,
+                    _ => {
+                        r.report.problems.push(format!(
+                            "{} ({origin}): {percent} % is out of range (0.01 to 1000)",
+                            s.name()
+                        ));
+                        return default;
+                    }
+                },
+                Some(Err(why)) => {
+                    r.report.problems.push(why);
+                    return default;
+                }
+                None => {}
+            }
+        }
         r.number(s, (0.01, 1000.0)).map_or(default, |p| p / 100.0)
     };
     OpenInterestConfig {
@@ -737,11 +828,42 @@ fn local_state_dir(env: &BTreeMap<String, String>) -> PathBuf {
     std::env::temp_dir().join("volspike")
 }
 
+/// The kinds of post the second backend receives ([`settings::DEV_BACKEND_KINDS`]):
+/// `None` for `all`; an unknown name is a problem and the default is kept.
+fn dev_backend_kinds(r: &mut Reader<'_>) -> Option<Vec<Kind>> {
+    let default = vec![Kind::VolumeAlert];
+    let Some((raw, name)) = r.raw(&settings::DEV_BACKEND_KINDS) else {
+        return Some(default);
+    };
+    let mut kinds = Vec::new();
+    for word in raw.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if word.eq_ignore_ascii_case("all") {
+            return None;
+        }
+        match Kind::ALL.iter().find(|k| k.as_str() == word) {
+            Some(kind) if !kinds.contains(kind) => kinds.push(*kind),
+            Some(_) => {}
+            None => {
+                r.report.problems.push(format!(
+                    "{name}: unknown kind {word:?}; known: all, {}",
+                    Kind::ALL.map(|k| k.as_str()).join(", ")
+                ));
+                return Some(default);
+            }
+        }
+    }
+    if kinds.is_empty() {
+        return Some(default);
+    }
+    Some(kinds)
+}
+
 /// Warns about keys that look like ours but are not in the table: usually a typo
 /// that would otherwise silently leave a setting at its default.
 fn unknown_keys(sources: &Sources, report: &mut Report) {
+    report.warnings.extend(legacy::notes(sources));
     for a in &sources.file {
-        if settings::find(&a.key).is_none() {
+        if settings::find(&a.key).is_none() && !legacy::is_known(&a.key) {
             report.warnings.push(format!(
                 "unknown key {} in env file (line {}): ignored",
                 a.key, a.line
@@ -785,6 +907,13 @@ pub fn effective(sources: &Sources) -> Vec<Effective> {
                 .lookup(s)
                 .filter(|(v, _)| !v.trim().is_empty())
                 .map(|(v, o)| (v, Some(o)))
+                .or_else(|| match legacy::old_percent(sources, s) {
+                    Some(Ok((percent, origin, old))) => Some((
+                        format!("{percent} (from the old fraction {old})"),
+                        Some(origin),
+                    )),
+                    _ => None,
+                })
                 .or_else(|| s.default.map(|d| (d.to_string(), Some(Origin::Default))));
             match found {
                 Some((value, origin)) => Effective {
@@ -951,6 +1080,111 @@ mod tests {
             .problems
             .iter()
             .any(|p| p.contains("TELEGRAM_CATEGORIES")));
+    }
+
+    #[test]
+    fn the_old_pollers_names_are_honoured_and_said_so() {
+        let s = sources(
+            &[],
+            "OI_SPIKE_THRESHOLD_PCT_5MIN=0.04\nOI_SPIKE_THRESHOLD_PCT_60MIN=0.12\nOI_ALERT_COOLDOWN_15MIN=1200\nOI_MIN_DELTA_CONTRACTS=1000\nOI_LOOKBACK_WINDOW_5MIN=300\nWS_FUNDING_ENABLED=true\n",
+        );
+        let (config, report) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        let oi = &config.open_interest;
+        assert!((oi.thresholds[0] - 0.04).abs() < 1e-12, "{oi:?}");
+        assert!((oi.thresholds[1] - 0.05).abs() < 1e-12, "default kept");
+        assert!((oi.thresholds[2] - 0.12).abs() < 1e-12, "{oi:?}");
+        assert_eq!(oi.cooldowns[1], Duration::from_secs(1200));
+        assert_eq!(oi.min_contracts, 1000.0);
+        assert!(config.disabled_jobs.is_empty());
+        let said = report.warnings.join("\n");
+        for needle in [
+            "OI_SPIKE_THRESHOLD_PCT_5MIN=0.04 (the old poller's fraction) is honoured as VOLSPIKE_OI_PCT_5M=4",
+            "OI_ALERT_COOLDOWN_15MIN (the old poller's name) is honoured as VOLSPIKE_OI_COOLDOWN_15M_SECS",
+            "OI_MIN_DELTA_CONTRACTS (the old poller's name) is honoured as VOLSPIKE_OI_MIN_CONTRACTS",
+            "OI_LOOKBACK_WINDOW_5MIN (the old poller's name) is ignored",
+            "WS_FUNDING_ENABLED=true is honoured",
+        ] {
+            assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
+        }
+        assert!(!said.contains("unknown key"), "{said}");
+        // check-config's listing shows the effective percent and its origin.
+        let listing = effective(&s);
+        let pct = listing
+            .iter()
+            .find(|e| e.name == "VOLSPIKE_OI_PCT_5M")
+            .expect("listed");
+        assert_eq!(pct.shown, "4 (from the old fraction 0.04)");
+        assert!(
+            matches!(&pct.origin, Some(Origin::File(n, 1)) if n == "OI_SPIKE_THRESHOLD_PCT_5MIN")
+        );
+        // Our own name wins over the old one.
+        let both = sources(
+            &[("VOLSPIKE_OI_PCT_5M", "2")],
+            "OI_SPIKE_THRESHOLD_PCT_5MIN=0.04\n",
+        );
+        let (config, _) = Config::from_sources(&both, Mode { local: true }).expect("valid");
+        assert!((config.open_interest.thresholds[0] - 0.02).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ws_funding_enabled_false_switches_the_funding_stream_off() {
+        let s = sources(&[], "WS_FUNDING_ENABLED=false\n");
+        let (config, report) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert_eq!(config.disabled_jobs, ["funding_stream"]);
+        assert!(report
+            .warnings
+            .iter()
+            .any(|w| w.contains("honoured as VOLSPIKE_DISABLED_JOBS=funding_stream")));
+        let bad = sources(&[], "WS_FUNDING_ENABLED=perhaps\n");
+        assert!(Config::from_sources(&bad, Mode { local: true }).is_err());
+    }
+
+    #[test]
+    fn the_old_alert_bot_token_never_reads_channels() {
+        let s = sources(
+            &[],
+            "TELEGRAM_TOKEN=123:abc\nCHAT_ID=42\nTELEGRAM_CHANNELS=marketfeed,watcherguru\n",
+        );
+        let (config, report) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert!(config.telegram.bot_token.is_some(), "still the alert bot");
+        assert!(!config.telegram.ingest_with_bot);
+        let said = report.warnings.join("\n");
+        assert!(
+            said.contains("TELEGRAM_TOKEN (the old alert bot's name) sends alert messages only (to TELEGRAM_ALERT_CHAT_ID); it does not read TELEGRAM_CHANNELS: those 2 channel(s) are read from their public web previews"),
+            "{said}"
+        );
+        let s = sources(
+            &[],
+            "TELEGRAM_BOT_TOKEN=123:abc\nTELEGRAM_CHANNELS=marketfeed\n",
+        );
+        let (config, report) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert!(config.telegram.ingest_with_bot);
+        assert!(!report.warnings.iter().any(|w| w.contains("alert bot")));
+    }
+
+    #[test]
+    fn the_second_backend_takes_volume_alerts_only_unless_widened() {
+        let dev = "BACKEND_URL=https://p.example\nALERT_INGEST_API_KEY=k\nVOLSPIKE_API_URL_DEV=https://d.example\nVOLSPIKE_API_KEY_DEV=kd\n";
+        let (config, _) =
+            Config::from_sources(&Sources::from_text(&[], dev), Mode::default()).expect("valid");
+        assert!(config.backends[0].takes(Kind::Universe));
+        assert_eq!(config.backends[1].kinds, Some(vec![Kind::VolumeAlert]));
+        for kind in Kind::ALL {
+            assert_eq!(config.backends[1].takes(kind), kind == Kind::VolumeAlert);
+        }
+        let widened = format!("{dev}VOLSPIKE_DEV_BACKEND_KINDS=volume_alert, oi_alert\n");
+        let (config, _) = Config::from_sources(&Sources::from_text(&[], &widened), Mode::default())
+            .expect("valid");
+        assert_eq!(
+            config.backends[1].kinds,
+            Some(vec![Kind::VolumeAlert, Kind::OiAlert])
+        );
+        let all = format!("{dev}VOLSPIKE_DEV_BACKEND_KINDS=all\n");
+        let (config, _) =
+            Config::from_sources(&Sources::from_text(&[], &all), Mode::default()).expect("valid");
+        assert_eq!(config.backends[1].kinds, None);
+        let typo = format!("{dev}VOLSPIKE_DEV_BACKEND_KINDS=volume\n");
+        assert!(Config::from_sources(&Sources::from_text(&[], &typo), Mode::default()).is_err());
     }
 
     #[test]

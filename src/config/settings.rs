@@ -56,6 +56,13 @@ pub const DEV_BACKEND_URL: Setting = setting!(
 /// Second backend key.
 pub const DEV_BACKEND_KEY: Setting =
     setting!(["VOLSPIKE_API_KEY_DEV"], None, true, "second backend key");
+/// Which kinds of post go to the second backend.
+pub const DEV_BACKEND_KINDS: Setting = setting!(
+    ["VOLSPIKE_DEV_BACKEND_KINDS"],
+    Some("volume_alert"),
+    false,
+    "kinds of post the second backend receives, comma-separated (volume_alert, oi_alert, oi_samples, universe, user_alert_trigger, user_alert_checked, telegram) or `all`; user alerts are only checked on a backend that takes user_alert_trigger"
+);
 /// Telegram bot token.
 pub const TELEGRAM_TOKEN: Setting = setting!(
     ["TELEGRAM_BOT_TOKEN", "TELEGRAM_TOKEN"],
@@ -105,6 +112,13 @@ pub const BINANCE_FAPI_URL: Setting = setting!(
     false,
     "Binance USDⓈ-M REST base URL"
 );
+/// HTTP CONNECT proxy for every Binance call.
+pub const BINANCE_PROXY: Setting = setting!(
+    ["VOLSPIKE_BINANCE_PROXY"],
+    None,
+    true,
+    "http://[user:password@]host:port of a CONNECT proxy for every Binance call, REST and WebSocket (Binance answers 451 to some regions, the US among them); default: HTTPS_PROXY / HTTP_PROXY, minus NO_PROXY hosts"
+);
 /// Binance futures WebSocket base URL.
 pub const BINANCE_WS_URL: Setting = setting!(
     ["BINANCE_WS_URL"],
@@ -127,9 +141,10 @@ pub const WS_SILENCE_SECS: Setting = setting!(
     "seconds without a data message before the WebSocket is treated as dead and reconnected (1-600)"
 );
 /// Share of Binance's 2400/min weight limit the appliance may use. 40 %:
-/// the minute holding a 600-symbol volume sweep plus the open-interest polls
-/// would reach 41 % at 50 %; at 40 % the governor holds back the last few OI
-/// reads of that minute by at most 30 s (measured with `bench/run.sh`).
+/// the minute holding a 600-symbol volume sweep, liquid_universe and two
+/// open-interest polls of 200 symbols asks about 1,040 of the 960; the sweep
+/// yields to the polls (its tail waits for the next minute), so no poll is
+/// held (measured in tests/binance_budget.rs).
 pub const WEIGHT_CEILING_PCT: Setting = setting!(
     ["VOLSPIKE_WEIGHT_CEILING_PCT"],
     Some("40"),
@@ -194,7 +209,7 @@ pub const OI_POLL_SECS: Setting = setting!(
 );
 /// open_interest: minimum |current − baseline| in contracts for an alert.
 pub const OI_MIN_CONTRACTS: Setting = setting!(
-    ["VOLSPIKE_OI_MIN_CONTRACTS"],
+    ["VOLSPIKE_OI_MIN_CONTRACTS", "OI_MIN_DELTA_CONTRACTS"],
     Some("5000"),
     false,
     "open_interest: an alert also needs |current - baseline| of at least this many contracts (0-1000000000)"
@@ -222,21 +237,21 @@ pub const OI_PCT_1H: Setting = setting!(
 );
 /// open_interest: 5-minute cooldown.
 pub const OI_COOLDOWN_5M_SECS: Setting = setting!(
-    ["VOLSPIKE_OI_COOLDOWN_5M_SECS"],
+    ["VOLSPIKE_OI_COOLDOWN_5M_SECS", "OI_ALERT_COOLDOWN_5MIN"],
     Some("600"),
     false,
     "open_interest: seconds without a second 5-minute alert in the same direction per symbol (0-86400)"
 );
 /// open_interest: 15-minute cooldown.
 pub const OI_COOLDOWN_15M_SECS: Setting = setting!(
-    ["VOLSPIKE_OI_COOLDOWN_15M_SECS"],
+    ["VOLSPIKE_OI_COOLDOWN_15M_SECS", "OI_ALERT_COOLDOWN_15MIN"],
     Some("900"),
     false,
     "open_interest: seconds without a second 15-minute alert in the same direction per symbol (0-86400)"
 );
 /// open_interest: 1-hour cooldown.
 pub const OI_COOLDOWN_1H_SECS: Setting = setting!(
-    ["VOLSPIKE_OI_COOLDOWN_1H_SECS"],
+    ["VOLSPIKE_OI_COOLDOWN_1H_SECS", "OI_ALERT_COOLDOWN_60MIN"],
     Some("3600"),
     false,
     "open_interest: seconds without a second 1-hour alert in the same direction per symbol (0-86400)"
@@ -312,12 +327,22 @@ pub const HEALTH_MIN_SYMBOLS: Setting = setting!(
     "funding_health: fewer symbols with funding than this is unhealthy"
 );
 
+/// Settings that also take the old OI poller's name for the same meaning
+/// and unit (the `OI_*` names among their `names`).
+pub const OLD_POLLER_RENAMES: &[&Setting] = &[
+    &OI_MIN_CONTRACTS,
+    &OI_COOLDOWN_5M_SECS,
+    &OI_COOLDOWN_15M_SECS,
+    &OI_COOLDOWN_1H_SECS,
+];
+
 /// Every setting, in the order `check-config` prints them.
 pub const ALL: &[&Setting] = &[
     &BACKEND_URL,
     &BACKEND_KEY,
     &DEV_BACKEND_URL,
     &DEV_BACKEND_KEY,
+    &DEV_BACKEND_KINDS,
     &TELEGRAM_TOKEN,
     &TELEGRAM_CHANNELS,
     &TELEGRAM_CHAT,
@@ -326,6 +351,7 @@ pub const ALL: &[&Setting] = &[
     &TELEGRAM_CATEGORIES,
     &BINANCE_FAPI_URL,
     &BINANCE_WS_URL,
+    &BINANCE_PROXY,
     &FUNDING_STALE_SECS,
     &WS_SILENCE_SECS,
     &WEIGHT_CEILING_PCT,

@@ -29,7 +29,7 @@ use super::Reply;
 use crate::binance::cache::{FundingCache, Snapshot};
 use crate::binance::frames::valid_symbol;
 use crate::binance::stream::{StreamState, StreamStatus};
-use crate::clock::{from_unix_ms, iso, unix_ms};
+use crate::clock::unix_ms;
 
 /// Most symbols one batch request may name (Binance lists about 700).
 pub const MAX_BATCH: usize = 1000;
@@ -70,11 +70,14 @@ pub struct FundingHealth {
     pub websocket_connected: bool,
     /// Symbols with funding data.
     pub symbol_count: usize,
-    /// Seconds since the appliance started.
-    pub uptime_seconds: u64,
-    /// ISO time the last connection opened, `null` when never.
-    pub last_connected_time: Option<String>,
-    /// Data frames received since start.
+    /// Seconds since the appliance started, with milliseconds (a float, as
+    /// the old daemon's).
+    pub uptime_seconds: f64,
+    /// When the last connection opened, epoch seconds as a float (the old
+    /// daemon's `time.time()`); `null` when never.
+    pub last_connected_time: Option<f64>,
+    /// Symbol updates received since start (the old daemon counted one per
+    /// symbol in each frame, not frames).
     pub messages_received: u64,
     /// Connection attempts after the first.
     pub reconnect_attempts: u64,
@@ -111,14 +114,14 @@ fn overall(api: &FundingApi, snap: &Snapshot, now_ms: u64) -> Overall {
 fn unavailable(api: &FundingApi, o: &Overall) -> Option<Reply> {
     match o {
         Overall::Fresh => None,
-        Overall::NoData => Some(Reply::error(
+        Overall::NoData => Some(fail(
             503,
             &format!(
                 "no funding data yet (stream {})",
                 state_word(api.stream.state())
             ),
         )),
-        Overall::Stale(age) => Some(Reply::error(
+        Overall::Stale(age) => Some(fail(
             503,
             &format!(
                 "funding data is stale: newest update {age:.1} s old (limit {} s); stream {}",
@@ -139,6 +142,18 @@ fn state_word(s: StreamState) -> &'static str {
     }
 }
 
+/// An error reply in the old funding API's shape (FastAPI's
+/// `HTTPException`): `{"detail":{"error":"…"}}`, on every `/funding` route
+/// so a client of the old server reads errors the way it always did.
+fn fail(status: u16, message: &str) -> Reply {
+    let body = serde_json::json!({ "detail": { "error": message } }).to_string();
+    Reply {
+        status,
+        content_type: "application/json",
+        body: body.into_bytes().into(),
+    }
+}
+
 /// Routes a path under `/funding`; `query` is the raw query string.
 pub fn route(api: &FundingApi, path: &str, query: &str, now: SystemTime) -> Reply {
     let now_ms = unix_ms(now);
@@ -148,7 +163,7 @@ pub fn route(api: &FundingApi, path: &str, query: &str, now: SystemTime) -> Repl
         "/funding/batch" => batch(api, query, now_ms),
         other => match other.strip_prefix("/funding/") {
             Some(segment) if !segment.contains('/') => one(api, segment, now_ms),
-            _ => Reply::error(404, "no such route"),
+            _ => fail(404, "no such route"),
         },
     }
 }
@@ -170,20 +185,28 @@ pub fn all(api: &FundingApi, now_ms: u64) -> Reply {
 pub fn one(api: &FundingApi, raw: &str, now_ms: u64) -> Reply {
     let symbol = match normalize(raw, false) {
         Ok(symbol) => symbol,
-        Err(why) => return Reply::error(400, &why),
+        Err(why) => return fail(400, &why),
     };
     let snap = api.cache.snapshot(now_ms);
     let o = overall(api, &snap, now_ms);
     let Some(entry) = snap.by_symbol.get(&symbol) else {
         // With no data at all, "unknown" would be a lie: say why instead.
         if let Overall::NoData = o {
-            return unavailable(api, &o).unwrap_or_else(|| Reply::error(503, "no data"));
+            return unavailable(api, &o).unwrap_or_else(|| fail(503, "no data"));
         }
-        return Reply::error(404, &format!("unknown symbol {symbol}"));
+        return fail(404, &format!("unknown symbol {symbol}"));
     };
+    // A contract without funding (a quarterly such as BTCUSDT_261225) has
+    // nothing this route is for: the old server answered 404, not nulls.
+    if !entry.has_funding_rate {
+        return fail(
+            404,
+            &format!("no funding rate for {symbol}: the contract has none"),
+        );
+    }
     let age = entry.age_seconds(now_ms);
     if age > api.stale_after.as_secs_f64() {
-        return Reply::error(
+        return fail(
             503,
             &format!(
                 "funding data for {symbol} is stale: {age:.1} s old (limit {} s)",
@@ -203,17 +226,17 @@ pub fn one(api: &FundingApi, raw: &str, now_ms: u64) -> Reply {
 /// `GET /funding/batch?symbols=A,B`.
 pub fn batch(api: &FundingApi, query: &str, now_ms: u64) -> Reply {
     if query.len() > MAX_QUERY {
-        return Reply::error(400, &format!("query too long (limit {MAX_QUERY} bytes)"));
+        return fail(400, &format!("query too long (limit {MAX_QUERY} bytes)"));
     }
     let Some(raw) = query
         .split('&')
         .find_map(|pair| pair.strip_prefix("symbols="))
     else {
-        return Reply::error(400, "missing query parameter symbols=A,B");
+        return fail(400, "missing query parameter symbols=A,B");
     };
     let decoded = match percent_decode(raw, true).map(String::from_utf8) {
         Ok(Ok(s)) => s,
-        _ => return Reply::error(400, "symbols: invalid percent-encoding or UTF-8"),
+        _ => return fail(400, "symbols: invalid percent-encoding or UTF-8"),
     };
     let mut symbols: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -225,21 +248,21 @@ pub fn batch(api: &FundingApi, query: &str, now_ms: u64) -> Reply {
         .enumerate()
     {
         if listed >= MAX_BATCH {
-            return Reply::error(
+            return fail(
                 400,
                 &format!("too many symbols (limit {MAX_BATCH} per request)"),
             );
         }
         let symbol = match normalize(part, true) {
             Ok(s) => s,
-            Err(why) => return Reply::error(400, &why),
+            Err(why) => return fail(400, &why),
         };
         if seen.insert(symbol.clone()) {
             symbols.push(symbol);
         }
     }
     if symbols.is_empty() {
-        return Reply::error(400, "symbols is empty; expected symbols=A,B");
+        return fail(400, "symbols is empty; expected symbols=A,B");
     }
     let snap = api.cache.snapshot(now_ms);
     if let Some(reply) = unavailable(api, &overall(api, &snap, now_ms)) {
@@ -301,12 +324,9 @@ pub fn health_body(api: &FundingApi, now: SystemTime) -> FundingHealth {
         status,
         websocket_connected: connected,
         symbol_count: api.cache.funding_len(),
-        uptime_seconds: api.stream.uptime().as_secs(),
-        last_connected_time: api
-            .stream
-            .last_connected_ms()
-            .map(|ms| iso(from_unix_ms(ms))),
-        messages_received: api.stream.messages_received(),
+        uptime_seconds: secs(api.stream.uptime()),
+        last_connected_time: api.stream.last_connected_ms().map(|ms| ms as f64 / 1000.0),
+        messages_received: api.stream.symbol_updates(),
         reconnect_attempts: api.stream.reconnect_attempts(),
         oldest_data_age_seconds: api.cache.oldest_age(now).map(secs),
         newest_data_age_seconds: newest.map(secs),
@@ -375,6 +395,7 @@ fn normalize(raw: &str, decoded: bool) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::binance::frames::{self, Frame};
+    use crate::clock::from_unix_ms;
 
     const T0: u64 = 1_700_000_000_000;
 
@@ -422,14 +443,18 @@ mod tests {
             assert_eq!(v["indexPrice"], 11784.62659091);
             assert_eq!(v["fundingRate"], 0.00038167);
             assert_eq!(v["nextFundingTime"], 1562306400000u64);
-            assert_eq!(v["updatedAt"], T0);
+            assert_eq!(v["updatedAt"], T0 as f64 / 1000.0, "epoch seconds");
+            assert!(v["updatedAt"].is_f64());
             assert_eq!(v["ageSeconds"], 2.5);
             let keys: Vec<_> = v.as_object().expect("object").keys().cloned().collect();
             assert_eq!(keys.len(), 7);
         }
-        let q = json(&route(&api, "/funding/btcusdt_260925", "", at(T0)));
-        assert!(q["fundingRate"].is_null());
-        assert!(q["nextFundingTime"].is_null());
+        // A quarterly has no funding: 404 as the old server, not nulls.
+        let q = route(&api, "/funding/btcusdt_260925", "", at(T0));
+        assert_eq!(q.status, 404);
+        assert!(json(&q)["detail"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("BTCUSDT_260925")));
     }
 
     #[test]
@@ -445,7 +470,7 @@ mod tests {
         let later = at(T0 + 181_000);
         let stale = route(&api, "/funding/BTCUSDT", "", later);
         assert_eq!(stale.status, 503);
-        assert!(json(&stale)["error"]
+        assert!(json(&stale)["detail"]["error"]
             .as_str()
             .is_some_and(|e| e.contains("stale")));
         assert_eq!(route(&api, "/funding/ETHUSDT", "", later).status, 200);
@@ -525,7 +550,7 @@ mod tests {
                 "{path}?{}",
                 &query[..query.len().min(40)]
             );
-            assert!(json(&reply)["error"].is_string());
+            assert!(json(&reply)["detail"]["error"].is_string());
         }
         assert_eq!(route(&api, "/funding/a/b", "", at(T0)).status, 404);
     }
@@ -553,5 +578,9 @@ mod tests {
         assert_eq!(v["status"], "disabled");
         assert_eq!(v["symbolCount"], 3);
         assert_eq!(v["newestDataAgeSeconds"], 1.0);
+        // The old daemon's types: floats in seconds, never connected = null.
+        assert!(v["uptimeSeconds"].is_f64(), "{v}");
+        assert!(v["lastConnectedTime"].is_null());
+        assert!(v["messagesReceived"].is_u64());
     }
 }

@@ -5,14 +5,20 @@
 //! mark price and funding rate against REST `premiumIndex`. A failed check
 //! fails the tick, so it shows in `/health` (503) and the log; restarting
 //! anything is the watchdog's job, not this check's.
+//!
+//! Before judging, symbols Binance no longer lists (a delisting, an expired
+//! quarterly) are evicted once silent past the stale limit, and any symbol
+//! silent for [`EVICT_SILENT_AFTER`]; staleness is judged on listed symbols
+//! only, so a delisting cannot hold `/health` at 503 until a restart.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::services::Services;
 use super::{Job, Schedule};
 use crate::binance::cache::FundingCache;
 use crate::binance::stream::StreamStatus;
-use crate::binance::BinanceRest;
+use crate::binance::{BinanceRest, Universe};
 use crate::clock::unix_ms;
 
 /// The symbol compared with REST.
@@ -23,6 +29,9 @@ const MARK_TOLERANCE: f64 = 0.001;
 const FUNDING_TOLERANCE: f64 = 1e-7;
 /// A message must have arrived within this.
 const MESSAGE_WITHIN: Duration = Duration::from_secs(60);
+/// A symbol silent this long leaves the cache even when Binance still lists
+/// it (or the listing is unknown): it is not coming back on this connection.
+pub const EVICT_SILENT_AFTER: Duration = Duration::from_secs(3600);
 
 /// What the checks need to know, read at one instant.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +107,8 @@ pub struct FundingHealth {
     cache: FundingCache,
     /// The stream's counters.
     stream: StreamStatus,
+    /// Binance's listing: which symbols are judged, and which are evicted.
+    universe: Arc<Universe>,
     /// REST for the cross-check.
     rest: BinanceRest,
     /// Thresholds.
@@ -112,6 +123,7 @@ impl FundingHealth {
         FundingHealth {
             cache: services.funding.cache.clone(),
             stream: services.funding.stream.clone(),
+            universe: services.universe.clone(),
             rest: services.rest.clone(),
             limits: Limits {
                 min_symbols,
@@ -150,9 +162,31 @@ impl Job for FundingHealth {
     async fn tick(&mut self, now: SystemTime) -> anyhow::Result<String> {
         // Ages against the real clock: the cache stamps entries with it.
         let real_now = SystemTime::now();
+        // The listing as of the last good exchangeInfo (refreshed hourly at
+        // most, and by liquid_universe every 5 minutes); without one, only
+        // silence evicts and every symbol is judged.
+        if let Err(e) = self.universe.symbols().await {
+            tracing::warn!("no Binance listing yet; judging every cached symbol: {e}");
+        }
+        let listed = self.universe.listed();
+        let evicted = self.cache.evict(
+            listed.as_deref(),
+            self.limits.stale_after,
+            EVICT_SILENT_AFTER,
+            real_now,
+        );
+        if !evicted.is_empty() {
+            tracing::info!(
+                "funding cache: evicted {} symbols no longer listed (silent > {} s) or silent > {} s: {}",
+                evicted.len(),
+                self.limits.stale_after.as_secs(),
+                EVICT_SILENT_AFTER.as_secs(),
+                evicted.join(", ")
+            );
+        }
         let obs = Observation {
             symbols: self.cache.funding_len(),
-            oldest_age: self.cache.oldest_age(real_now),
+            oldest_age: self.cache.oldest_listed_age(listed.as_deref(), real_now),
             since_last_message: self
                 .stream
                 .last_message_ms()
@@ -169,10 +203,15 @@ impl Job for FundingHealth {
             checked_rest = true;
         }
         let summary = format!(
-            "{} symbols, oldest {} s, last message {} s ago{}",
+            "{} symbols, oldest listed {} s, last message {} s ago{}{}",
             obs.symbols,
             obs.oldest_age.map_or(0, |a| a.as_secs()),
             obs.since_last_message.map_or(-1, |a| a.as_secs() as i64),
+            if evicted.is_empty() {
+                String::new()
+            } else {
+                format!(", {} delisted or silent symbols evicted", evicted.len())
+            },
             if checked_rest {
                 ", BTCUSDT matches REST"
             } else {

@@ -49,11 +49,12 @@ impl Services {
             f64::from(config.binance.weight_ceiling_pct) / 100.0,
             Duration::from_secs(60),
         )));
-        let rest = BinanceRest::new(
+        let rest = BinanceRest::with_proxy(
             &config.binance.rest_url,
             governor.clone(),
             config.binance.concurrency,
             crate::binance::rest::DEFAULT_TIMEOUT,
+            config.binance.proxy.as_ref(),
         )
         .map_err(|e| anyhow::anyhow!("BINANCE_FAPI_URL: {e}"))?;
         let universe = Arc::new(Universe::new(

@@ -146,6 +146,7 @@ impl TelegramJob {
             bot: config
                 .bot_token
                 .as_ref()
+                .filter(|_| config.ingest_with_bot)
                 .map(|token| BotApi::new(&config.api_url, token.clone())),
             bot_id: None,
             preview: PreviewClient::new(&config.preview_url),

@@ -286,3 +286,34 @@ fn status_serializes_for_health() {
     assert_eq!(json["used_in_window"], 0);
     assert!(json["paused_until"].is_null());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_yielding_burst_leaves_the_reservation_to_regular_callers() {
+    let g = governor(60_000, 960);
+    g.reserve(400);
+    // 960 − 400 reserved − 96 headroom.
+    assert_eq!(g.yielding_cap(), 464);
+    let mut burst = JoinSet::new();
+    for _ in 0..600 {
+        let g = Arc::clone(&g);
+        burst.spawn(async move { g.acquire_yielding(1).await.window_index() });
+    }
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    let status = g.status();
+    assert_eq!(status.yielding_used_in_window, 464);
+    assert_eq!(status.reserved_per_window, 400);
+    // A regular caller is not held behind the waiting burst.
+    let regular = g.acquire(400).await;
+    let first = regular.window_index();
+    let mut windows = BTreeMap::new();
+    while let Some(w) = burst.join_next().await {
+        *windows.entry(w.expect("task")).or_insert(0) += 1;
+    }
+    assert_eq!(windows.get(&first), Some(&464));
+    assert_eq!(windows.get(&(first + 1)), Some(&136));
+    // A reservation larger than the ceiling slows a burst but never stops it.
+    g.reserve(5_000);
+    assert_eq!(g.yielding_cap(), 240);
+}

@@ -339,6 +339,12 @@ fn websocket(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
             age.as_secs_f64(),
         );
     }
+    e.single(
+        "volspike_funding_evicted_symbols_total",
+        Kind::Counter,
+        "Symbols dropped from the funding cache: no longer listed by Binance (once silent past the stale limit) or silent for an hour.",
+        cache.evicted_total() as f64,
+    );
     if let Some(age) = cache.newest_age(now) {
         e.single(
             "volspike_funding_newest_data_age_seconds",
@@ -370,6 +376,18 @@ fn binance(e: &mut Encoder, ctx: &HttpContext) {
         Kind::Gauge,
         "Binance's weight limit per window.",
         f64::from(status.limit),
+    );
+    e.single(
+        "volspike_binance_weight_reserved",
+        Kind::Gauge,
+        "Weight per window reserved for open_interest's polls; the volume sweep leaves it free.",
+        f64::from(status.reserved_per_window),
+    );
+    e.single(
+        "volspike_binance_weight_sweep_cap",
+        Kind::Gauge,
+        "Most weight the volume sweep may take per window; the rest of it waits for the next window.",
+        f64::from(status.yielding_cap),
     );
     e.single(
         "volspike_binance_weight_queued",

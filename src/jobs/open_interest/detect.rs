@@ -6,6 +6,9 @@
 //! timeframe's percentage AND at least 5,000 contracts. An alert fires only
 //! when a (symbol, timeframe) goes from inside to outside, and not while the
 //! (symbol, direction, timeframe) is cooling down after its last alert.
+//! While it cools down the (symbol, timeframe) counts as still inside (the
+//! old poller's rule), so a move that is outside when the cooldown ends
+//! fires at that poll.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -158,14 +161,14 @@ pub fn evaluate(
         let Some(target) = now.ts_ms.checked_sub(tf.lookback_ms) else {
             continue;
         };
-        let Some(base) = history.closest(target, tf.tolerance_ms) else {
-            // No baseline yet (just started, or a gap): no opinion, and the
-            // transition state is left as it was.
+        let usable = history
+            .closest(target, tf.tolerance_ms)
+            .filter(|b| b.contracts > 0.0);
+        let Some(base) = usable else {
+            // No baseline (just started, or a gap): inside, as the old poller.
+            state.outside.insert(tf.label.to_string(), false);
             continue;
         };
-        if base.contracts <= 0.0 {
-            continue;
-        }
         let abs_change = now.contracts - base.contracts;
         let pct_change = abs_change / base.contracts;
         let outside = pct_change.abs() >= tf.threshold && abs_change.abs() >= tf.min_abs_contracts;
@@ -187,6 +190,10 @@ pub fn evaluate(
             .get(&key)
             .is_some_and(|last| now.ts_ms < last + tf.cooldown_ms);
         if cooling {
+            // As the old poller: a cooling (symbol, timeframe) still counts
+            // as inside, so a move that is still outside when the cooldown
+            // ends fires then instead of waiting for a return and a new exit.
+            state.outside.insert(tf.label.to_string(), false);
             continue;
         }
         state.last_fired_ms.insert(key, now.ts_ms);
@@ -294,6 +301,36 @@ mod tests {
         assert_eq!(ups.first().map(|(s, _)| *s), Some(300));
         // The second UP crossing at 720 s is 420 s after the first: cooling down.
         assert!(ups.iter().all(|(s, _)| *s == 300 || *s >= 900), "{fired:?}");
+    }
+
+    #[test]
+    fn a_move_that_starts_during_the_cooldown_fires_when_it_ends() {
+        // The old poller's rule: fires at 300 s (+5%), falls back inside at
+        // 420 s, ramps out again at 600 s while the UP cooldown (600 s) still
+        // runs, and stays out. The ramp fires at 900 s, the first poll after
+        // the cooldown, without first returning inside.
+        let mut history = History::default();
+        let mut state = AlertState::default();
+        let tf = [TIMEFRAMES[0]];
+        let mut fired = Vec::new();
+        for i in 0..=50u64 {
+            let secs = i * 30;
+            let level: f64 = match secs {
+                0..=299 => 200_000.0,
+                300..=419 => 210_000.0,
+                420..=599 => 200_000.0,
+                // A steady ramp: +3.5% over every 5 minutes, always outside.
+                _ => 200_000.0 * (1.0 + 0.035 * (secs - 570) as f64 / 300.0),
+            };
+            let now = sample(secs, level, 100.0);
+            history.push(now);
+            for a in evaluate(&history, &mut state, now, &tf) {
+                if a.direction == Direction::Up {
+                    fired.push(secs);
+                }
+            }
+        }
+        assert_eq!(fired, vec![300, 900], "{state:?}");
     }
 
     #[test]

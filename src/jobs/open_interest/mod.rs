@@ -22,7 +22,7 @@ pub mod detect;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,11 @@ const PRICES_WEIGHT: u32 = 2;
 /// A tick this close to the stretched due time polls: the scheduler hands
 /// over the due time, not the wall clock, so exact multiples are the norm.
 const DUE_SLACK: Duration = Duration::from_secs(1);
+
+/// Symbols whose open interest is sampled but never alerted on, as the old
+/// poller: USDCUSDT is a stablecoin pair whose open interest swings with
+/// funding arbitrage, not with a market move.
+pub const NEVER_ALERTS: [&str; 1] = ["USDCUSDT"];
 
 /// The job's thresholds and timing; [`OpenInterestConfig`] turned into rules.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,6 +221,12 @@ impl OpenInterest {
         let needed_ms = (needed.as_secs_f64() * 1000.0).round() as u64;
         let needed = Duration::from_secs(needed_ms.div_ceil(1000));
         let interval = base.max(needed);
+        // Keep this job's weight free of the volume sweep's burst: the sweep
+        // yields whatever of a window the polls due in it need.
+        let window = self.governor.config().window.as_secs_f64();
+        let polls_per_window = (window / interval.as_secs_f64().max(1.0)).ceil();
+        self.governor
+            .reserve((f64::from(per_poll) * polls_per_window).min(f64::from(u32::MAX)) as u32);
         if interval != self.logged_interval {
             let per_minute = f64::from(per_poll) * 60.0 / base.as_secs_f64().max(1.0);
             let budget = self.governor.ceiling_per_minute() * self.settings.weight_share;
@@ -291,6 +302,9 @@ impl OpenInterest {
     ) {
         let memory = self.symbols.entry(symbol.to_string()).or_default();
         memory.history.push(sample);
+        if NEVER_ALERTS.contains(&symbol) {
+            return;
+        }
         let before = memory.alerts.clone();
         let alerts = detect::evaluate(&memory.history, &mut memory.alerts, sample, timeframes);
         if alerts.is_empty() {
@@ -468,6 +482,9 @@ impl Job for OpenInterest {
             }
         }
         self.last_poll = Some(now);
+        // The governor may hold the reads (a busy minute): samples carry the
+        // time they were read, the due time plus however long that took.
+        let started = Instant::now();
 
         let names: Vec<String> = liquid.keys().cloned().collect();
         let mut tally = Tally {
@@ -480,6 +497,7 @@ impl Job for OpenInterest {
                 rest.open_interest(&symbol).await
             })
             .await;
+        let read_at = now + started.elapsed();
         let mut read = Vec::with_capacity(results.len());
         let mut first_error = None;
         for (symbol, result) in results {
@@ -537,14 +555,14 @@ impl Job for OpenInterest {
 
         // Alerts first (they matter more than samples), then state, then samples.
         let timeframes = self.timeframes_for(interval);
-        let now_ms = unix_ms(now);
+        let now_ms = unix_ms(read_at);
         for ((symbol, contracts), mark_price) in read.iter().zip(&marks) {
             let sample = Sample {
                 ts_ms: now_ms,
                 contracts: *contracts,
                 mark_price: *mark_price,
             };
-            self.alert(symbol, sample, &timeframes, now, &mut tally)
+            self.alert(symbol, sample, &timeframes, read_at, &mut tally)
                 .await;
         }
         self.prune(now_ms);
@@ -560,7 +578,7 @@ impl Job for OpenInterest {
                 mark_price,
             })
             .collect();
-        for chunk in OiSamples::chunks(samples, &iso(now), OiSamples::REALTIME) {
+        for chunk in OiSamples::chunks(samples, &iso(read_at), OiSamples::REALTIME) {
             let n = chunk.data.len();
             match self.outbox.enqueue(Post::oi_samples(&chunk)).await {
                 Ok(_) => tally.samples += n,

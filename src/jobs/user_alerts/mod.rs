@@ -45,7 +45,7 @@ use serde_json::Value;
 use self::cross::{crossed, Cross};
 use super::services::Services;
 use super::{Job, Schedule};
-use crate::backend::{Auth, BackendClient, Outbox, Post, UserAlertChecked, UserAlertTrigger};
+use crate::backend::{Auth, BackendClient, Kind, Outbox, Post, UserAlertChecked, UserAlertTrigger};
 use crate::binance::cache::FundingCache;
 use crate::binance::{BinanceRest, Universe};
 use crate::clock::{floor, unix_ms};
@@ -264,7 +264,7 @@ pub struct UserAlerts {
     outbox: Outbox,
     /// REST fallbacks and open interest.
     rest: BinanceRest,
-    /// The universe, to skip symbols Binance does not list.
+    /// Binance's listing, to skip symbols it does not list as trading.
     universe: Arc<Universe>,
     /// Last prices, marks and funding rates from the stream.
     cache: FundingCache,
@@ -294,8 +294,10 @@ impl UserAlerts {
         stale_after: Duration,
         settings: UserAlertsConfig,
     ) -> Option<UserAlerts> {
+        // Only backends that take user-alert triggers are checked: the old
+        // deployment never polled the second backend's alerts.
         let backends: Vec<(&'static str, BackendClient)> = outbox
-            .backend_names()
+            .backends_taking(Kind::UserAlertTrigger)
             .into_iter()
             .filter_map(|name| outbox.client(name).map(|c| (name, c)))
             .collect();
@@ -606,9 +608,14 @@ impl Job for UserAlerts {
             self.last_free = Some(now);
         }
 
-        // 2. Symbols Binance lists; unknown ones are skipped with a warning.
+        // 2. Symbols Binance lists as trading, whatever the contract type (a
+        //    TradFi perpetual such as XAUUSDT too, as the old checker read any
+        //    symbol over REST); unknown ones are skipped with a warning.
         let listed: Option<HashSet<String>> = match self.universe.symbols().await {
-            Ok(list) => Some(list.iter().map(|s| s.symbol.clone()).collect()),
+            Ok(list) => Some(match self.universe.listed() {
+                Some(listed) => listed.iter().cloned().collect(),
+                None => list.iter().map(|s| s.symbol.clone()).collect(),
+            }),
             Err(e) => {
                 tracing::warn!("universe unavailable; checking every user alert's symbol against Binance directly: {e}");
                 None
@@ -631,7 +638,7 @@ impl Job for UserAlerts {
             if self.warned_unknown.insert(symbol.clone()) {
                 tracing::warn!(
                     symbol = %symbol,
-                    "{n} user alert(s) skipped: {symbol} is not a trading USDT perpetual (warned once)"
+                    "{n} user alert(s) skipped: Binance lists no trading {symbol} (warned once)"
                 );
             }
         }

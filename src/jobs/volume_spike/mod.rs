@@ -140,7 +140,9 @@ impl VolumeSpike {
             asset: asset.to_string(),
             current_volume: current.quote_volume,
             previous_volume: previous.quote_volume,
-            volume_ratio: (ratio * 100.0).round() / 100.0,
+            // Full precision as the old script sent (the backend stores what
+            // it gets); the message keeps two decimals.
+            volume_ratio: ratio,
             price: Some(current.close),
             funding_rate: Some(self.funding.funding_rate(symbol).unwrap_or(0.0)),
             candle_direction: Some(detect::direction(current)),
@@ -199,8 +201,12 @@ impl Job for VolumeSpike {
             .iter()
             .map(|s| (s.symbol.clone(), s.base_asset.clone()))
             .collect();
+        // The sweep yields to the open-interest polls: what does not fit in
+        // this weight window beside them waits for the next one (about a
+        // minute for the last ~100 of 600 symbols) instead of holding a poll.
         let results = self
             .rest
+            .yielding()
             .for_each_symbol(
                 assets.keys().cloned().collect::<Vec<_>>(),
                 move |rest, symbol| async move { rest.klines(&symbol, "1h", limit).await },

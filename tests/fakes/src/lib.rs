@@ -11,11 +11,13 @@
 //!   `spec/backend.md` and answers them with the documented defaults.
 //! * [`FakeTelegram`] answers the Bot API methods volspike calls and serves
 //!   public channel preview pages from fixture HTML.
+//! * [`FakeProxy`] is an HTTP CONNECT proxy that records every tunnel.
 
 mod backend;
 mod binance;
 mod http_server;
 mod http_util;
+mod proxy;
 mod sync;
 mod tcp_server;
 mod telegram;
@@ -26,4 +28,5 @@ pub use binance::market::{
 };
 pub use binance::tape::{Change, TapeHandle, TapeStep};
 pub use binance::{FakeBinance, RestRequest, DEFAULT_WEIGHT_LIMIT, STATS_PATH};
+pub use proxy::FakeProxy;
 pub use telegram::{FakeTelegram, SentMessage, TelegramRequest, FAKE_BOT_ID};
