@@ -258,8 +258,9 @@ async fn supervise(
     let board = StatusBoard::default();
     let (trigger, shutdown) = shutdown::channel();
 
-    let http = HttpServer::bind(config.http_addr)?;
+    let http = HttpServer::bind(config.http_addr, HTTP_WORKERS)?;
     let http_addr = http.local_addr();
+    let http_stats = http.stats();
     let http_threads = http.spawn(
         HttpContext {
             started,
@@ -271,11 +272,11 @@ async fn supervise(
             funding: services.funding.clone(),
             universe: Some(services.universe.clone()),
             requests: Default::default(),
+            http: http_stats,
         },
         liveness.register("http", LOOP_DEADLINE),
         shutdown.clone(),
-        HTTP_WORKERS,
-    );
+    )?;
 
     // One critical loop per backend; jobs get `outbox` clones as they arrive.
     let delivery = outbox.start_delivery(&liveness, shutdown.clone());
