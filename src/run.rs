@@ -302,6 +302,7 @@ async fn supervise(
         board.clone(),
         liveness.register("scheduler", LOOP_DEADLINE),
         shutdown.clone(),
+        scheduler::Retry::DEFAULT,
     ));
 
     if let Some(timeout) = sd_notify::watchdog_enabled() {
