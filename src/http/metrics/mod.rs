@@ -452,13 +452,13 @@ fn http(e: &mut Encoder, ctx: &HttpContext) {
         (
             "volspike_http_connections_evicted_total",
             Kind::Counter,
-            "Idle connections closed to make room at the cap.",
+            "Connections waiting on their client closed to make room at the cap.",
             server.evicted as f64,
         ),
         (
             "volspike_http_connections_refused_total",
             Kind::Counter,
-            "Connections answered 503 at the cap with none idle.",
+            "Connections answered 503 at the cap with none evictable.",
             server.refused as f64,
         ),
         (

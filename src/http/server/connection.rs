@@ -103,11 +103,18 @@ pub(crate) async fn serve(mut stream: TcpStream, id: u64, shared: Arc<Shared>, _
             .record(requests::route_template(&head.target), reply.status);
         let close = !head.keep_alive;
         let head_only = head.method == "HEAD";
-        if write_reply(&mut stream, &reply, head.version, head_only, close, &shared)
-            .await
-            .is_err()
-            || close
-        {
+        // A client that does not read its reply waits on us like one that
+        // sends no head: evictable too, or non-readers could fill the cap.
+        let evicted = shared.idle.enter(id);
+        let written = tokio::select! {
+            written = write_reply(&mut stream, &reply, head.version, head_only, close, &shared) => written.is_ok(),
+            _ = evicted => {
+                shared.stats.count(Event::Evicted);
+                false
+            }
+        };
+        shared.idle.leave(id);
+        if !written || close {
             return;
         }
     }

@@ -1,10 +1,12 @@
-//! Connections waiting for a request head, oldest first: the ones a new
-//! connection may push out when the server is at its connection cap.
+//! Connections waiting on their client, oldest first: for its request head,
+//! or for it to read its reply. These are the ones a new connection may push
+//! out when the server is at its connection cap.
 //!
-//! A client that connects and sends nothing (or a byte a minute) holds a
-//! slot only until someone needs it: a new connection at the cap evicts the
-//! connection that has waited longest, so a flood of slow clients cannot
-//! lock out a monitor asking `/health`, which sends its head at once.
+//! A client that connects and sends nothing (or a byte a minute), or asks
+//! and never reads, holds a slot only until someone needs it: a new
+//! connection at the cap evicts the oldest such connection, so a flood of
+//! slow clients cannot lock out a monitor asking `/health`, which sends its
+//! head at once and reads its reply.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,15 +28,15 @@ impl IdleSet {
         }
     }
 
-    /// Marks connection `id` as waiting for a head; the receiver fires if it
-    /// is evicted.
+    /// Marks connection `id` as waiting on its client; the receiver fires if
+    /// it is evicted.
     pub fn enter(&self, id: u64) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         self.lock().insert(id, tx);
         rx
     }
 
-    /// Connection `id` got its head (or ended): it can no longer be evicted.
+    /// Connection `id` no longer waits on its client (or ended).
     pub fn leave(&self, id: u64) {
         self.lock().remove(&id);
     }

@@ -28,8 +28,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpLimits {
-    /// Open connections at most; one more evicts the connection idle the
-    /// longest, or is answered 503 when every connection is busy.
+    /// Open connections at most; one more evicts the oldest connection
+    /// waiting on its client, or is answered 503 when every connection is
+    /// busy in a handler.
     pub max_connections: usize,
     /// Longest request line (414 beyond).
     pub max_request_line_bytes: usize,
@@ -105,9 +106,10 @@ pub struct HttpView {
     pub open_connections: usize,
     /// Connections accepted since start.
     pub accepted: u64,
-    /// Idle connections closed to make room for a new one at the cap.
+    /// Connections waiting on their client (for a head, or to read a
+    /// reply) closed to make room for a new one at the cap.
     pub evicted: u64,
-    /// Connections answered 503 at once: at the cap with none idle.
+    /// Connections answered 503 at once: at the cap with none evictable.
     pub refused: u64,
     /// Connections closed because the head did not arrive in time.
     pub head_timeouts: u64,

@@ -11,8 +11,9 @@
 //! - one runtime thread accepts and drives every connection as a small async
 //!   task: a slow client costs a task and its head buffer, not a thread;
 //! - at most [`HttpLimits::max_connections`] connections (sized under the
-//!   file-descriptor limit); one more evicts the connection idle the longest
-//!   (see [`idle`]) or, when none is idle, is answered 503 and closed at once;
+//!   file-descriptor limit); one more evicts the oldest connection waiting on
+//!   its client (for a head, or to read a reply; see [`idle`]) or, when every
+//!   connection is in a handler, is answered 503 and closed at once;
 //! - the head must arrive within [`limits::HEAD_TIMEOUT`] and fit
 //!   [`limits::MAX_REQUEST_LINE`] (414) and [`limits::MAX_HEAD`] (431),
 //!   checked as bytes arrive; a reply must be written within
@@ -202,12 +203,17 @@ async fn accept_loop(
             }
         };
         shared.stats.count(Event::Accepted);
-        if shared.stats.open() >= shared.limits.max_connections && !shared.idle.evict_oldest() {
-            // Every slot is busy with a request: a cheap 503, never a wait.
-            shared.stats.count(Event::Refused);
-            shared.requests.record("other", 503);
-            let _ = stream.try_write(&refusal);
-            continue;
+        if shared.stats.open() >= shared.limits.max_connections {
+            if !shared.idle.evict_oldest() {
+                // Every slot is busy with a request: a cheap 503, never a wait.
+                shared.stats.count(Event::Refused);
+                shared.requests.record("other", 503);
+                let _ = stream.try_write(&refusal);
+                continue;
+            }
+            // Let the evicted connection close before the next accept, so a
+            // burst cannot push the count far past the cap.
+            tokio::task::yield_now().await;
         }
         next_id += 1;
         let open = shared.stats.open_guard();
