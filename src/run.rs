@@ -33,6 +33,19 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 const STOP_BUDGET: Duration = Duration::from_secs(10);
 /// HTTP worker threads.
 const HTTP_WORKERS: usize = 4;
+/// Async worker threads at most (one per core below that): with the
+/// blocking pool and the HTTP threads, the unit's `TasksMax=128` is never
+/// reached, so a thread is never refused.
+const MAX_ASYNC_WORKERS: usize = 8;
+/// Blocking threads at most (Binance calls, file I/O); calls beyond wait.
+const MAX_BLOCKING_THREADS: usize = 64;
+
+/// One async worker per core, at most [`MAX_ASYNC_WORKERS`].
+fn async_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, MAX_ASYNC_WORKERS)
+}
 /// The WebSocket reader beats at least every second while connected or
 /// backing off; a minute without a beat means its thread is stuck.
 const STREAM_DEADLINE: Duration = Duration::from_secs(60);
@@ -97,6 +110,8 @@ pub fn run(args: RunArgs) -> i32 {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(async_workers())
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {
