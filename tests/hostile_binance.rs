@@ -67,6 +67,8 @@ fn peak_rss_against(tag: &str, body: HostileBody) -> u64 {
         error.contains("exchangeInfo failed") && error.contains("larger than"),
         "{error}"
     );
+    let cut = health["binanceBodies"]["cutTotal"].as_u64().unwrap_or(0);
+    assert!(cut >= 2, "cuts are counted in /health: {health}");
 
     // Binance heals: the retry (within 30 s) succeeds and health is ok.
     fake.serve_hostile(EXCHANGE_INFO, None);

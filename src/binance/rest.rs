@@ -480,3 +480,5 @@ fn with_task_symbol(e: BinanceError, name: &str) -> BinanceError {
 mod body;
 #[cfg(test)]
 mod tests;
+
+pub use body::{limits as body_limits, BodyLimits};

@@ -55,6 +55,8 @@ pub struct HealthBody {
     pub websocket: StreamView,
     /// The HTTP server's limits and what they did.
     pub http: HttpView,
+    /// The caps on Binance answers and how many answers they cut.
+    pub binance_bodies: crate::binance::rest::BodyLimits,
 }
 
 /// How much a problem matters.
@@ -181,6 +183,7 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         binance: ctx.governor.as_ref().map(|g| g.status()),
         websocket: ctx.funding.stream.view(),
         http: ctx.http.view(),
+        binance_bodies: crate::binance::rest::body_limits(),
     };
     (body, status != "critical")
 }

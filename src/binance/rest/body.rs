@@ -10,8 +10,38 @@
 //! bytes arrive, never beyond the cap.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
 
 use super::super::endpoint::Endpoint;
+
+/// Answers cut at their cap since start (every client in the process).
+static CUT: AtomicU64 = AtomicU64::new(0);
+
+/// The body limits and what they did, for `/health` and `/metrics`.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BodyLimits {
+    /// The largest cap (`exchangeInfo`).
+    pub largest_cap_bytes: usize,
+    /// The cap of a one-symbol answer.
+    pub one_symbol_cap_bytes: usize,
+    /// Body bytes all calls in flight may hold at once.
+    pub in_flight_bytes: usize,
+    /// Answers cut at their cap (a call that failed) since start.
+    pub cut_total: u64,
+}
+
+/// The limits in force and how many answers they cut.
+pub fn limits() -> BodyLimits {
+    BodyLimits {
+        largest_cap_bytes: cap(Endpoint::ExchangeInfo, true),
+        one_symbol_cap_bytes: cap(Endpoint::OpenInterest, false),
+        in_flight_bytes: MAX_IN_FLIGHT_BYTES,
+        cut_total: CUT.load(Ordering::Relaxed),
+    }
+}
 
 /// Body bytes all calls may hold at once.
 pub(crate) const MAX_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
@@ -52,8 +82,9 @@ pub(crate) fn budget_units() -> usize {
     MAX_IN_FLIGHT_BYTES / UNIT
 }
 
-/// Reads all of `reader` (which itself fails past `cap`, see above) into a
-/// buffer that grows with what arrives and never beyond `cap`.
+/// Reads all of `reader` (ureq's limit is set one byte past `cap`, so the
+/// overflow is seen and counted here) into a buffer that grows with what
+/// arrives and never beyond `cap`.
 pub(crate) fn read_capped(mut reader: impl Read, cap: usize) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::new();
     let mut chunk = vec![0u8; CHUNK.min(cap + 1)];
@@ -62,12 +93,15 @@ pub(crate) fn read_capped(mut reader: impl Read, cap: usize) -> std::io::Result<
             Ok(0) => return Ok(body),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // ureq refuses a `Content-Length` over the limit before reading.
+            Err(e) if is_over_limit(&e) => return Err(cut(cap, e)),
             Err(e) => return Err(e),
         };
         if body.len() + n > cap {
-            return Err(std::io::Error::other(format!(
-                "body larger than {cap} bytes"
-            )));
+            return Err(cut(
+                cap,
+                std::io::Error::other(format!("body larger than {cap} bytes")),
+            ));
         }
         if body.capacity() - body.len() < n {
             let target = (body.capacity() * 2)
@@ -78,6 +112,20 @@ pub(crate) fn read_capped(mut reader: impl Read, cap: usize) -> std::io::Result<
         }
         body.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Whether `e` is ureq's "body larger than the limit".
+fn is_over_limit(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+        .is_some_and(|inner| matches!(inner, ureq::Error::BodyExceedsLimit(_)))
+}
+
+/// Counts and logs an answer cut at `cap`; returns `error` for the caller.
+fn cut(cap: usize, error: std::io::Error) -> std::io::Error {
+    CUT.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(cap, "Binance answer larger than its cap; call failed");
+    error
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ pub fn render(ctx: &HttpContext, now: SystemTime) -> String {
     alerts_and_delivery(&mut e, ctx);
     websocket(&mut e, ctx, now);
     binance(&mut e, ctx);
+    binance_bodies(&mut e);
     http(&mut e, ctx);
     e.finish()
 }
@@ -489,6 +490,28 @@ fn http(e: &mut Encoder, ctx: &HttpContext) {
     for (name, kind, help, value) in families {
         e.single(name, kind, help, value);
     }
+}
+
+fn binance_bodies(e: &mut Encoder) {
+    let bodies = crate::binance::rest::body_limits();
+    e.single(
+        "volspike_binance_body_cap_bytes",
+        Kind::Gauge,
+        "Largest Binance answer read (exchangeInfo's cap, counted after gzip).",
+        bodies.largest_cap_bytes as f64,
+    );
+    e.single(
+        "volspike_binance_body_in_flight_max_bytes",
+        Kind::Gauge,
+        "Binance answer bytes all calls in flight may hold at once.",
+        bodies.in_flight_bytes as f64,
+    );
+    e.single(
+        "volspike_binance_bodies_cut_total",
+        Kind::Counter,
+        "Binance answers cut at their cap (the call failed).",
+        bodies.cut_total as f64,
+    );
 }
 
 #[cfg(test)]
