@@ -103,6 +103,17 @@ fn start_limited(
     env: &[(&str, &str)],
     tasks: Option<&TaskLimit>,
 ) -> Running {
+    start_with_fd_limit(dir, args, env, tasks, FD_LIMIT)
+}
+
+/// `volspike run` with `ulimit -n fd_limit` and, when available, the task limit.
+fn start_with_fd_limit(
+    dir: &TempDir,
+    args: &[&str],
+    env: &[(&str, &str)],
+    tasks: Option<&TaskLimit>,
+    fd_limit: u64,
+) -> Running {
     let procs_fd = tasks.map(|t| t.procs.as_raw_fd());
     Running::start_with(dir, args, env, |cmd: &mut Command| {
         // SAFETY: between fork and exec only async-signal-safe calls are
@@ -110,8 +121,8 @@ fn start_limited(
         unsafe {
             cmd.pre_exec(move || {
                 let nofile = libc::rlimit {
-                    rlim_cur: FD_LIMIT,
-                    rlim_max: FD_LIMIT,
+                    rlim_cur: fd_limit,
+                    rlim_max: fd_limit,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -433,4 +444,58 @@ fn odd_requests_are_answered_not_left_hanging() {
         started.elapsed()
     );
     assert_eq!(health(&app.addr)["http"]["headTimeouts"], 1);
+}
+
+#[test]
+fn out_of_descriptors_the_accept_loop_backs_off_and_goes_on() {
+    raise_own_fd_limit();
+    let dir = TempDir::new("hostile-emfile");
+    // 24 descriptors: the connection cap (16 at least) plus what the process
+    // already holds (16) runs out before the cap does: accept fails (EMFILE).
+    let app = start_with_fd_limit(
+        &dir,
+        &["--local"],
+        &[("VOLSPIKE_DISABLED_JOBS", NO_JOBS)],
+        None,
+        24,
+    );
+    assert!(app.wait_http(), "log:\n{}", app.log_text());
+    let pid = app.child.id();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let addr: SocketAddr = app.addr.parse().expect("address");
+    let hostile: Vec<TcpStream> = (0..200).filter_map(|_| slow_client(&addr)).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    // Still accepting: /health gets through (an idle slot is evicted for it
+    // once a descriptor is free), and the accept errors are counted.
+    let started = Instant::now();
+    let during = health(&app.addr);
+    let took = started.elapsed();
+    assert!(
+        during["http"].is_object(),
+        "/health while out of descriptors; log:\n{}",
+        app.log_text()
+    );
+    drop(hostile);
+    let after = wait_until(Duration::from_secs(30), || {
+        let h = health(&app.addr);
+        (h["http"]["openConnections"].as_u64()? <= 1).then_some(h)
+    });
+    eprintln!(
+        "emfile: {fds} descriptors at start; /health during in {took:?}: {}; after: {:?}",
+        during["http"],
+        after.as_ref().map(|h| h["http"].clone())
+    );
+    let after = after.unwrap_or_else(|| panic!("never settled; log:\n{}", app.log_text()));
+    assert!(
+        after["http"]["acceptErrors"].as_u64().unwrap_or(0) > 0,
+        "no accept failed, the test proved nothing: {}",
+        after["http"]
+    );
+    assert_eq!(
+        http_get(&app.addr, "/health").map(|(s, _)| s).ok(),
+        Some(200)
+    );
+    let log = app.log_text();
+    assert!(log.contains("HTTP accept failed; backing off"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
 }

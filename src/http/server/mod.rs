@@ -21,7 +21,8 @@
 //! - `workers` handler threads, started once, run the routes; requests wait
 //!   in a queue of [`MAX_QUEUED`](super::MAX_QUEUED) slots, beyond which the
 //!   answer is 503 at once;
-//! - a failed `accept` (out of descriptors) backs off and continues.
+//! - a failed `accept` (out of descriptors) closes the oldest connection
+//!   waiting on its client, backs off and continues.
 //!
 //! The accept loop beats the "http" heartbeat itself on every turn (at least
 //! once a second): if it stops accepting, the watchdog pings stop.
@@ -189,8 +190,15 @@ async fn accept_loop(
             }
             Some(Err(e)) => {
                 // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued
-                // in the kernel; wait for descriptors to free up and retry.
+                // in the kernel; free a descriptor by closing the oldest
+                // connection waiting on its client (when out of descriptors),
+                // wait a little and accept again.
                 shared.stats.count(Event::AcceptError);
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && shared.idle.evict_oldest()
+                {
+                    tokio::task::yield_now().await;
+                }
                 accept_log.warn(|since| {
                     tracing::warn!(error = %e, failures = since, backoff_ms = backoff.as_millis() as u64, "HTTP accept failed; backing off and accepting again")
                 });
@@ -204,7 +212,15 @@ async fn accept_loop(
         };
         shared.stats.count(Event::Accepted);
         if shared.stats.open() >= shared.limits.max_connections {
-            if !shared.idle.evict_oldest() {
+            // Connections accepted in this burst register as waiting once
+            // their task first runs: give them that turn before deciding
+            // that none can be evicted.
+            let mut evicted = shared.idle.evict_oldest();
+            if !evicted {
+                tokio::task::yield_now().await;
+                evicted = shared.idle.evict_oldest();
+            }
+            if !evicted {
                 // Every slot is busy with a request: a cheap 503, never a wait.
                 shared.stats.count(Event::Refused);
                 shared.requests.record("other", 503);
