@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
+/// The binary under test: cargo's build of this tree, or the one named by
+/// `VOLSPIKE_TEST_BIN` (to measure a release build with the same tests).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_volspike"))
+    std::env::var_os("VOLSPIKE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_volspike")))
 }
 
 /// A command for the binary with a clean environment (no stray settings from

@@ -83,6 +83,7 @@ pub struct HttpStats {
     inner: Arc<Counters>,
 }
 
+/// The limits (set once) and one counter per [`Event`], plus open connections.
 #[derive(Debug, Default)]
 struct Counters {
     limits: std::sync::OnceLock<HttpLimits>,
@@ -125,12 +126,19 @@ pub struct HttpView {
 /// Which counter to bump.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Event {
+    /// A connection was accepted.
     Accepted,
+    /// A connection waiting on its client was closed to make room.
     Evicted,
+    /// A connection was answered 503 at the cap.
     Refused,
+    /// A head did not arrive in time.
     HeadTimeout,
+    /// A reply was not read in time.
     WriteTimeout,
+    /// A head was refused (400, 414, 431, 505).
     RejectedHead,
+    /// `accept` failed.
     AcceptError,
 }
 
