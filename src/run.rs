@@ -124,6 +124,11 @@ pub fn run(args: RunArgs) -> i32 {
     // Clients that start background tasks (the Telegram notifier) are built
     // inside the runtime.
     let _runtime_context = runtime.enter();
+    tracing::info!(
+        async_workers = async_workers(),
+        max_blocking_threads = MAX_BLOCKING_THREADS,
+        "async runtime started"
+    );
     let services = match Services::build(&config, state, outbox) {
         Ok(services) => services,
         Err(e) => {
