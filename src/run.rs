@@ -33,6 +33,19 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 const STOP_BUDGET: Duration = Duration::from_secs(10);
 /// HTTP worker threads.
 const HTTP_WORKERS: usize = 4;
+/// Async worker threads at most (one per core below that): with the
+/// blocking pool and the HTTP threads, the unit's `TasksMax=128` is never
+/// reached, so a thread is never refused.
+const MAX_ASYNC_WORKERS: usize = 8;
+/// Blocking threads at most (Binance calls, file I/O); calls beyond wait.
+const MAX_BLOCKING_THREADS: usize = 64;
+
+/// One async worker per core, at most [`MAX_ASYNC_WORKERS`].
+fn async_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, MAX_ASYNC_WORKERS)
+}
 /// The WebSocket reader beats at least every second while connected or
 /// backing off; a minute without a beat means its thread is stuck.
 const STREAM_DEADLINE: Duration = Duration::from_secs(60);
@@ -97,6 +110,8 @@ pub fn run(args: RunArgs) -> i32 {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(async_workers())
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {
@@ -109,6 +124,11 @@ pub fn run(args: RunArgs) -> i32 {
     // Clients that start background tasks (the Telegram notifier) are built
     // inside the runtime.
     let _runtime_context = runtime.enter();
+    tracing::info!(
+        async_workers = async_workers(),
+        max_blocking_threads = MAX_BLOCKING_THREADS,
+        "async runtime started"
+    );
     let services = match Services::build(&config, state, outbox) {
         Ok(services) => services,
         Err(e) => {
@@ -258,8 +278,9 @@ async fn supervise(
     let board = StatusBoard::default();
     let (trigger, shutdown) = shutdown::channel();
 
-    let http = HttpServer::bind(config.http_addr)?;
+    let http = HttpServer::bind(config.http_addr, HTTP_WORKERS)?;
     let http_addr = http.local_addr();
+    let http_stats = http.stats();
     let http_threads = http.spawn(
         HttpContext {
             started,
@@ -271,11 +292,11 @@ async fn supervise(
             funding: services.funding.clone(),
             universe: Some(services.universe.clone()),
             requests: Default::default(),
+            http: http_stats,
         },
         liveness.register("http", LOOP_DEADLINE),
         shutdown.clone(),
-        HTTP_WORKERS,
-    );
+    )?;
 
     // One critical loop per backend; jobs get `outbox` clones as they arrive.
     let delivery = outbox.start_delivery(&liveness, shutdown.clone());
@@ -302,6 +323,7 @@ async fn supervise(
         board.clone(),
         liveness.register("scheduler", LOOP_DEADLINE),
         shutdown.clone(),
+        scheduler::Retry::DEFAULT,
     ));
 
     if let Some(timeout) = sd_notify::watchdog_enabled() {

@@ -434,6 +434,7 @@ fn hostile_requests_get_json_errors() {
     let mut app = App::start(&fake.ws_url(), &fake.rest_url(), &[]);
     fresh(&app, "BTCUSDT");
     let many = vec!["BTCUSDT"; 10_000].join(",");
+    let too_many = vec!["BTCUSDT"; 1_001].join(",");
     let cases = [
         ("/funding/%ZZ", 400),
         ("/funding/%C3%28", 400),
@@ -446,8 +447,13 @@ fn hostile_requests_get_json_errors() {
         assert_eq!(status, want, "{target}: {body}");
         assert!(body["detail"]["error"].is_string(), "{target}: {body}");
     }
-    let (status, body) = app.get(&format!("/funding/batch?symbols={many}"));
+    // Over the batch limit but within the request-line limit: the handler's 400.
+    let (status, body) = app.get(&format!("/funding/batch?symbols={too_many}"));
     assert_eq!(status, 400, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    // Over the request-line limit (16 KiB): refused while reading, 414.
+    let (status, body) = app.get(&format!("/funding/batch?symbols={many}"));
+    assert_eq!(status, 414, "{body}");
     let (status, _) = app.get(&format!("/funding/{}", "A".repeat(50_000)));
     assert!(status == 414 || status == 400, "{status}");
     // Still serving.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine, only what is missing:
-# Debian packages for the droplet tests (systemd-nspawn, debootstrap), the
+# Debian packages for the droplet tests (systemd-nspawn, debootstrap, ip), the
 # static binary check (file), the dashboard test (chromium) and the /metrics
 # test (the reference Prometheus text parser, python3-prometheus-client, for
 # Debian's /usr/bin/python3), and the musl target for the static build.
@@ -12,6 +12,8 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v file >/dev/null || need_apt+=(file)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
+# `ip netns`: each droplet test's own network namespace.
+command -v ip >/dev/null || need_apt+=(iproute2)
 command -v chromium >/dev/null || need_apt+=(chromium)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -145,7 +145,7 @@ fn degraded_when_a_loop_is_wedged() {
     let (code, out, err) = status(&app.addr, &path, &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.starts_with("volspike: DEGRADED\n"), "{out}");
-    assert!(out.contains("health   degraded (HTTP 503)"), "{out}");
+    assert!(out.contains("health   critical (HTTP 503)"), "{out}");
     assert!(out.contains("STALLED    scheduler\n"), "{out}");
     assert!(out.contains("\nfunding_stream "), "{out}");
 

@@ -203,3 +203,47 @@ fn journal_stream_matching_stderr_selects_journald() {
         assert!(text.contains("journald socket unavailable"), "{text}");
     }
 }
+
+#[test]
+fn a_wedged_accept_loop_stops_the_watchdog_pings() {
+    let dir = TempDir::new("wedge-http");
+    let (socket, messages) = fake_notify_socket(&dir);
+    let socket = socket.to_string_lossy().into_owned();
+    // The accept loop ("http") really stops 2 s after start; its deadline
+    // is 10 s. Idle handler threads must not keep the pings coming.
+    let app = Running::start(
+        &dir,
+        &["--local"],
+        &[
+            ("NOTIFY_SOCKET", socket.as_str()),
+            ("WATCHDOG_USEC", "1000000"),
+            ("VOLSPIKE_WEDGE", "http@2"),
+            ("VOLSPIKE_DISABLED_JOBS", NO_JOBS),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || (count(&messages, "WATCHDOG=1")
+            >= 2)
+            .then_some(()))
+        .is_some(),
+        "pings before the wedge; log:\n{}",
+        app.log_text()
+    );
+    let withheld = wait_until(Duration::from_secs(40), || {
+        app.log_text()
+            .contains("withholding watchdog pings")
+            .then_some(())
+    });
+    assert!(withheld.is_some(), "log:\n{}", app.log_text());
+    let pings_then = count(&messages, "WATCHDOG=1");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        pings_then,
+        count(&messages, "WATCHDOG=1"),
+        "no pings while the accept loop is wedged"
+    );
+    let log = app.log_text();
+    assert!(log.contains("loops=[\"http\"]"), "{log}");
+    // Nothing accepts: a client gets no answer at all.
+    assert!(http_get(&app.addr, "/health").is_err());
+}

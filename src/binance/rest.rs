@@ -36,8 +36,6 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 12;
 /// Default timeout of one call (connect + answer + body).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Largest body read; `exchangeInfo` is a few MB, this only stops a runaway.
-const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// Longest `Retry-After` taken at face value (Binance bans last up to 3 days).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
 /// How much of an unexpected body an error message quotes.
@@ -67,6 +65,8 @@ struct Inner {
     slots: Arc<Semaphore>,
     /// Number of slots.
     max_concurrency: usize,
+    /// Body memory of all calls in flight, in KiB (see [`body`]).
+    body_budget: Arc<Semaphore>,
     /// Per-call timeout.
     timeout: Duration,
 }
@@ -128,6 +128,11 @@ impl BinanceRest {
             Some(p) => p.ureq(url_host(&base_url)).map_err(BinanceError::Config)?,
             None => None,
         };
+        tracing::debug!(
+            exchange_info_bytes = body::cap(Endpoint::ExchangeInfo, true),
+            in_flight_bytes = body::MAX_IN_FLIGHT_BYTES,
+            "Binance REST body limits"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 // One warm connection per concurrent sweep slot.
@@ -136,6 +141,7 @@ impl BinanceRest {
                 governor,
                 slots: Arc::new(Semaphore::new(max_concurrency)),
                 max_concurrency,
+                body_budget: Arc::new(Semaphore::new(body::budget_units())),
                 timeout,
             }),
             yielding: false,
@@ -302,6 +308,7 @@ impl BinanceRest {
         }
         let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let weight = weight_of(endpoint, &borrowed);
+        let cap = body::cap(endpoint, symbol.is_none());
         let (slot, permit) = if self.yielding {
             // Weight first: a yielding call waiting for the next window must
             // not sit on a concurrency slot a regular call needs meanwhile.
@@ -311,7 +318,15 @@ impl BinanceRest {
             let slot = self.slot(&call).await?;
             (slot, self.inner.governor.acquire(weight).await)
         };
-        let raw = self.fetch(&call, params, slot).await?;
+        // Held until the body (and the value decoded from it) is done with.
+        let _memory = Arc::clone(&self.inner.body_budget)
+            .acquire_many_owned(body::units(cap))
+            .await
+            .map_err(|_| BinanceError::Task {
+                symbol: call.symbol.clone(),
+                detail: "REST client shut down".to_owned(),
+            })?;
+        let raw = self.fetch(&call, params, slot, cap).await?;
         self.interpret(&call, &permit, raw)
     }
 
@@ -333,11 +348,12 @@ impl BinanceRest {
         call: &Call,
         params: Vec<(&'static str, String)>,
         slot: OwnedSemaphorePermit,
+        cap: usize,
     ) -> Result<RawResponse, BinanceError> {
         let agent = self.inner.agent.clone();
         let url = format!("{}{}", self.inner.base_url, call.endpoint.path());
         let joined = tokio::task::spawn_blocking(move || {
-            let result = blocking_get(&agent, &url, &params);
+            let result = blocking_get(&agent, &url, &params, cap);
             drop(slot);
             result
         })
@@ -443,11 +459,12 @@ pub(crate) fn url_host(url: &str) -> &str {
     authority.split(':').next().unwrap_or(authority)
 }
 
-/// The blocking part: request, headers, body.
+/// The blocking part: request, headers, body (at most `cap` bytes, decompressed).
 fn blocking_get(
     agent: &ureq::Agent,
     url: &str,
     params: &[(&'static str, String)],
+    cap: usize,
 ) -> Result<RawResponse, ureq::Error> {
     let query = params.iter().map(|(k, v)| (*k, v.as_str()));
     let mut response = agent.get(url).query_pairs(query).call()?;
@@ -455,11 +472,8 @@ fn blocking_get(
     let headers = response.headers();
     let used_weight_1m = header_str(headers, "x-mbx-used-weight-1m").and_then(|v| v.parse().ok());
     let retry_after = header_str(headers, "retry-after").and_then(parse_retry_after);
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_BODY_BYTES)
-        .read_to_vec()?;
+    let reader = response.body_mut().with_config().limit(cap as u64).reader();
+    let body = body::read_capped(reader, cap)?;
     Ok(RawResponse {
         status,
         used_weight_1m,
@@ -523,5 +537,8 @@ fn with_task_symbol(e: BinanceError, name: &str) -> BinanceError {
     }
 }
 
+mod body;
 #[cfg(test)]
 mod tests;
+
+pub use body::{limits as body_limits, BodyLimits};

@@ -1,12 +1,24 @@
-//! `GET /health`: every job's last run, result, error and next run, and the
-//! liveness of the critical loops, and each backend's delivery backlog.
-//! 200 when all is healthy, 503 otherwise.
+//! `GET /health`: every job's last run, result, error and next run, the
+//! liveness of the critical loops, each backend's delivery backlog, the HTTP
+//! server's limits, and the problems found, each critical or optional.
+//!
+//! - 200 `"status":"ok"`: nothing wrong.
+//! - 200 `"status":"degraded"`: only optional parts fail (a job's tick, such
+//!   as the Telegram poll or an alert sweep that Binance refused); the
+//!   appliance still does what it exists for, so an uptime monitor must not
+//!   page. The `problems` list says what and why.
+//! - 503 `"status":"critical"`: something the appliance exists for is down:
+//!   the funding stream is stale, delivery to a backend is blocked, or a
+//!   critical loop stopped (the watchdog restarts the service for the last).
+//!
+//! The rules are in `docs/health.md`.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::server::limits::HttpView;
 use super::{HttpContext, Reply};
 use crate::backend::DeliveryStats;
 use crate::binance::governor::GovernorStatus;
@@ -18,8 +30,10 @@ use crate::systemd::liveness::LoopState;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthBody {
-    /// `ok` or `degraded`.
+    /// `ok`, `degraded` (optional problems, 200) or `critical` (503).
     pub status: &'static str,
+    /// Every reason the status is not `ok`, critical ones first.
+    pub problems: Vec<Problem>,
     /// Crate version.
     pub version: &'static str,
     /// Seconds since start.
@@ -39,32 +53,127 @@ pub struct HealthBody {
     /// The funding WebSocket (its health also counts as the
     /// `funding_stream` job in `jobs`).
     pub websocket: StreamView,
+    /// The HTTP server's limits and what they did.
+    pub http: HttpView,
+    /// The caps on Binance answers and how many answers they cut.
+    pub binance_bodies: crate::binance::rest::BodyLimits,
 }
 
-/// A backlog whose oldest post waits longer than this makes health degraded:
-/// the backend has been unreachable (or refusing with 5xx) for too long.
+/// How much a problem matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Severity {
+    /// What the appliance exists for is down: `/health` answers 503.
+    Critical,
+    /// An optional part fails: `/health` answers 200 `degraded`.
+    Optional,
+}
+
+/// One reason `/health` is not `ok`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// What fails: `job:<name>`, `loop:<name>` or `delivery:<backend>`.
+    pub component: String,
+    /// Critical or optional.
+    pub severity: Severity,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// Jobs whose failure is critical: the funding stream feeds the funding
+/// API, which the backend reads; every other job failing a tick is optional
+/// (it is retried within seconds and alerts resume with it).
+pub const CRITICAL_JOBS: &[&str] = &["funding_stream"];
+
+/// A backlog whose oldest post waits longer than this means delivery is
+/// blocked: the backend has been unreachable (or refusing with 5xx) too long.
 pub const BACKLOG_DEGRADED_SECONDS: u64 = 600;
 
-/// Whether every backend's backlog is younger than [`BACKLOG_DEGRADED_SECONDS`].
-fn delivery_healthy(delivery: &BTreeMap<&'static str, DeliveryStats>) -> bool {
-    delivery.values().all(|s| {
-        s.oldest_pending_seconds
-            .is_none_or(|age| age <= BACKLOG_DEGRADED_SECONDS)
-    })
+/// The problems of the jobs: failing or overdue ones.
+fn job_problems(jobs: &BTreeMap<&'static str, JobView>) -> Vec<Problem> {
+    jobs.iter()
+        .filter(|(_, view)| matches!(view.state, "failing" | "overdue"))
+        .map(|(name, view)| Problem {
+            component: format!("job:{name}"),
+            severity: if CRITICAL_JOBS.contains(name) {
+                Severity::Critical
+            } else {
+                Severity::Optional
+            },
+            reason: match (view.state, &view.last_error) {
+                ("failing", Some(error)) => format!("last tick failed: {error}"),
+                ("failing", None) => "last tick failed".to_string(),
+                _ => "next run is overdue".to_string(),
+            },
+        })
+        .collect()
 }
 
-/// Builds the health body and whether the appliance is healthy.
+/// The problems of the critical loops: each one past its deadline.
+fn loop_problems(loops: &[LoopState]) -> Vec<Problem> {
+    loops
+        .iter()
+        .filter(|l| !l.alive)
+        .map(|l| Problem {
+            component: format!("loop:{}", l.name),
+            severity: Severity::Critical,
+            reason: format!(
+                "no progress for {:.0} s (deadline {:.0} s)",
+                l.seconds_since_progress, l.deadline_seconds
+            ),
+        })
+        .collect()
+}
+
+/// The problems of delivery, one per backend whose delivery is blocked.
+/// Delivery states that only degrade (not block) plug in here as
+/// [`Severity::Optional`] problems.
+fn delivery_problems(delivery: &BTreeMap<&'static str, DeliveryStats>) -> Vec<Problem> {
+    delivery
+        .iter()
+        .filter_map(|(backend, s)| {
+            let age = s.oldest_pending_seconds?;
+            (age > BACKLOG_DEGRADED_SECONDS).then(|| Problem {
+                component: format!("delivery:{backend}"),
+                severity: Severity::Critical,
+                reason: format!(
+                    "delivery blocked: the oldest post has waited {age} s (limit {BACKLOG_DEGRADED_SECONDS} s)"
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The overall status word for `problems`.
+fn status_of(problems: &[Problem]) -> &'static str {
+    if problems.iter().any(|p| p.severity == Severity::Critical) {
+        "critical"
+    } else if problems.is_empty() {
+        "ok"
+    } else {
+        "degraded"
+    }
+}
+
+/// Builds the health body and whether `/health` answers 200 (nothing
+/// critical is down).
 pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
-    let (jobs, jobs_healthy) = ctx.board.views(now);
+    let (jobs, _) = ctx.board.views(now);
     let loops = ctx.liveness.states();
     let delivery = ctx
         .outbox
         .as_ref()
         .map(|outbox| outbox.stats())
         .unwrap_or_default();
-    let healthy = jobs_healthy && loops.iter().all(|l| l.alive) && delivery_healthy(&delivery);
+    let mut problems = loop_problems(&loops);
+    problems.extend(delivery_problems(&delivery));
+    problems.extend(job_problems(&jobs));
+    problems.sort_by_key(|p| p.severity);
+    let status = status_of(&problems);
     let body = HealthBody {
-        status: if healthy { "ok" } else { "degraded" },
+        status,
+        problems,
         version: crate::version::VERSION,
         uptime_seconds: ctx.started.elapsed().as_secs(),
         mode: if ctx.local { "local" } else { "backend" },
@@ -73,14 +182,16 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         delivery,
         binance: ctx.governor.as_ref().map(|g| g.status()),
         websocket: ctx.funding.stream.view(),
+        http: ctx.http.view(),
+        binance_bodies: crate::binance::rest::body_limits(),
     };
-    (body, healthy)
+    (body, status != "critical")
 }
 
 /// `GET /health`.
 pub fn handle(ctx: &HttpContext) -> Reply {
-    let (body, healthy) = body(ctx, crate::clock::now());
-    Reply::json(if healthy { 200 } else { 503 }, &body)
+    let (body, serving) = body(ctx, crate::clock::now());
+    Reply::json(if serving { 200 } else { 503 }, &body)
 }
 
 #[cfg(test)]
@@ -92,25 +203,55 @@ mod tests {
         crate::http::tests::ctx()
     }
 
+    fn json(reply: &Reply) -> serde_json::Value {
+        serde_json::from_slice(&reply.body).expect("json")
+    }
+
     #[test]
-    fn healthy_until_a_job_fails() {
+    fn an_optional_job_failing_is_degraded_but_200() {
         let ctx = ctx();
         ctx.board.update("volume_spike", |s| s.last_ok = Some(true));
         assert_eq!(handle(&ctx).status, 200);
-        ctx.board.update("volume_spike", |s| {
-            s.last_ok = Some(false);
-            s.consecutive_failures = 1;
-            s.last_error = Some("klines timed out".into());
-        });
+        assert_eq!(json(&handle(&ctx))["status"], "ok");
+        for job in ["volume_spike", "telegram"] {
+            ctx.board.update(job, |s| {
+                s.last_ok = Some(false);
+                s.consecutive_failures = 1;
+                s.last_error = Some("klines timed out".into());
+            });
+        }
         let reply = handle(&ctx);
-        assert_eq!(reply.status, 503);
-        let json: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
+        assert_eq!(reply.status, 200);
+        let json = json(&reply);
         assert_eq!(json["status"], "degraded");
         assert_eq!(
             json["jobs"]["volume_spike"]["lastError"],
             "klines timed out"
         );
         assert_eq!(json["jobs"]["volume_spike"]["lastResult"], "error");
+        assert_eq!(json["problems"][0]["component"], "job:telegram");
+        assert_eq!(json["problems"][0]["severity"], "optional");
+        assert_eq!(
+            json["problems"][1]["reason"],
+            "last tick failed: klines timed out"
+        );
+    }
+
+    #[test]
+    fn a_failing_funding_stream_is_critical() {
+        let ctx = ctx();
+        ctx.board.update("telegram", |s| s.consecutive_failures = 1);
+        ctx.board.update("funding_stream", |s| {
+            s.consecutive_failures = 1;
+            s.last_error = Some("no frame for 60 s".into());
+        });
+        let reply = handle(&ctx);
+        assert_eq!(reply.status, 503);
+        let json = json(&reply);
+        assert_eq!(json["status"], "critical");
+        assert_eq!(json["problems"][0]["component"], "job:funding_stream");
+        assert_eq!(json["problems"][0]["severity"], "critical");
+        assert_eq!(json["problems"][1]["severity"], "optional");
     }
 
     #[test]
@@ -124,7 +265,7 @@ mod tests {
                 ..DeliveryStats::default()
             },
         );
-        assert!(delivery_healthy(&delivery));
+        assert!(delivery_problems(&delivery).is_empty());
         delivery.insert(
             "dev",
             DeliveryStats {
@@ -133,7 +274,10 @@ mod tests {
                 ..DeliveryStats::default()
             },
         );
-        assert!(!delivery_healthy(&delivery));
+        let problems = delivery_problems(&delivery);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].component, "delivery:dev");
+        assert_eq!(status_of(&problems), "critical");
     }
 
     #[test]
@@ -141,6 +285,8 @@ mod tests {
         let ctx = ctx();
         let _beat = ctx.liveness.register("scheduler", Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(10));
-        assert_eq!(handle(&ctx).status, 503);
+        let reply = handle(&ctx);
+        assert_eq!(reply.status, 503);
+        assert_eq!(json(&reply)["problems"][0]["component"], "loop:scheduler");
     }
 }

@@ -28,6 +28,29 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// How long running ticks get to finish once shutdown starts.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// When a failed tick runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Wait after the first failure; doubled after each further one.
+    pub first: Duration,
+    /// Longest wait between two attempts.
+    pub max: Duration,
+}
+
+impl Retry {
+    /// 5 s, 10 s, 20 s, then every 30 s until a tick succeeds.
+    pub const DEFAULT: Retry = Retry {
+        first: Duration::from_secs(5),
+        max: Duration::from_secs(30),
+    };
+
+    /// The wait before the next attempt after `failures` failures in a row.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        self.first.saturating_mul(1u32 << doublings).min(self.max)
+    }
+}
+
 type TickFuture = Pin<Box<dyn Future<Output = anyhow::Result<String>> + Send>>;
 type TickFn = Box<dyn Fn(SystemTime) -> TickFuture + Send + Sync>;
 
@@ -67,15 +90,22 @@ impl ScheduledJob {
 struct Slot {
     job: ScheduledJob,
     next_run: SystemTime,
-    running: Option<JoinHandle<()>>,
+    /// The tick in flight (it yields whether it succeeded), and its due time.
+    running: Option<(JoinHandle<bool>, SystemTime)>,
+    /// Failed ticks in a row.
+    failures: u32,
+    /// A retry of a failed tick: when, and the due time it runs for.
+    retry: Option<(SystemTime, SystemTime)>,
 }
 
-/// Runs `jobs` until shutdown, beating `heartbeat` on every turn.
+/// Runs `jobs` until shutdown, beating `heartbeat` on every turn; failed
+/// ticks are retried as `retry` says.
 pub async fn run(
     jobs: Vec<ScheduledJob>,
     board: StatusBoard,
     heartbeat: Heartbeat,
     mut shutdown: Shutdown,
+    retry: Retry,
 ) {
     let now = crate::clock::now();
     let mut slots: Vec<Slot> = jobs
@@ -90,6 +120,8 @@ pub async fn run(
                 job,
                 next_run,
                 running: None,
+                failures: 0,
+                retry: None,
             }
         })
         .collect();
@@ -98,12 +130,37 @@ pub async fn run(
         heartbeat.beat().await;
         let now = crate::clock::now();
         for slot in &mut slots {
-            if slot.running.as_ref().is_some_and(|h| h.is_finished()) {
-                slot.running = None;
+            if let Some((handle, due)) = slot.running.take_if(|(h, _)| h.is_finished()) {
+                // Finished: awaiting it returns at once.
+                let ok = handle.await.unwrap_or(false);
+                slot.failures = if ok { 0 } else { slot.failures + 1 };
+                slot.retry = None;
+                if !ok {
+                    let at = now + retry.delay(slot.failures);
+                    if at < slot.next_run {
+                        slot.retry = Some((at, due));
+                        board.update(slot.job.name, |s| s.next_run = Some(at));
+                    }
+                }
+            }
+            if slot.running.is_none() && now < slot.next_run {
+                if let Some((_, due)) = slot.retry.filter(|(at, _)| now >= *at) {
+                    slot.retry = None;
+                    tracing::info!(
+                        JOB = slot.job.name,
+                        failures = slot.failures,
+                        "retrying the failed tick"
+                    );
+                    let handle = start_tick(&slot.job, due, slot.next_run, &board);
+                    slot.running = Some((handle, due));
+                }
+                continue;
             }
             if now < slot.next_run {
                 continue;
             }
+            // The regular run supersedes a pending retry.
+            slot.retry = None;
             let due = slot.next_run;
             slot.next_run = slot.job.schedule.next_run(due, now);
             let next_run = slot.next_run;
@@ -115,10 +172,14 @@ pub async fn run(
                 board.update(slot.job.name, |s| s.next_run = Some(next_run));
                 continue;
             }
-            slot.running = Some(start_tick(&slot.job, due, next_run, &board));
+            slot.running = Some((start_tick(&slot.job, due, next_run, &board), due));
         }
 
-        let earliest = slots.iter().map(|s| s.next_run).min();
+        let earliest = slots
+            .iter()
+            .flat_map(|s| [Some(s.next_run), s.retry.map(|(at, _)| at)])
+            .flatten()
+            .min();
         let sleep = earliest
             .and_then(|t| t.duration_since(crate::clock::now()).ok())
             .unwrap_or(Duration::ZERO)
@@ -132,7 +193,7 @@ pub async fn run(
     // Let running ticks finish (they may be mid-write); abandon them after DRAIN.
     let deadline = tokio::time::Instant::now() + DRAIN;
     for slot in slots {
-        if let Some(handle) = slot.running {
+        if let Some((handle, _)) = slot.running {
             let abort = handle.abort_handle();
             if tokio::time::timeout_at(deadline, handle).await.is_err() {
                 tracing::warn!(
@@ -151,7 +212,7 @@ fn start_tick(
     due: SystemTime,
     next_run: SystemTime,
     board: &StatusBoard,
-) -> JoinHandle<()> {
+) -> JoinHandle<bool> {
     let name = job.name;
     board.update(name, |s| {
         s.running = true;
@@ -178,6 +239,7 @@ fn start_tick(
                 "tick failed: {error}"
             ),
         });
+        let ok = outcome.is_ok();
         board.update(name, |s| {
             s.running = false;
             s.runs += 1;
@@ -198,6 +260,7 @@ fn start_tick(
                 }
             }
         });
+        ok
     })
 }
 
@@ -249,6 +312,7 @@ mod tests {
             board.clone(),
             liveness.register("scheduler", Duration::from_secs(5)),
             shutdown,
+            Retry::DEFAULT,
         ));
         let deadline = Instant::now() + Duration::from_secs(20);
         while ticks.load(std::sync::atomic::Ordering::SeqCst) < 4 && Instant::now() < deadline {
@@ -265,5 +329,73 @@ mod tests {
             .unwrap_or("")
             .contains("boom on purpose"));
         assert_eq!(status.consecutive_failures, 0, "later ticks succeeded");
+    }
+
+    /// Fails its first two ticks; runs hourly.
+    struct FailsTwice {
+        dues: Arc<std::sync::Mutex<Vec<SystemTime>>>,
+    }
+
+    impl Job for FailsTwice {
+        const NAME: &'static str = "fails_twice";
+        fn schedule(&self) -> Schedule {
+            Schedule::Every(Duration::from_secs(3600))
+        }
+        async fn tick(&mut self, due: SystemTime) -> anyhow::Result<String> {
+            let n = match self.dues.lock() {
+                Ok(mut dues) => {
+                    dues.push(due);
+                    dues.len()
+                }
+                Err(_) => 0,
+            };
+            anyhow::ensure!(n > 2, "Binance unreachable (attempt {n})");
+            Ok("recovered".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_tick_is_retried_within_seconds_for_the_same_slot() {
+        let dues = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let board = StatusBoard::default();
+        let liveness = Liveness::new(None);
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let retry = Retry {
+            first: Duration::from_millis(100),
+            max: Duration::from_millis(200),
+        };
+        let handle = tokio::spawn(run(
+            vec![ScheduledJob::new(FailsTwice { dues: dues.clone() })],
+            board.clone(),
+            liveness.register("scheduler", Duration::from_secs(5)),
+            shutdown,
+            retry,
+        ));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while board
+            .snapshot()
+            .get("fails_twice")
+            .is_none_or(|s| s.runs < 3)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        trigger.trigger();
+        handle.await.expect("scheduler ends cleanly");
+        let status = board.snapshot()["fails_twice"].clone();
+        assert_eq!((status.runs, status.failures), (3, 2), "{status:?}");
+        assert_eq!(status.consecutive_failures, 0);
+        let dues = dues.lock().map(|d| d.clone()).unwrap_or_default();
+        assert!(
+            dues.windows(2).all(|w| w[0] == w[1]),
+            "retries run for the failed slot: {dues:?}"
+        );
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        let delays: Vec<u64> = (1..=6).map(|n| Retry::DEFAULT.delay(n).as_secs()).collect();
+        assert_eq!(delays, vec![5, 10, 20, 30, 30, 30]);
+        assert_eq!(Retry::DEFAULT.delay(u32::MAX).as_secs(), 30);
     }
 }

@@ -185,6 +185,20 @@ mod tests {
             0
         );
         assert_eq!(
+            judge(none(), target(), answer(200, degraded.clone()))
+                .verdict
+                .code(),
+            1,
+            "an optional problem (200 degraded) still exits 1"
+        );
+        let critical = json!({"status": "critical", "jobs": {}});
+        assert_eq!(
+            judge(none(), target(), answer(503, critical))
+                .verdict
+                .code(),
+            1
+        );
+        assert_eq!(
             judge(none(), target(), answer(503, degraded))
                 .verdict
                 .code(),

@@ -1,6 +1,6 @@
 //! `volspike status` as text for a person: the unit, the appliance, then a
 //! table of jobs and one line each for the WebSocket, backlog, Binance
-//! weight and stalled loops. Reads the `/health` JSON loosely (a missing
+//! weight, stalled loops and every problem `/health` lists. Reads the `/health` JSON loosely (a missing
 //! field prints `-`), so a `status` of one version can read another's server.
 
 use std::fmt::Write;
@@ -61,6 +61,15 @@ pub fn render(report: &Report, now: SystemTime) -> String {
         .unwrap_or_default();
     if !stalled.is_empty() {
         let _ = writeln!(out, "STALLED    {}", stalled.join(", "));
+    }
+    for problem in health["problems"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "PROBLEM    {} {}: {}",
+            text(&problem["severity"]),
+            text(&problem["component"]),
+            clip(&text(&problem["reason"]), DETAIL_WIDTH)
+        );
     }
     out
 }
@@ -262,6 +271,8 @@ mod tests {
                     "nextRun": "2025-12-03T14:15:00Z"}
             },
             "loops": [{"name": "scheduler", "alive": false}, {"name": "http", "alive": true}],
+            "problems": [{"component": "loop:scheduler", "severity": "critical",
+                "reason": "no progress for 12 s (deadline 10 s)"}],
             "delivery": {"primary": {"pending": 3, "oldestPendingSeconds": 75,
                 "delivered": 10, "retried": 2, "dropped": 0}},
             "binance": {"used_in_window": 40, "ceiling": 1920, "limit": 2400, "queued": 0,
@@ -302,6 +313,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("STALLED    scheduler\n"), "{text}");
+        assert!(
+            text.contains(
+                "PROBLEM    critical loop:scheduler: no progress for 12 s (deadline 10 s)\n"
+            ),
+            "{text}"
+        );
         assert_eq!(span(Duration::from_secs(90_000).as_secs_f64()), "1 d 1 h");
         assert_eq!(clip("abcdef", 4), "abc…");
     }

@@ -136,6 +136,9 @@ mod tests {
         assert!(unit.contains("User=volspike"));
         assert!(unit.contains("Type=notify"));
         assert!(unit.contains("RestartPreventExitStatus=78"));
+        // Room for the HTTP connection cap and every thread the process starts.
+        assert!(unit.contains("LimitNOFILE=2048"));
+        assert!(unit.contains("TasksMax=128"));
         assert!(is_ours(&unit, VALUES.binary));
         assert!(!runs_python(&unit));
     }

@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
+/// The binary under test: cargo's build of this tree, or the one named by
+/// `VOLSPIKE_TEST_BIN` (to measure a release build with the same tests).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_volspike"))
+    std::env::var_os("VOLSPIKE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_volspike")))
 }
 
 /// A command for the binary with a clean environment (no stray settings from
@@ -113,6 +116,17 @@ pub struct Running {
 impl Running {
     /// Starts `volspike run <args>` with `env`, HTTP on a free port, state in `dir`.
     pub fn start(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Running {
+        Running::start_with(dir, args, env, |_| {})
+    }
+
+    /// [`Running::start`], with `configure` applied to the command last
+    /// (resource limits, a pre-exec hook).
+    pub fn start_with(
+        dir: &TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Running {
         let addr = format!("127.0.0.1:{}", free_port());
         let log = dir.join("volspike.log");
         let stderr = std::fs::File::create(&log).expect("creating the log file");
@@ -128,6 +142,7 @@ impl Running {
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr);
+        configure(&mut cmd);
         let child = cmd.spawn().expect("starting volspike run");
         Running { child, addr, log }
     }

@@ -7,8 +7,8 @@
 # Uses the static musl binary from $VOLSPIKE_BIN, else
 # target/x86_64-unknown-linux-musl/release/volspike (under $CARGO_TARGET_DIR
 # when set), building it when missing; and fake-binance/fake-backend from
-# $VOLSPIKE_FAKES_DIR, else built with cargo. The fakes listen on the host's
-# 127.0.0.1, which the container shares.
+# $VOLSPIKE_FAKES_DIR, else built with cargo. The fakes listen on 127.0.0.1
+# of the droplet's own network namespace (droplet_netns), not the host's.
 #
 # On one fresh droplet that has the Python deployment's units running
 # (a Python volspike.service, binance-funding-ws.service, oi-liquid-universe.timer,
@@ -71,14 +71,15 @@ for f in fake-binance fake-backend; do [ -x "$FAKES/$f" ] || fail "$FAKES/$f mis
 ok "$BIN ($(du -h "$BIN" | cut -f1), $("$BIN" version))"
 done_step
 
-step "fakes on the host's 127.0.0.1"
+step "fakes on the droplet network's 127.0.0.1"
+droplet_netns || fail "no network namespace for the droplet"
 # Start one fake in the background (not in a $(...) subshell: its PID must be
 # recorded here for the cleanup); sets FAKE_READY to its READY line's rest.
 FAKE_READY=
 start_fake() {
     local name=$1 i
     shift
-    "$FAKES/$name" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    ip netns exec "$DROPLET_NETNS" "$FAKES/$name" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     BG_PIDS+=($!)
     for (( i = 0; i < 100; i++ )); do
         if grep -q '^READY' "$WORK/$name.out" 2>/dev/null; then
@@ -98,12 +99,13 @@ backend=$FAKE_READY
 REST_URL=$(sed -E 's/.*rest=([^ ]+).*/\1/' <<<"$binance")
 WS_URL=$(sed -E 's/.*ws=([^ ]+).*/\1/' <<<"$binance")
 BACKEND_URL=$(sed -E 's/.*url=([^ ]+).*/\1/' <<<"$backend")
-# A free port for the service's HTTP server (the container shares the host's):
-# one nobody answers on (bash's /dev/tcp, so no iproute2 needed).
+# A free port for the service's HTTP server on the droplet's loopback: one
+# nobody answers on there (the fakes took ephemeral ports); the host's ports
+# do not matter.
 HTTP_PORT=
 for _ in $(seq 1 50); do
     p=$(shuf -i 20000-29999 -n 1)
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then HTTP_PORT=$p; break; fi
+    if ! droplet_net_exec bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$p" 2>/dev/null; then HTTP_PORT=$p; break; fi
 done
 [ -n "$HTTP_PORT" ] || fail "no free port found for VOLSPIKE_HTTP_ADDR"
 ok "binance $REST_URL $WS_URL, backend $BACKEND_URL, service HTTP 127.0.0.1:$HTTP_PORT"

@@ -22,6 +22,17 @@
 #                                 DROPLET_PID1 DROPLET_NSPAWN_PID
 #                                 (call it directly, NOT inside $(...): the
 #                                 variables must land in the calling shell)
+#   droplet_netns                 create (once per shell) the network namespace
+#                                 every droplet of this shell boots into, with
+#                                 only its own loopback up; sets and exports
+#                                 DROPLET_NETNS (its name under /run/netns)
+#   droplet_net_exec CMD...       run host-side CMD inside that namespace (a
+#                                 fake, curl, a release server): it then shares
+#                                 127.0.0.1 with the droplet and not with the
+#                                 host, so a port taken on the host cannot fail
+#                                 a test. For a background process use
+#                                 `ip netns exec "$DROPLET_NETNS" CMD &` after
+#                                 droplet_netns, so $! is CMD's own PID
 #   droplet_exec CMD...           run CMD inside (nsenter -t PID1 -a), stdin/out
 #                                 passed through, exit status preserved
 #   droplet_sh 'SCRIPT'           droplet_exec sh -c 'SCRIPT'
@@ -80,6 +91,9 @@ DROPLET_CACHE_KEY="v1 $DROPLET_SUITE minbase $DROPLET_PACKAGES"
 
 # Every droplet booted by this shell, "NSPAWN_PID:PID1:DIR" per entry, for cleanup.
 DROPLET__ALL=()
+# The network namespace of this shell's droplets (named after this shell's
+# PID, which subshells share, so every subshell finds the same one).
+DROPLET_NETNS=volspike-droplet-$$
 
 _droplet_log() { printf '[droplet %s] %s\n' "$(date +%T)" "$*" >&2; }
 _droplet_err() { printf '[droplet %s] ERROR: %s\n' "$(date +%T)" "$*" >&2; }
@@ -95,6 +109,7 @@ droplet_deps() {
     command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v nsenter >/dev/null || missing+=(util-linux)
+    command -v ip >/dev/null || missing+=(iproute2)
     if [ ${#missing[@]} -gt 0 ]; then
         _droplet_log "installing ${missing[*]} (apt-get update first)"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || { _droplet_err "apt-get update failed"; return 1; }
@@ -196,6 +211,32 @@ _droplet_build_rootfs() {
     _droplet_log "rootfs ready: $DROPLET_TARBALL ($(du -h "$DROPLET_TARBALL" | cut -f1)) in $(_droplet_since "$t0") s"
 }
 
+droplet_netns() {
+    export DROPLET_NETNS
+    [ -e "/run/netns/$DROPLET_NETNS" ] && return 0
+    droplet_deps || return 1
+    if ! ip netns add "$DROPLET_NETNS"; then
+        _droplet_err "cannot create network namespace $DROPLET_NETNS (ip netns add)"
+        return 1
+    fi
+    if ! ip -n "$DROPLET_NETNS" link set lo up; then
+        _droplet_err "cannot bring up loopback in network namespace $DROPLET_NETNS"
+        ip netns del "$DROPLET_NETNS" 2>/dev/null || true
+        return 1
+    fi
+    _droplet_log "network namespace $DROPLET_NETNS: loopback only, shared by this test's droplets and fakes"
+}
+
+droplet_net_exec() {
+    droplet_netns || return 1
+    ip netns exec "$DROPLET_NETNS" "$@"
+}
+
+_droplet_netns_remove() {
+    [ -e "/run/netns/$DROPLET_NETNS" ] || return 0
+    ip netns del "$DROPLET_NETNS" 2>/dev/null || _droplet_err "could not remove network namespace $DROPLET_NETNS"
+}
+
 _droplet_alive() { [ -n "${DROPLET_NSPAWN_PID:-}" ] && kill -0 "$DROPLET_NSPAWN_PID" 2>/dev/null; }
 
 # Print what is known about the current droplet's state: journal tail if it is
@@ -223,6 +264,7 @@ droplet_boot() {
     local t0 tarball dir
     t0=$(_droplet_now)
     tarball=$(droplet_rootfs) || return 1
+    droplet_netns || return 1
     mkdir -p "$DROPLET_WORK"
     dir=$(mktemp -d "$DROPLET_WORK/volspike-droplet-$name.XXXXXX") || return 1
     DROPLET_NAME=$name DROPLET_DIR=$dir DROPLET_ROOT=$dir/root DROPLET_PID1='' DROPLET_NSPAWN_PID=''
@@ -235,11 +277,13 @@ droplet_boot() {
     # Every droplet gets its own machine-id, as a freshly provisioned one does.
     tr -d '-' </proc/sys/kernel/random/uuid >"$DROPLET_ROOT/etc/machine-id"
     _droplet_log "droplet $name: fresh tree at $DROPLET_ROOT ($(_droplet_since "$t0") s); booting"
-    # No --private-network: the container shares the host's loopback so fakes
-    # listening on 127.0.0.1 outside are reachable inside.
+    # The droplet's own network namespace (loopback only): its 127.0.0.1 is
+    # not the host's, so a port in use on the host cannot clash; the fakes a
+    # test starts with droplet_net_exec listen on this same loopback.
     local cg=()
     [ "$DROPLET_CGROUP" = unified ] && cg=(SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1)
     env ${cg[@]+"${cg[@]}"} systemd-nspawn -D "$DROPLET_ROOT" -M "$name" \
+        --network-namespace-path="/run/netns/$DROPLET_NETNS" \
         --boot --register=no --keep-unit --console=pipe </dev/null >"$dir/console.log" 2>&1 &
     DROPLET_NSPAWN_PID=$!
     DROPLET__ALL+=("$DROPLET_NSPAWN_PID::$dir")
@@ -422,6 +466,7 @@ droplet_cleanup() {
     done
     DROPLET__ALL=()
     DROPLET_NAME='' DROPLET_DIR='' DROPLET_ROOT='' DROPLET_PID1='' DROPLET_NSPAWN_PID=''
+    _droplet_netns_remove
 }
 
 droplet_trap() {

@@ -9,8 +9,8 @@
 # answers `version` as the patch + 2 release but exits 1 on `run`). Everything
 # is packed and signed by `deploy.sh release` with a throwaway key whose public
 # half the droplet trusts through /etc/volspike/release-keys.pub; manifests and
-# artifacts are served by python3 -m http.server on the host's 127.0.0.1,
-# which the container shares.
+# artifacts are served by python3 -m http.server on 127.0.0.1 of the
+# droplet's own network namespace (droplet_netns), not the host's.
 #
 # On one droplet, after `deploy.sh install` of OLD (over a stand-in for ssh):
 #   --check reports NEW; a tampered artifact (manifest digest), a flipped byte
@@ -42,7 +42,7 @@ free_port() {
     local p
     for _ in $(seq 1 50); do
         p=$(shuf -i 20000-29999 -n 1)
-        if ! ss -Htln "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+        if ! droplet_net_exec ss -Htln "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
     done
     return 1
 }
@@ -123,13 +123,14 @@ cp "$SRV/good/$NEW_ART" "$SRV/good/$NEW_ART.sha256" "$LOCAL/new/"
 ok "$(find "$SRV" "$LOCAL" -name '*.tar.gz' | wc -l) artifacts; good manifest lists $NEW, $OLD"
 done_step
 
-step "release server on 127.0.0.1, boot droplet, deploy.sh install OLD"
+step "release server on the droplet network's 127.0.0.1, boot droplet, deploy.sh install OLD"
+droplet_netns || fail "no network namespace for the droplet"
 SRV_PORT=$(free_port) || fail "no free port"
 HTTP_PORT=$(free_port) || fail "no free port"
-python3 -m http.server --bind 127.0.0.1 --directory "$SRV" "$SRV_PORT" >"$WORK/http.log" 2>&1 &
+ip netns exec "$DROPLET_NETNS" python3 -m http.server --bind 127.0.0.1 --directory "$SRV" "$SRV_PORT" >"$WORK/http.log" 2>&1 &
 BG_PIDS+=($!)
 URL=http://127.0.0.1:$SRV_PORT
-droplet_wait 10 "release server" curl -fsS -o /dev/null "$URL/good/manifest.json"
+droplet_wait 10 "release server" droplet_net_exec curl -fsS -o /dev/null "$URL/good/manifest.json"
 droplet_boot update
 # Nothing here needs the internet: every job is off and the backend is a
 # loopback URL nobody posts to.
@@ -231,14 +232,18 @@ done_step
 
 step "self-update --yes from the manifest: NEW up, downtime measured"
 i0=$(inv)
-# Black-box downtime: poll /health from the host (same loopback) every 20 ms.
+# Black-box downtime: poll /health from the host side, in the droplet's
+# network namespace (same loopback), every 20 ms.
 # (set +e: a refused connection during the restart must not end the poller.)
-( set +e +o pipefail
-  while :; do
-      v=$(curl -fsS -m 1 "http://127.0.0.1:$HTTP_PORT/health" 2>/dev/null | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
-      echo "$(date +%s.%N) ${v:-down}"
-      sleep 0.02
-  done >"$WORK/poll.log" ) &
+cat >"$WORK/poll.sh" <<'POLL'
+set +e +o pipefail
+while :; do
+    v=$(curl -fsS -m 1 "http://127.0.0.1:$1/health" 2>/dev/null | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
+    echo "$(date +%s.%N) ${v:-down}"
+    sleep 0.02
+done
+POLL
+ip netns exec "$DROPLET_NETNS" bash "$WORK/poll.sh" "$HTTP_PORT" >"$WORK/poll.log" &
 POLLER=$!
 BG_PIDS+=("$POLLER")
 sleep 0.5

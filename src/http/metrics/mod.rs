@@ -51,6 +51,7 @@ pub fn render(ctx: &HttpContext, now: SystemTime) -> String {
     alerts_and_delivery(&mut e, ctx);
     websocket(&mut e, ctx, now);
     binance(&mut e, ctx);
+    binance_bodies(&mut e);
     http(&mut e, ctx);
     e.finish()
 }
@@ -428,6 +429,107 @@ fn http(e: &mut Encoder, ctx: &HttpContext) {
             count as f64,
         );
     }
+    let server = ctx.http.view();
+    let limits = server.limits;
+    let families: [(&str, Kind, &str, f64); 12] = [
+        (
+            "volspike_http_connections_open",
+            Kind::Gauge,
+            "HTTP connections open now.",
+            server.open_connections as f64,
+        ),
+        (
+            "volspike_http_connections_max",
+            Kind::Gauge,
+            "Connection cap (sized under the file-descriptor limit).",
+            limits.max_connections as f64,
+        ),
+        (
+            "volspike_http_request_line_max_bytes",
+            Kind::Gauge,
+            "Longest request line accepted (414 beyond).",
+            limits.max_request_line_bytes as f64,
+        ),
+        (
+            "volspike_http_head_max_bytes",
+            Kind::Gauge,
+            "Longest request head accepted (431 beyond).",
+            limits.max_head_bytes as f64,
+        ),
+        (
+            "volspike_http_head_timeout_seconds",
+            Kind::Gauge,
+            "Time a client has to send a request head.",
+            limits.head_timeout_seconds as f64,
+        ),
+        (
+            "volspike_http_write_timeout_seconds",
+            Kind::Gauge,
+            "Time a reply may take to be written.",
+            limits.write_timeout_seconds as f64,
+        ),
+        (
+            "volspike_http_connections_evicted_total",
+            Kind::Counter,
+            "Connections waiting on their client closed to make room at the cap.",
+            server.evicted as f64,
+        ),
+        (
+            "volspike_http_connections_refused_total",
+            Kind::Counter,
+            "Connections answered 503 at the cap with none evictable.",
+            server.refused as f64,
+        ),
+        (
+            "volspike_http_head_timeouts_total",
+            Kind::Counter,
+            "Connections closed: head not received in time.",
+            server.head_timeouts as f64,
+        ),
+        (
+            "volspike_http_write_timeouts_total",
+            Kind::Counter,
+            "Connections closed: reply not read in time.",
+            server.write_timeouts as f64,
+        ),
+        (
+            "volspike_http_rejected_heads_total",
+            Kind::Counter,
+            "Request heads refused (400, 414, 431, 505).",
+            server.rejected_heads as f64,
+        ),
+        (
+            "volspike_http_accept_errors_total",
+            Kind::Counter,
+            "Failed accept calls (e.g. out of file descriptors).",
+            server.accept_errors as f64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        e.single(name, kind, help, value);
+    }
+}
+
+fn binance_bodies(e: &mut Encoder) {
+    let bodies = crate::binance::rest::body_limits();
+    e.single(
+        "volspike_binance_body_cap_bytes",
+        Kind::Gauge,
+        "Largest Binance answer read (exchangeInfo's cap, counted after gzip).",
+        bodies.largest_cap_bytes as f64,
+    );
+    e.single(
+        "volspike_binance_body_in_flight_max_bytes",
+        Kind::Gauge,
+        "Binance answer bytes all calls in flight may hold at once.",
+        bodies.in_flight_bytes as f64,
+    );
+    e.single(
+        "volspike_binance_bodies_cut_total",
+        Kind::Counter,
+        "Binance answers cut at their cap (the call failed).",
+        bodies.cut_total as f64,
+    );
 }
 
 #[cfg(test)]

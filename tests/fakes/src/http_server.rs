@@ -53,6 +53,19 @@ pub(crate) struct HttpResponse {
     pub headers: Vec<(String, String)>,
     /// Response body.
     pub body: Vec<u8>,
+    /// A body generated while it is written, instead of `body`: a huge or
+    /// endless answer the fake does not hold in memory.
+    pub stream: Option<StreamedBody>,
+}
+
+/// A body written as it is generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamedBody {
+    /// `len` bytes of JSON-looking filler, with a `Content-Length`.
+    Sized(usize),
+    /// Filler without end (no `Content-Length`); the connection closes when
+    /// the client stops reading.
+    Endless,
 }
 
 /// Request handler: `None` hangs up without answering.
@@ -144,6 +157,7 @@ fn serve_connection(stream: TcpStream, conns: &Arc<Connections>, handler: &Handl
 
 fn plain(status: u16, body: String) -> HttpResponse {
     HttpResponse {
+        stream: None,
         status,
         headers: vec![("Content-Type".into(), "application/json".into())],
         body: body.into_bytes(),
@@ -313,14 +327,35 @@ fn write_response(
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    let keep_alive = keep_alive && response.stream != Some(StreamedBody::Endless);
+    match response.stream {
+        Some(StreamedBody::Sized(len)) => head.push_str(&format!("Content-Length: {len}\r\n")),
+        Some(StreamedBody::Endless) => {}
+        None => head.push_str(&format!("Content-Length: {}\r\n", response.body.len())),
+    }
     head.push_str(if keep_alive {
         "Connection: keep-alive\r\n\r\n"
     } else {
         "Connection: close\r\n\r\n"
     });
     let mut message = head.into_bytes();
-    message.extend_from_slice(&response.body);
+    let Some(stream) = response.stream else {
+        message.extend_from_slice(&response.body);
+        out.write_all(&message)?;
+        return out.flush();
+    };
     out.write_all(&message)?;
+    // `[` then `0,` forever: looks like the start of a JSON array.
+    let filler = b"0,".repeat(32 * 1024);
+    out.write_all(b"[")?;
+    let mut left = match stream {
+        StreamedBody::Sized(len) => len.saturating_sub(1),
+        StreamedBody::Endless => usize::MAX,
+    };
+    while left > 0 {
+        let n = left.min(filler.len());
+        out.write_all(&filler[..n])?;
+        left -= n;
+    }
     out.flush()
 }

@@ -80,6 +80,7 @@ pub(crate) fn percent_decode(s: &str) -> String {
 /// A JSON response with `status` and `body`.
 pub(crate) fn json_response(status: u16, body: &Value) -> HttpResponse {
     HttpResponse {
+        stream: None,
         status,
         headers: vec![("Content-Type".into(), "application/json".into())],
         body: body.to_string().into_bytes(),

@@ -27,6 +27,6 @@ pub use binance::market::{
     Candle, Market, MarketHandle, SymbolState, FILTERED_OUT_SYMBOLS, HOUR_MS,
 };
 pub use binance::tape::{Change, TapeHandle, TapeStep};
-pub use binance::{FakeBinance, RestRequest, DEFAULT_WEIGHT_LIMIT, STATS_PATH};
+pub use binance::{FakeBinance, HostileBody, RestRequest, DEFAULT_WEIGHT_LIMIT, STATS_PATH};
 pub use proxy::FakeProxy;
 pub use telegram::{FakeTelegram, SentMessage, TelegramRequest, FAKE_BOT_ID};

@@ -295,6 +295,7 @@ impl TelegramState {
     fn preview(&self, channel: &str, params: &Value) -> HttpResponse {
         if let Some(retry_after) = take(&self.preview_rate_limit) {
             return HttpResponse {
+                stream: None,
                 status: 429,
                 headers: vec![("Retry-After".into(), retry_after.to_string())],
                 body: b"Too Many Requests".to_vec(),
@@ -306,11 +307,13 @@ impl TelegramState {
             .and_then(|b| b.parse().ok());
         match lock(&self.pages).get(&(channel.to_ascii_lowercase(), before)) {
             Some(html) => HttpResponse {
+                stream: None,
                 status: 200,
                 headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
                 body: html.clone().into_bytes(),
             },
             None => HttpResponse {
+                stream: None,
                 status: 404,
                 headers: vec![("Content-Type".into(), "text/html".into())],
                 body: b"<html><body>Not found</body></html>".to_vec(),

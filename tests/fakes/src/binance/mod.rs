@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use market::{Market, MarketHandle};
 use rest::RestState;
-pub use rest::{RestRequest, DEFAULT_WEIGHT_LIMIT, STATS_PATH};
+pub use rest::{HostileBody, RestRequest, DEFAULT_WEIGHT_LIMIT, STATS_PATH};
 use ws::WsState;
 
 use crate::http_server::{Handler, HttpServer};
@@ -126,6 +126,12 @@ impl FakeBinance {
     /// `status`; other paths are served normally. Replaces any earlier setting.
     pub fn fail_next_on(&self, path: &'static str, n: usize, status: u16) {
         self.rest.state.fail_next_on(path, n, status);
+    }
+
+    /// Every request to `path` (e.g. `/fapi/v1/exchangeInfo`) is answered
+    /// 200 with `body` (huge, endless, gzip bomb) until set to `None`.
+    pub fn serve_hostile(&self, path: &str, body: Option<HostileBody>) {
+        self.rest.state.set_hostile(path, body);
     }
 
     /// Weight per wall-clock minute above which requests answer 429 with

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::json;
 use super::market::{Market, MarketHandle, SymbolState};
-use crate::http_server::{HttpRequest, HttpResponse};
+use crate::http_server::{HttpRequest, HttpResponse, StreamedBody};
 use crate::http_util::{json_response, parse_query, query_value};
 use crate::sync::{lock, millis};
 
@@ -171,6 +171,65 @@ pub(crate) struct RestState {
     /// Length of Binance's weight window in ms: a minute, or shorter when a
     /// test simulates many minutes quickly.
     window_ms: AtomicI64,
+    /// Paths answered with a hostile body instead of the real answer.
+    hostile: Mutex<Vec<(String, HostileBody)>>,
+}
+
+/// A 200 answer no real Binance sends, to test the client's body limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostileBody {
+    /// A body of this many bytes, with its `Content-Length`.
+    Huge(usize),
+    /// A body without end.
+    Endless,
+    /// A gzip body (`Content-Encoding: gzip`) that inflates to this many bytes.
+    GzipBomb(usize),
+}
+
+impl HostileBody {
+    /// The HTTP answer carrying this body.
+    fn response(self) -> HttpResponse {
+        let mut response = HttpResponse {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: Vec::new(),
+            stream: None,
+        };
+        match self {
+            HostileBody::Huge(len) => response.stream = Some(StreamedBody::Sized(len)),
+            HostileBody::Endless => response.stream = Some(StreamedBody::Endless),
+            HostileBody::GzipBomb(len) => {
+                response.body = gzip_of_zeros(len);
+                response
+                    .headers
+                    .push(("Content-Encoding".into(), "gzip".into()));
+            }
+        }
+        response
+    }
+}
+
+/// `len` zero bytes, gzipped (about 1 KB per MB); compressed once per size.
+fn gzip_of_zeros(len: usize) -> Vec<u8> {
+    use std::io::Write;
+    static CACHE: Mutex<Vec<(usize, Vec<u8>)>> = Mutex::new(Vec::new());
+    let mut cache = lock(&CACHE);
+    if let Some((_, bytes)) = cache.iter().find(|(l, _)| *l == len) {
+        return bytes.clone();
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        if encoder.write_all(&zeros[..n]).is_err() {
+            break;
+        }
+        left -= n;
+    }
+    let bytes = encoder.finish().unwrap_or_default();
+    cache.push((len, bytes.clone()));
+    bytes
 }
 
 impl RestState {
@@ -183,7 +242,23 @@ impl RestState {
             minute: Mutex::new(MinuteWeight::default()),
             weight_limit: AtomicU32::new(DEFAULT_WEIGHT_LIMIT),
             window_ms: AtomicI64::new(MINUTE_MS),
+            hostile: Mutex::new(Vec::new()),
         }
+    }
+
+    pub(crate) fn set_hostile(&self, path: &str, body: Option<HostileBody>) {
+        let mut hostile = lock(&self.hostile);
+        hostile.retain(|(p, _)| p != path);
+        if let Some(body) = body {
+            hostile.push((path.to_string(), body));
+        }
+    }
+
+    fn hostile_for(&self, path: &str) -> Option<HostileBody> {
+        lock(&self.hostile)
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, body)| *body)
     }
 
     pub(crate) fn set_weight_window(&self, window: Duration) {
@@ -342,6 +417,16 @@ impl RestState {
             thread::sleep(latency);
         }
 
+        if let Some(body) = self.hostile_for(&req.path) {
+            lock(&self.log).push(RestRequest {
+                path: req.path,
+                query: req.query,
+                weight,
+                received_at: req.received_at,
+                status: 200,
+            });
+            return body.response();
+        }
         let now = millis(SystemTime::now());
         let answer = if let Some(failure) = self.take_failure(&req.path) {
             scripted_failure(failure, now)
