@@ -144,8 +144,8 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `addr`; failing here is failing before READY.
     pub fn bind(addr: SocketAddr) -> anyhow::Result<HttpServer> {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (VOLSPIKE_HTTP_ADDR): {e}"))?;
+        // The socket systemd holds (volspike.socket), or `addr` bound here.
+        let listener = crate::systemd::listen_fds::http_listener(addr)?;
         // tiny_http writes headers and body separately; with Nagle on, a body
         // over ~1 KB then waits for the client's delayed ACK (40 ms). Linux
         // copies TCP_NODELAY from the listener to every accepted socket.
