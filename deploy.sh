@@ -3,9 +3,11 @@
 #
 #   ./deploy.sh local                  build and run `volspike run --local` against live Binance
 #   ./deploy.sh build                  build the static musl binary (target/x86_64-unknown-linux-musl/release/volspike)
-#   ./deploy.sh release [--binary F] [--dist DIR]
-#                                      build (or take F), pack volspike-<version>-<target>.tar.gz, sign it,
-#                                      write its .sha256 and DIR/manifest.json (DIR: dist)
+#   ./deploy.sh release [--binary F]... [--dist DIR]
+#                                      build for x86_64 and aarch64 (or take each F given), pack every
+#                                      volspike-<version>-<target>.tar.gz, sign it, write its .sha256, and list
+#                                      them all in DIR/manifest.json (DIR: dist); each host's self-update
+#                                      takes the artifact of its own target
 #   ./deploy.sh push HOST [ARTIFACT]   copy a signed artifact (default: this version's in dist/) to HOST over
 #                                      ssh and run `volspike self-update --from` there (verify, swap, restart,
 #                                      roll back on failure)
@@ -19,12 +21,16 @@
 # the repository. A new key pair: `zipsign gen-key release.key release.pub`; the .pub goes to
 # packaging/release-keys/ (built into the binary), the .key stays with the release manager.
 # ssh: VOLSPIKE_SSH (default "ssh") is the command used to reach HOST, e.g. "ssh -p 2222".
+# Release targets: VOLSPIKE_RELEASE_TARGETS (default "x86_64-unknown-linux-musl aarch64-unknown-linux-musl").
+# aarch64 is cross-built with Debian's gcc-aarch64-linux-gnu (.cargo/config.toml) and its `version` is
+# read under qemu-aarch64-static (Debian's qemu-user-static); both are installed with apt when missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 target=x86_64-unknown-linux-musl
 target_dir=${CARGO_TARGET_DIR:-target}
 built=$target_dir/$target/release/volspike
+release_targets=${VOLSPIKE_RELEASE_TARGETS:-x86_64-unknown-linux-musl aarch64-unknown-linux-musl}
 
 # The header comment above, without the leading "# ".
 usage() {
@@ -68,6 +74,37 @@ ensure_zipsign() {
   fi
 }
 
+# What building and checking TARGET needs beyond the native toolchain:
+# for aarch64 on another machine, Debian's cross gcc (ring's C and the link)
+# and qemu-user (to ask the binary its version), plus the Rust target.
+ensure_cross() {
+  local t=$1 need=()
+  if [ "$t" = aarch64-unknown-linux-musl ] && [ "$(uname -m)" != aarch64 ]; then
+    command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
+    command -v "${VOLSPIKE_QEMU:-qemu-aarch64-static}" >/dev/null || need+=(qemu-user-static)
+  fi
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "deploy: installing ${need[*]} (Debian) for $t" >&2
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq "${need[@]}"
+  fi
+}
+
+# Builds the release binary for target $1; prints its path.
+build_target() {
+  local t=$1
+  ensure_toolchain
+  ensure_cross "$t"
+  if ! rustup target list --installed | grep -qx "$t"; then
+    rustup target add "$t" >&2
+  fi
+  cargo build --release --locked --target "$t" >&2
+  local out=$target_dir/$t/release/volspike
+  echo "deploy: built $out ($(stat -c %s "$out") bytes)" >&2
+  file "$out" 2>/dev/null >&2 || true
+  echo "$out"
+}
+
 cmd_build() {
   ensure_toolchain
   if ! rustup target list --installed | grep -qx "$target"; then
@@ -86,10 +123,15 @@ cmd_local() {
   exec "$target_dir/release/volspike" run --local "$@"
 }
 
-# Prints "VERSION TARGET" as the binary itself reports them.
+# Prints "VERSION TARGET" as the binary itself reports them. An aarch64
+# binary on another machine answers under qemu-user.
 binary_identity() {
-  local line
-  line=$("$1" version) || die "$1 version failed"
+  local line run=()
+  if [ "$(uname -m)" != aarch64 ] && file -L "$1" 2>/dev/null | grep -q 'ARM aarch64'; then
+    ensure_cross aarch64-unknown-linux-musl
+    run=("${VOLSPIKE_QEMU:-qemu-aarch64-static}")
+  fi
+  line=$("${run[@]}" "$1" version) || die "$1 version failed"
   # volspike 0.1.0 (x86_64-unknown-linux-musl, commit abc, built 2026-11-25)
   [[ $line =~ ^volspike\ ([^ ]+)\ \(([^,]+), ]] || die "$1 version printed '$line', not a volspike version line"
   echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
@@ -148,35 +190,57 @@ write_manifest() {
 }
 
 cmd_release() {
-  local binary='' dist=dist
+  local binaries=() dist=dist
   while [ $# -gt 0 ]; do
     case $1 in
-      --binary) binary=${2:?--binary needs a file}; shift 2 ;;
+      --binary) binaries+=("${2:?--binary needs a file}"); shift 2 ;;
       --dist) dist=${2:?--dist needs a directory}; shift 2 ;;
       *) die "release: unknown argument '$1' (see ./deploy.sh help)" ;;
     esac
   done
-  if [ -z "$binary" ]; then
-    cmd_build
-    binary=$built
+  if [ ${#binaries[@]} -eq 0 ]; then
+    local t out
+    for t in $release_targets; do
+      out=$(build_target "$t") || die "release: building for $t failed"
+      binaries+=("$out")
+    done
   fi
-  [ -x "$binary" ] || die "release: $binary is not an executable file"
+  local binary
+  for binary in "${binaries[@]}"; do
+    [ -x "$binary" ] || die "release: $binary is not an executable file"
+  done
   ensure_zipsign
-  local version btarget name work
-  read -r version btarget < <(binary_identity "$binary")
-  name=volspike-$version-$btarget.tar.gz
   mkdir -p "$dist"
+  local work
   work=$(mktemp -d)
   # shellcheck disable=SC2064  # expand now: $work is local
   trap "rm -rf '$work'" EXIT
   signing_key_to "$work/release.key"
+  local names=()
+  for binary in "${binaries[@]}"; do
+    pack_and_sign "$binary" "$dist" "$work"
+    names+=("$packed")
+  done
+  rm -f "$work/release.key"
+  write_manifest "$dist"
+  echo "deploy: manifest $dist/manifest.json lists: $(grep -o '"version": "[^"]*"' "$dist/manifest.json" | cut -d'"' -f4 | tr '\n' ' ')" >&2
+  echo "deploy: publish: copy $dist/manifest.json and ${names[*]/#/$dist/} to the host behind VOLSPIKE_UPDATE_URL" >&2
+}
+
+# Packs binary $1 as $2/volspike-<version>-<target>.tar.gz, signs it with the
+# key in $3/release.key, writes its .sha256 and its manifest entry; sets
+# `packed` to the artifact's name.
+pack_and_sign() {
+  local binary=$1 dist=$2 work=$3 version btarget name
+  read -r version btarget < <(binary_identity "$binary")
+  name=volspike-$version-$btarget.tar.gz
+  rm -rf "$work/pack" && mkdir "$work/pack"
   # One file, root-owned, no build-machine metadata.
-  install -m 0755 "$binary" "$work/volspike"
-  tar --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work" -cf - volspike | gzip -n -9 >"$work/$name"
+  install -m 0755 "$binary" "$work/pack/volspike"
+  tar --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work/pack" -cf - volspike | gzip -n -9 >"$work/$name"
   # The context is the artifact's file name, as self_update verifies it.
   zipsign sign tar -f -c "$name" -o "$dist/$name" "$work/$name" "$work/release.key" >/dev/null \
     || die "zipsign could not sign $name"
-  rm -f "$work/release.key"
   chmod 0644 "$dist/$name"
   local digest
   digest=$(sha256sum "$dist/$name" | cut -d' ' -f1)
@@ -189,15 +253,13 @@ cmd_release() {
   fi
   printf '{"version": "%s", "date": "%s", "asset": {"name": "%s", "url": "%s", "digest": "sha256:%s"}}\n' \
     "$version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "$name" "$digest" >"$dist/$name.json"
-  write_manifest "$dist"
   echo "deploy: released $dist/$name (sha256 $digest)" >&2
-  echo "deploy: manifest $dist/manifest.json lists: $(grep -o '"version": "[^"]*"' "$dist/manifest.json" | cut -d'"' -f4 | tr '\n' ' ')" >&2
   if [ $trusted = yes ]; then
     echo "deploy: signed with a key built into the binary (packaging/release-keys/)" >&2
   else
     echo "deploy: warning: signed with a key that is NOT built into the binary; only hosts listing it in /etc/volspike/release-keys.pub accept it" >&2
   fi
-  echo "deploy: publish: copy $dist/manifest.json and $dist/$name to the host behind VOLSPIKE_UPDATE_URL" >&2
+  packed=$name
 }
 
 # ssh to $1 and run the rest as one remote shell command (quoted here).

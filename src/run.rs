@@ -52,6 +52,8 @@ const STREAM_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the command; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
+    // First, while this is the only thread: the socket systemd may pass.
+    crate::systemd::listen_fds::take_from_env();
     let sources = match Sources::load(args.env_file.as_deref()) {
         Ok(sources) => sources,
         Err(problem) => {

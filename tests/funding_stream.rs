@@ -450,7 +450,7 @@ fn hostile_requests_get_json_errors() {
     // Over the batch limit but within the request-line limit: the handler's 400.
     let (status, body) = app.get(&format!("/funding/batch?symbols={too_many}"));
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].is_string(), "{body}");
+    assert!(body["detail"]["error"].is_string(), "{body}");
     // Over the request-line limit (16 KiB): refused while reading, 414.
     let (status, body) = app.get(&format!("/funding/batch?symbols={many}"));
     assert_eq!(status, 414, "{body}");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
 # formatting, lints, unit and integration tests against the fakes, the static
-# musl build, and the droplet tests in a real systemd container.
+# musl builds (x86_64, and aarch64 run under qemu), and the droplet tests in a
+# real systemd container.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,7 @@ suite "cargo fmt" cargo fmt --all -- --check
 suite "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 suite "cargo test" cargo test --workspace --locked
 suite "static musl binary" tests/static_binary.sh
+suite "aarch64 binary under qemu" tests/aarch64_binary.sh
 for t in tests/droplet/*.test.sh; do
   [ -e "$t" ] || continue
   suite "droplet: $(basename "$t" .test.sh)" bash "$t"

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::cli::InstallArgs;
 use crate::config::{envfile, settings, template, Config, Mode, Sources, EXIT_CONFIG};
 use crate::systemd::systemctl::{self, Systemctl, UnitQuery, UnitState};
-use crate::systemd::units::{self, UnitValues, LEGACY_UNITS, SERVICE};
+use crate::systemd::units::{self, UnitValues, LEGACY_UNITS, SERVICE, SOCKET};
 
 /// Where the binary is installed.
 pub const BINARY: &str = "/usr/local/bin/volspike";
@@ -40,6 +40,8 @@ pub const ENV_FILE: &str = crate::check_config::DEFAULT_ENV_FILE;
 pub const PREVIOUS_ENV_FILE: &str = "/etc/volspike/volspike.env.previous";
 /// The unit file.
 pub const UNIT_FILE: &str = "/etc/systemd/system/volspike.service";
+/// The socket unit file: systemd holds the HTTP listener across restarts.
+pub const SOCKET_FILE: &str = "/etc/systemd/system/volspike.socket";
 /// Drop-ins of the unit (operators' and tests' overrides).
 pub const DROPIN_DIR: &str = "/etc/systemd/system/volspike.service.d";
 /// The state directory (the unit's `StateDirectory=volspike`).
@@ -164,12 +166,16 @@ pub enum Action {
     },
     /// `systemctl daemon-reload`.
     DaemonReload,
-    /// `systemctl enable volspike.service`.
+    /// `systemctl enable volspike.socket volspike.service`.
     Enable,
     /// `systemctl restart volspike.service`, then wait for READY.
     Start {
         /// Why ("not running", "binary changed"…).
         why: String,
+        /// Stop the service and (re)open volspike.socket first: it is not
+        /// listening yet, or its address changed. Otherwise the socket is
+        /// left open so the restart refuses no connection.
+        reopen_socket: bool,
     },
     /// `systemctl stop` a unit (uninstall).
     Stop {
@@ -255,9 +261,15 @@ impl Action {
                 format!("setting {path} to root-owned, mode {mode:04o}")
             }
             Action::DaemonReload => "systemctl daemon-reload".to_string(),
-            Action::Enable => format!("systemctl enable {SERVICE} (start at boot)"),
-            Action::Start { why } => {
-                format!("(re)starting {SERVICE} ({why}) and waiting for READY")
+            Action::Enable => format!("systemctl enable {SOCKET} {SERVICE} (start at boot)"),
+            Action::Start { why, reopen_socket } => {
+                if *reopen_socket {
+                    format!("(re)opening {SOCKET}, (re)starting {SERVICE} ({why}) and waiting for READY")
+                } else {
+                    format!(
+                        "(re)starting {SERVICE} ({why}; {SOCKET} stays open) and waiting for READY"
+                    )
+                }
             }
             Action::Stop { unit } => format!("systemctl stop {unit}"),
             Action::Disable { unit } => format!("systemctl disable {unit}"),
@@ -333,7 +345,7 @@ fn service_user(layout: &Layout) -> Result<Option<(u32, u32)>, String> {
 /// The units whose state the plan needs: ours, the legacy ones, and the
 /// services the legacy timers start.
 fn queried_units() -> Vec<String> {
-    let mut units = vec![SERVICE.to_string()];
+    let mut units = vec![SERVICE.to_string(), SOCKET.to_string()];
     for unit in LEGACY_UNITS {
         units.push(unit.to_string());
         if let Some(service) = units::timer_service(unit) {
@@ -395,6 +407,9 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
         .cloned()
         .unwrap_or_else(|| UnitState::not_found(SERVICE));
     plan.service = service.clone();
+    let socket = state_of(&states, SOCKET)
+        .cloned()
+        .unwrap_or_else(|| UnitState::not_found(SOCKET));
 
     // The user first: the state directory is created owned by it.
     if service_user(layout)?.is_none() {
@@ -520,8 +535,8 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
         env_file: ENV_FILE,
         user: USER,
     })?;
-    let unit_changed = read_text(&own_unit_path)?.as_deref() != Some(rendered.as_str());
-    if unit_changed {
+    let service_changed = read_text(&own_unit_path)?.as_deref() != Some(rendered.as_str());
+    if service_changed {
         actions.push(Action::WriteFile {
             path: UNIT_FILE.into(),
             contents: rendered,
@@ -529,22 +544,51 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
             backup: None,
             what: "the hardened unit".into(),
         });
+    }
+    // The socket listens where the env file says; an unusable address is
+    // already among the configuration problems, so nothing is started.
+    let socket_changed = match units::render_socket(&plan.http_addr) {
+        Ok(rendered) => {
+            let changed =
+                read_text(&layout.path(SOCKET_FILE))?.as_deref() != Some(rendered.as_str());
+            if changed {
+                actions.push(Action::WriteFile {
+                    path: SOCKET_FILE.into(),
+                    contents: rendered,
+                    mode: 0o644,
+                    backup: None,
+                    what: format!("the HTTP listener on {}", plan.http_addr),
+                });
+            }
+            changed
+        }
+        Err(e) => {
+            if plan.config_problems.is_empty() {
+                plan.config_problems.push(e);
+            }
+            false
+        }
+    };
+    let unit_changed = service_changed || socket_changed;
+    if unit_changed {
         actions.push(Action::DaemonReload);
     }
-    if replacing_foreign || !service.is_enabled() {
+    if replacing_foreign || !service.is_enabled() || !socket.is_enabled() {
         actions.push(Action::Enable);
     }
+    // A socket that is not listening (first install, or an upgrade from a
+    // version that bound the port itself) or moves to another address is
+    // opened with the service stopped; otherwise it stays open throughout.
+    let reopen_socket = socket_changed || !socket.is_up();
 
     let why = if replacing_foreign {
         Some("replacing the Python service".to_string())
+    } else if !service.exists() {
+        Some("it is not installed yet".to_string())
     } else if !service.is_up() {
         Some(format!(
-            "it is {}",
-            if service.exists() {
-                format!("{}/{}", service.active_state, service.sub_state)
-            } else {
-                "not installed yet".to_string()
-            }
+            "it is {}/{}",
+            service.active_state, service.sub_state
         ))
     } else {
         let changed: Vec<&str> = [
@@ -556,11 +600,22 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
         .filter(|(c, _)| *c)
         .map(|(_, what)| *what)
         .collect();
-        (!changed.is_empty()).then(|| format!("{} changed", changed.join(", ")))
+        let mut reasons = Vec::new();
+        if !changed.is_empty() {
+            reasons.push(format!("{} changed", changed.join(", ")));
+        }
+        if reopen_socket {
+            reasons.push(if socket.is_up() {
+                format!("{SOCKET} moves to {}", plan.http_addr)
+            } else {
+                format!("{SOCKET} is not listening yet")
+            });
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
     };
     if let Some(why) = why {
         if plan.config_ok() {
-            actions.push(Action::Start { why });
+            actions.push(Action::Start { why, reopen_socket });
         }
     }
     plan.actions = actions;
@@ -925,9 +980,18 @@ pub fn apply(layout: &Layout, action: &Action) -> Result<(), String> {
                 .map_err(|e| format!("cannot set mode of {}: {e}", target.display()))
         }
         Action::DaemonReload => systemctl::run(&["daemon-reload"]),
-        Action::Enable => systemctl::run(&["enable", "--", SERVICE]),
-        // --no-block: we wait ourselves, with our own timeout and messages.
-        Action::Start { .. } => systemctl::run(&["restart", "--no-block", "--", SERVICE]),
+        Action::Enable => systemctl::run(&["enable", "--", SOCKET, SERVICE]),
+        Action::Start { reopen_socket, .. } => {
+            if *reopen_socket {
+                // The running service may still hold the address itself (a
+                // version before socket activation): stop it first so the
+                // socket can bind, then open the socket.
+                systemctl::run(&["stop", "--", SERVICE])?;
+                systemctl::run(&["restart", "--", SOCKET])?;
+            }
+            // --no-block: we wait ourselves, with our own timeout and messages.
+            systemctl::run(&["restart", "--no-block", "--", SERVICE])
+        }
         Action::Stop { unit } => systemctl::run(&["stop", "--", unit]),
         Action::Disable { unit } => systemctl::run(&["disable", "--", unit]),
         Action::RemoveFile { path } => {
@@ -1348,6 +1412,7 @@ mod tests {
                 Action::RetireUnit { .. } => "retire",
                 Action::InstallBinary { .. } => "binary",
                 Action::WriteFile { path, .. } if path == ENV_FILE => "env",
+                Action::WriteFile { path, .. } if path == SOCKET_FILE => "socket",
                 Action::WriteFile { .. } => "unit",
                 Action::FixPermissions { .. } => "chmod",
                 Action::DaemonReload => "reload",
@@ -1362,6 +1427,10 @@ mod tests {
         unit(SERVICE, "active", "enabled", UNIT_FILE)
     }
 
+    fn listening_socket() -> UnitState {
+        unit(SOCKET, "active", "enabled", SOCKET_FILE)
+    }
+
     #[test]
     fn fresh_machine_gets_everything_but_no_start_without_keys() {
         let t = Tree::new("fresh");
@@ -1369,7 +1438,7 @@ mod tests {
         let plan = plan(&t.layout, &t.options, &FakeUnits(BTreeMap::new())).expect("plan");
         assert_eq!(
             kinds(&plan),
-            vec!["user", "mkdir", "binary", "mkdir", "env", "unit", "reload", "enable"]
+            vec!["user", "mkdir", "binary", "mkdir", "env", "unit", "socket", "reload", "enable"]
         );
         assert_eq!(
             plan.missing_keys,
@@ -1401,7 +1470,10 @@ mod tests {
         assert_eq!(kinds(&first).last(), Some(&"start"));
         t.apply_files(&first);
 
-        let running = FakeUnits(BTreeMap::from([(SERVICE.to_string(), installed_service())]));
+        let running = FakeUnits(BTreeMap::from([
+            (SERVICE.to_string(), installed_service()),
+            (SOCKET.to_string(), listening_socket()),
+        ]));
         let second = plan(&t.layout, &options, &running).expect("plan");
         assert!(second.actions.is_empty(), "{:?}", second.actions);
 
@@ -1409,7 +1481,9 @@ mod tests {
         fs::write(&t.options.source_binary, b"binary v2").expect("write");
         let third = plan(&t.layout, &options, &running).expect("plan");
         assert_eq!(kinds(&third), vec!["binary", "start"]);
-        assert!(matches!(&third.actions[1], Action::Start { why } if why == "binary changed"));
+        assert!(
+            matches!(&third.actions[1], Action::Start { why, reopen_socket: false } if why == "binary changed")
+        );
         t.apply_files(&third);
         assert_eq!(
             fs::read(t.layout.path(PREVIOUS_BINARY)).expect("previous"),
@@ -1440,10 +1514,89 @@ mod tests {
         let plan = plan(
             &t.layout,
             &t.options,
-            &FakeUnits(BTreeMap::from([(SERVICE.to_string(), stopped)])),
+            &FakeUnits(BTreeMap::from([
+                (SERVICE.to_string(), stopped),
+                (SOCKET.to_string(), listening_socket()),
+            ])),
         )
         .expect("plan");
         assert_eq!(kinds(&plan), vec!["chmod", "start"]);
+        // The socket is listening: only the service is started.
+        assert!(matches!(
+            &plan.actions[1],
+            Action::Start {
+                reopen_socket: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_socket_is_opened_on_upgrade_and_moved_with_the_address() {
+        let t = Tree::new("socket");
+        t.write(
+            "/etc/passwd",
+            "volspike:x:998:998::/var/lib/volspike:/usr/sbin/nologin\n",
+        );
+        let env = t.root.join("given.env");
+        let write_env = |port: u16| {
+            fs::write(
+                &env,
+                format!("BACKEND_URL=http://127.0.0.1:9/\nALERT_INGEST_API_KEY=k\nVOLSPIKE_HTTP_ADDR=127.0.0.1:{port}\n"),
+            )
+            .expect("write")
+        };
+        write_env(18080);
+        let options = Options {
+            env_file: Some(env.clone()),
+            ..t.options.clone()
+        };
+        let first = plan(&t.layout, &options, &FakeUnits(BTreeMap::new())).expect("plan");
+        t.apply_files(&first);
+        let socket_text = fs::read_to_string(t.layout.path(SOCKET_FILE)).expect("socket written");
+        assert!(
+            socket_text.contains("\nListenStream=127.0.0.1:18080\n"),
+            "{socket_text}"
+        );
+
+        // An install from before socket activation: the service runs (and
+        // holds the port itself), the socket unit is unknown to systemd.
+        let pre_socket = FakeUnits(BTreeMap::from([(SERVICE.to_string(), installed_service())]));
+        let upgrade = plan(&t.layout, &options, &pre_socket).expect("plan");
+        assert_eq!(kinds(&upgrade), vec!["enable", "start"]);
+        assert!(
+            matches!(
+                &upgrade.actions[1],
+                Action::Start { why, reopen_socket: true } if why == "volspike.socket is not listening yet"
+            ),
+            "{:?}",
+            upgrade.actions
+        );
+
+        // Both up; the address changes: the socket file is rewritten and
+        // reopened (with the service stopped), on the new address.
+        let running = FakeUnits(BTreeMap::from([
+            (SERVICE.to_string(), installed_service()),
+            (SOCKET.to_string(), listening_socket()),
+        ]));
+        write_env(18081);
+        let moved = plan(&t.layout, &options, &running).expect("plan");
+        assert_eq!(kinds(&moved), vec!["env", "socket", "reload", "start"]);
+        assert!(
+            matches!(
+                moved.actions.last(),
+                Some(Action::Start { why, reopen_socket: true })
+                    if why == "unit, env file changed; volspike.socket moves to 127.0.0.1:18081"
+            ),
+            "{:?}",
+            moved.actions
+        );
+        t.apply_files(&moved);
+        let socket_text = fs::read_to_string(t.layout.path(SOCKET_FILE)).expect("socket");
+        assert!(
+            socket_text.contains("\nListenStream=127.0.0.1:18081\n"),
+            "{socket_text}"
+        );
     }
 
     #[test]
@@ -1511,7 +1664,7 @@ mod tests {
             kinds(&first),
             vec![
                 "mkdir", "mkdir", "retire", "retire", "retire", "binary", "mkdir", "env", "unit",
-                "reload", "enable", "start"
+                "socket", "reload", "enable", "start"
             ]
         );
         assert!(first.config_ok(), "imported keys: {:?}", first.missing_keys);
@@ -1539,6 +1692,7 @@ mod tests {
         // After install: legacy units disabled and stopped, copies kept.
         let after = FakeUnits(BTreeMap::from([
             (SERVICE.to_string(), installed_service()),
+            (SOCKET.to_string(), listening_socket()),
             (
                 "binance-funding-ws.service".to_string(),
                 unit(

@@ -3,6 +3,7 @@
 //! installing/uninstalling the service.
 
 pub mod install;
+pub mod listen_fds;
 pub mod liveness;
 pub mod notify;
 pub mod systemctl;

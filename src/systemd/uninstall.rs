@@ -1,6 +1,7 @@
 //! `volspike uninstall [--purge]`: reverse `install`.
 //!
-//! Stops and disables the service, removes its unit and daemon-reloads, and
+//! Stops and disables the service and its socket (`volspike.socket`, which
+//! holds the HTTP listener), removes both units and daemon-reloads, and
 //! removes the installed binary and the one kept for rollback. `--purge` also
 //! removes the state directory (with the copies of legacy units), the env
 //! file's directory and the unit's drop-ins.
@@ -25,11 +26,11 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::UninstallArgs;
 use crate::systemd::install::{
-    self, Action, Layout, BINARY, DROPIN_DIR, ENV_DIR, LEGACY_DIR, PREVIOUS_BINARY, STATE_DIR,
-    UNIT_FILE,
+    self, Action, Layout, BINARY, DROPIN_DIR, ENV_DIR, LEGACY_DIR, PREVIOUS_BINARY, SOCKET_FILE,
+    STATE_DIR, UNIT_FILE,
 };
 use crate::systemd::systemctl::{self, Systemctl, UnitQuery, UnitState};
-use crate::systemd::units::{self, SERVICE};
+use crate::systemd::units::{self, SERVICE, SOCKET};
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -52,10 +53,16 @@ pub struct Plan {
 /// Computes the plan.
 pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result<Plan, String> {
     let mut plan = Plan::default();
-    let service = query
-        .states(&[SERVICE.to_string()])?
-        .pop()
-        .unwrap_or_else(|| UnitState::not_found(SERVICE));
+    let states = query.states(&[SERVICE.to_string(), SOCKET.to_string()])?;
+    let state = |unit: &str| {
+        states
+            .iter()
+            .find(|s| s.id == unit)
+            .cloned()
+            .unwrap_or_else(|| UnitState::not_found(unit))
+    };
+    let service = state(SERVICE);
+    let socket = state(SOCKET);
     let unit_path = layout.path(UNIT_FILE);
     let unit_text = match fs::read_to_string(&unit_path) {
         Ok(text) => Some(text),
@@ -71,18 +78,33 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
             "{UNIT_FILE} is not the appliance's unit (it does not run {BINARY}): left alone"
         ));
     } else {
+        // The socket first: while it listens, a connection would start the
+        // service again (stopping it also stops the service, which needs it).
+        if socket.is_running_or_starting() || socket.active_state == "failed" {
+            plan.actions.push(Action::Stop {
+                unit: SOCKET.into(),
+            });
+        }
         // A failed unit is stopped too: that clears its restart loop.
         if service.is_running_or_starting() || service.active_state == "failed" {
             plan.actions.push(Action::Stop {
                 unit: SERVICE.into(),
             });
         }
-        if service.is_enabled() {
-            plan.actions.push(Action::Disable {
-                unit: SERVICE.into(),
-            });
+        for unit in [&socket, &service] {
+            if unit.is_enabled() {
+                plan.actions.push(Action::Disable {
+                    unit: unit.id.clone(),
+                });
+            }
         }
         let mut files_changed = false;
+        if layout.path(SOCKET_FILE).exists() {
+            plan.actions.push(Action::RemoveFile {
+                path: SOCKET_FILE.into(),
+            });
+            files_changed = true;
+        }
         if unit_text.is_some() {
             plan.actions.push(Action::RemoveFile {
                 path: UNIT_FILE.into(),
@@ -223,7 +245,7 @@ pub fn run(args: UninstallArgs) -> i32 {
         }
     }
     // A unit that failed before leaves a "failed" entry; clear it quietly.
-    let _ = systemctl::run(&["reset-failed", "--", SERVICE]);
+    let _ = systemctl::run(&["reset-failed", "--", SOCKET, SERVICE]);
     for n in &plan.notes {
         println!("note: {n}");
     }
@@ -235,12 +257,21 @@ pub fn run(args: UninstallArgs) -> i32 {
 mod tests {
     use super::*;
 
-    /// A service manager that knows one state of volspike.service.
-    struct One(UnitState);
+    /// A service manager that knows these units' states (others: not found).
+    struct Known(Vec<UnitState>);
 
-    impl UnitQuery for One {
-        fn states(&self, _units: &[String]) -> Result<Vec<UnitState>, String> {
-            Ok(vec![self.0.clone()])
+    impl UnitQuery for Known {
+        fn states(&self, units: &[String]) -> Result<Vec<UnitState>, String> {
+            Ok(units
+                .iter()
+                .map(|u| {
+                    self.0
+                        .iter()
+                        .find(|s| &s.id == u)
+                        .cloned()
+                        .unwrap_or_else(|| UnitState::not_found(u))
+                })
+                .collect())
         }
     }
 
@@ -256,6 +287,7 @@ mod tests {
                 UNIT_FILE,
                 "[Service]\nExecStart=/usr/local/bin/volspike run\n",
             ),
+            (SOCKET_FILE, "[Socket]\nListenStream=127.0.0.1:8080\n"),
             ("/etc/volspike/volspike.env", "K=v\n"),
             ("/var/lib/volspike/legacy-units/x.service", "[Service]\n"),
             (
@@ -270,16 +302,28 @@ mod tests {
         (root, layout)
     }
 
-    fn running() -> UnitState {
-        UnitState {
-            id: SERVICE.into(),
-            load_state: "loaded".into(),
-            active_state: "active".into(),
-            sub_state: "running".into(),
-            unit_file_state: "enabled".into(),
-            fragment_path: UNIT_FILE.into(),
-            ..UnitState::default()
-        }
+    /// The service running and its socket listening, both enabled.
+    fn running() -> Known {
+        Known(vec![
+            UnitState {
+                id: SERVICE.into(),
+                load_state: "loaded".into(),
+                active_state: "active".into(),
+                sub_state: "running".into(),
+                unit_file_state: "enabled".into(),
+                fragment_path: UNIT_FILE.into(),
+                ..UnitState::default()
+            },
+            UnitState {
+                id: SOCKET.into(),
+                load_state: "loaded".into(),
+                active_state: "active".into(),
+                sub_state: "listening".into(),
+                unit_file_state: "enabled".into(),
+                fragment_path: SOCKET_FILE.into(),
+                ..UnitState::default()
+            },
+        ])
     }
 
     #[test]
@@ -289,13 +333,16 @@ mod tests {
             purge: false,
             running_binary: None,
         };
-        let plan = plan(&layout, &options, &One(running())).expect("plan");
+        let plan = plan(&layout, &options, &running()).expect("plan");
         let described: Vec<String> = plan.actions.iter().map(Action::describe).collect();
         assert_eq!(
             described,
             vec![
+                "systemctl stop volspike.socket",
                 "systemctl stop volspike.service",
+                "systemctl disable volspike.socket",
                 "systemctl disable volspike.service",
+                "removing /etc/systemd/system/volspike.socket",
                 "removing /etc/systemd/system/volspike.service",
                 "systemctl daemon-reload",
                 "removing /usr/local/bin/volspike",
@@ -308,7 +355,7 @@ mod tests {
             purge: true,
             running_binary: None,
         };
-        let plan2 = super::plan(&layout, &purge, &One(running())).expect("plan");
+        let plan2 = super::plan(&layout, &purge, &running()).expect("plan");
         assert!(plan2.actions.contains(&Action::RemoveDir {
             path: STATE_DIR.into()
         }));
@@ -324,7 +371,7 @@ mod tests {
                 install::apply(&layout, a).expect("apply");
             }
         }
-        let gone = One(UnitState::not_found(SERVICE));
+        let gone = Known(Vec::new());
         let again = super::plan(&layout, &purge, &gone).expect("plan");
         assert!(again.actions.is_empty(), "{:?}", again.actions);
         let _ = fs::remove_dir_all(root);
@@ -342,7 +389,7 @@ mod tests {
             purge: false,
             running_binary: Some(layout.path(BINARY)),
         };
-        let plan = plan(&layout, &options, &One(running())).expect("plan");
+        let plan = plan(&layout, &options, &running()).expect("plan");
         let described: Vec<String> = plan.actions.iter().map(Action::describe).collect();
         assert_eq!(described, vec!["removing /usr/local/bin/volspike.previous"]);
         assert!(plan.notes.iter().any(|n| n.contains("left alone")));

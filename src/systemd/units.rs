@@ -1,14 +1,22 @@
 //! The unit files `install` writes, and the old deployment's units it replaces.
 //!
-//! The unit is a template kept in `packaging/volspike.service` (reviewed and
-//! tested as a file, see tests/droplet/smoke.sh) and compiled into the binary,
-//! so a binary copied onto a droplet alone can install itself.
+//! The units are templates kept in `packaging/volspike.service` and
+//! `packaging/volspike.socket` (reviewed and tested as files, see
+//! tests/droplet/smoke.sh) and compiled into the binary, so a binary copied
+//! onto a droplet alone can install itself.
 
 /// The unit template, placeholders `@BINARY@`, `@ENV_FILE@`, `@USER@`.
 pub const SERVICE_TEMPLATE: &str = include_str!("../../packaging/volspike.service");
 
 /// The service's unit name.
 pub const SERVICE: &str = "volspike.service";
+
+/// The socket unit template, placeholder `@LISTEN@`: systemd holds the HTTP
+/// listener so that restarts and updates refuse no connection.
+pub const SOCKET_TEMPLATE: &str = include_str!("../../packaging/volspike.socket");
+
+/// The socket's unit name (it activates [`SERVICE`], the same name).
+pub const SOCKET: &str = "volspike.socket";
 
 /// Units of the Python deployment that the appliance replaces. Running them
 /// next to it would post every alert twice. (`volspike.service` itself is
@@ -39,6 +47,22 @@ pub struct UnitValues<'a> {
 /// (a template edited without updating this function).
 pub fn render_service(values: &UnitValues<'_>) -> Result<String, String> {
     render(SERVICE_TEMPLATE, values)
+}
+
+/// Renders the socket unit listening on `listen` (`VOLSPIKE_HTTP_ADDR`).
+/// An address systemd would read differently from volspike is refused, so
+/// the socket never holds another address than the one configured.
+pub fn render_socket(listen: &str) -> Result<String, String> {
+    let addr: std::net::SocketAddr = listen.trim().parse().map_err(|_| {
+        format!("VOLSPIKE_HTTP_ADDR={listen:?} is not an address:port for volspike.socket")
+    })?;
+    let text = SOCKET_TEMPLATE.replace("@LISTEN@", &addr.to_string());
+    if let Some(left) = leftover_placeholder(&text) {
+        return Err(format!(
+            "unit template (packaging/volspike.socket) has an unknown placeholder {left}"
+        ));
+    }
+    Ok(text)
 }
 
 /// Renders `template` with `values`.
@@ -141,6 +165,25 @@ mod tests {
         assert!(unit.contains("TasksMax=128"));
         assert!(is_ours(&unit, VALUES.binary));
         assert!(!runs_python(&unit));
+    }
+
+    #[test]
+    fn the_service_needs_the_socket_and_the_socket_holds_the_configured_address() {
+        let unit = render_service(&VALUES).expect("renders");
+        assert!(unit.contains("Requires=volspike.socket"));
+        assert!(unit.contains("After=volspike.socket"));
+        let socket = render_socket("127.0.0.1:8080").expect("renders");
+        assert!(
+            socket.contains("\nListenStream=127.0.0.1:8080\n"),
+            "{socket}"
+        );
+        assert!(socket.contains("\nAccept=no\n"));
+        assert!(socket.contains("WantedBy=sockets.target"));
+        let v6 = render_socket(" [::1]:9000 ").expect("renders");
+        assert!(v6.contains("\nListenStream=[::1]:9000\n"), "{v6}");
+        // A bare port would make systemd listen on every interface.
+        let err = render_socket("8080").expect_err("not an address");
+        assert!(err.contains("VOLSPIKE_HTTP_ADDR"), "{err}");
     }
 
     #[test]

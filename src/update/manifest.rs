@@ -218,6 +218,27 @@ mod tests {
     }
 
     #[test]
+    fn each_target_picks_its_own_artifact_from_one_release() {
+        let releases = parse_manifest(&manifest(), URL).expect("parses");
+        // 0.1.10 lists both targets, as `deploy.sh release` writes it.
+        let pick = |target: &str| match choose(&releases[..3], "0.1.0", None, target) {
+            Ok(Choice::Install(s)) => (s.asset_name, s.sha256),
+            other => panic!("{target}: {other:?}"),
+        };
+        assert_eq!(
+            pick(T),
+            (format!("volspike-0.1.10-{T}.tar.gz"), "b".repeat(64))
+        );
+        assert_eq!(
+            pick("aarch64-unknown-linux-musl"),
+            (
+                "volspike-0.1.10-aarch64-unknown-linux-musl.tar.gz".to_string(),
+                "c".repeat(64)
+            )
+        );
+    }
+
+    #[test]
     fn up_to_date_and_explicit_versions() {
         let releases = parse_manifest(&manifest(), URL).expect("parses");
         assert_eq!(

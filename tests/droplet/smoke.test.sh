@@ -58,6 +58,9 @@ fi
 sed -e "s|@BINARY@|$BINARY|g" -e "s|@ENV_FILE@|$ENV_FILE|g" -e "s|@USER@|$SVC_USER|g" \
     "$REPO/packaging/volspike.service" >"$WORK/volspike.service"
 if grep -n '@[A-Z_]*@' "$WORK/volspike.service"; then fail "unrendered placeholder left in the unit"; fi
+# The service requires its socket, which holds the HTTP listener.
+sed -e "s|@LISTEN@|127.0.0.1:8080|g" "$REPO/packaging/volspike.socket" >"$WORK/volspike.socket"
+if grep -n '@[A-Z_]*@' "$WORK/volspike.socket"; then fail "unrendered placeholder left in the socket unit"; fi
 done_step
 
 step "boot droplet 'smoke'"
@@ -72,6 +75,7 @@ droplet_exec install -d -m 0755 /etc/volspike
 printf '# smoke test\nBACKEND_URL=http://127.0.0.1:9/\nALERT_INGEST_API_KEY=smoke\n' >"$WORK/env"
 droplet_copy_in "$WORK/env" "$ENV_FILE" 0600
 droplet_copy_in "$WORK/volspike.service" /etc/systemd/system/volspike.service 0644
+droplet_copy_in "$WORK/volspike.socket" /etc/systemd/system/volspike.socket 0644
 droplet_exec systemctl daemon-reload
 # Type=notify: start returns only once READY=1 arrived (or the start failed).
 if ! droplet_exec timeout 60 systemctl enable --now volspike.service; then
@@ -105,7 +109,9 @@ checks=$(grep -c '^standin: check .* ok' <<<"$jr" || true)
 if grep 'FAILED' <<<"$jr"; then fail "a stand-in check failed"; fi
 [ "$checks" -ge 6 ] || fail "expected 6 stand-in checks in the journal, saw $checks"
 grep -q 'af_netlink_refused=yes' <<<"$jr" || fail "AF_NETLINK was not refused"
-ok "stand-in checks inside the sandbox: $checks ok (state writable, /etc and /usr read-only, TLS roots, AF_INET6, 127.0.0.1:8080), AF_NETLINK refused"
+grep -q 'check listen_tcp ok.*fd 3 from systemd' <<<"$jr" || fail "the stand-in did not get its listener from volspike.socket"
+[ "$(droplet_exec systemctl is-active volspike.socket)" = active ] || fail "volspike.socket not active"
+ok "stand-in checks inside the sandbox: $checks ok (state writable, /etc and /usr read-only, TLS roots, AF_INET6, listener 127.0.0.1:8080 from volspike.socket), AF_NETLINK refused"
 done_step
 
 step "systemd-analyze security"
@@ -118,7 +124,7 @@ grep '✗' "$WORK/security.txt" | sed 's/^/    /' >&2 || true
 score=$(echo "$score_line" | sed -E 's/.*: ([0-9.]+) .*/\1/')
 awk -v s="$score" 'BEGIN{exit !(s <= 2.0)}' || fail "exposure $score > 2.0"
 ok "exposure $score <= 2.0"
-verify=$(droplet_exec systemd-analyze verify /etc/systemd/system/volspike.service 2>&1) || true
+verify=$(droplet_exec systemd-analyze verify /etc/systemd/system/volspike.service /etc/systemd/system/volspike.socket 2>&1) || true
 if [ -n "$verify" ]; then echo "$verify" >&2; fail "systemd-analyze verify complained"; fi
 ok "systemd-analyze verify: clean"
 done_step

@@ -7,7 +7,9 @@
  *   standin run      the unit's ExecStart (the binary is installed as volspike)
  *
  * What it does, like the real service:
- *   - listens on 127.0.0.1:8080 (TCP, VOLSPIKE_HTTP_ADDR port if set),
+ *   - takes the listening socket volspike.socket passes (LISTEN_FDS=1 and
+ *     LISTEN_PID naming it: fd 3), else listens on 127.0.0.1:8080 itself
+ *     (TCP, VOLSPIKE_HTTP_ADDR port if set),
  *     opens AF_INET6 and AF_INET sockets (outbound HTTPS/WSS need them),
  *     reads /etc/ssl/certs (TLS roots),
  *   - writes $STATE_DIRECTORY/standin.state,
@@ -180,18 +182,28 @@ int main(int argc, char **argv) {
     fprintf(stderr, "standin: info af_netlink_refused=%s %s\n", sn < 0 ? "yes" : "no", detail);
     if (sn >= 0) close(sn);
 
-    /* Listen like the HTTP server. */
-    int port = 8080;
-    const char *addr = getenv("VOLSPIKE_HTTP_ADDR");
-    if (addr && strrchr(addr, ':')) port = atoi(strrchr(addr, ':') + 1);
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int lok = ls >= 0 && setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
-              bind(ls, (struct sockaddr *)&sin, sizeof sin) == 0 && listen(ls, 16) == 0;
-    snprintf(detail, sizeof detail, "127.0.0.1:%d%s%s", port, lok ? "" : " ", lok ? "" : strerror(errno));
-    check("listen_tcp", lok, detail);
+    /* Listen like the HTTP server: systemd's socket when it passes one. */
+    int ls = -1;
+    const char *lfds = getenv("LISTEN_FDS"), *lpid = getenv("LISTEN_PID");
+    if (lfds && lpid && atoi(lfds) == 1 && atol(lpid) == (long)getpid()) {
+        int accepting = 0;
+        socklen_t len = sizeof accepting;
+        int passed = getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 && accepting;
+        snprintf(detail, sizeof detail, "fd 3 from systemd%s", passed ? "" : " is not a listening socket");
+        check("listen_tcp", passed, detail);
+    } else {
+        int port = 8080;
+        const char *addr = getenv("VOLSPIKE_HTTP_ADDR");
+        if (addr && strrchr(addr, ':')) port = atoi(strrchr(addr, ':') + 1);
+        ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int lok = ls >= 0 && setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+                  bind(ls, (struct sockaddr *)&sin, sizeof sin) == 0 && listen(ls, 16) == 0;
+        snprintf(detail, sizeof detail, "127.0.0.1:%d%s%s", port, lok ? "" : " ", lok ? "" : strerror(errno));
+        check("listen_tcp", lok, detail);
+    }
 
     if (failed) {
         fprintf(stderr, "standin: a must-work check failed, exiting 1\n");

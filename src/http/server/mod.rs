@@ -68,8 +68,8 @@ impl HttpServer {
     /// the process's file-descriptor limit; failing here is failing before
     /// READY.
     pub fn bind(addr: SocketAddr, workers: usize) -> anyhow::Result<HttpServer> {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (VOLSPIKE_HTTP_ADDR): {e}"))?;
+        // The socket systemd holds (volspike.socket), or `addr` bound here.
+        let listener = crate::systemd::listen_fds::http_listener(addr)?;
         // Headers and body go out in two writes; with Nagle on, a body over
         // ~1 KB then waits for the client's delayed ACK (40 ms). Linux
         // copies TCP_NODELAY from the listener to every accepted socket.
