@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::{HttpContext, Reply};
-use crate::backend::DeliveryStats;
+use crate::backend::{DeliveryCondition, DeliveryStats};
 use crate::binance::governor::GovernorStatus;
 use crate::binance::stream::StreamView;
 use crate::jobs::status::JobView;
@@ -33,6 +33,10 @@ pub struct HealthBody {
     /// Each backend's outbox: pending, oldest pending age, delivered,
     /// retried, dropped (4xx), shed, refused. Empty in `--local` mode.
     pub delivery: BTreeMap<&'static str, DeliveryStats>,
+    /// What holds delivery back, one line per backend with a problem
+    /// (`primary: blocked: delivery paused: backend rejects the API key …`,
+    /// `dev: degraded: 2 dead letters kept …`); empty when posts flow.
+    pub delivery_problems: Vec<String>,
     /// The Binance weight governor: weight used in the window, ceiling,
     /// pause after a 429/418, queued callers.
     pub binance: Option<GovernorStatus>,
@@ -45,12 +49,26 @@ pub struct HealthBody {
 /// the backend has been unreachable (or refusing with 5xx) for too long.
 pub const BACKLOG_DEGRADED_SECONDS: u64 = 600;
 
-/// Whether every backend's backlog is younger than [`BACKLOG_DEGRADED_SECONDS`].
+/// Whether every backend's backlog is younger than [`BACKLOG_DEGRADED_SECONDS`]
+/// and no backend is paused, refused by the disk, or holding dead letters.
 fn delivery_healthy(delivery: &BTreeMap<&'static str, DeliveryStats>) -> bool {
     delivery.values().all(|s| {
         s.oldest_pending_seconds
             .is_none_or(|age| age <= BACKLOG_DEGRADED_SECONDS)
+            && s.condition() == DeliveryCondition::Ok
     })
+}
+
+/// One line per backend whose delivery is blocked or degraded.
+fn delivery_problems(delivery: &BTreeMap<&'static str, DeliveryStats>) -> Vec<String> {
+    delivery
+        .iter()
+        .filter_map(|(backend, s)| match s.condition() {
+            DeliveryCondition::Ok => None,
+            DeliveryCondition::Blocked(why) => Some(format!("{backend}: blocked: {why}")),
+            DeliveryCondition::Degraded(why) => Some(format!("{backend}: degraded: {why}")),
+        })
+        .collect()
 }
 
 /// Builds the health body and whether the appliance is healthy.
@@ -70,6 +88,7 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         mode: if ctx.local { "local" } else { "backend" },
         jobs,
         loops,
+        delivery_problems: delivery_problems(&delivery),
         delivery,
         binance: ctx.governor.as_ref().map(|g| g.status()),
         websocket: ctx.funding.stream.view(),
@@ -134,6 +153,32 @@ mod tests {
             },
         );
         assert!(!delivery_healthy(&delivery));
+    }
+
+    #[test]
+    fn a_paused_backend_or_dead_letters_are_named_and_unhealthy() {
+        let mut delivery = BTreeMap::new();
+        delivery.insert(
+            "primary",
+            DeliveryStats {
+                paused: Some("backend rejects the API key (HTTP 401 on /x)".into()),
+                ..DeliveryStats::default()
+            },
+        );
+        delivery.insert(
+            "dev",
+            DeliveryStats {
+                dead_letters: 2,
+                ..DeliveryStats::default()
+            },
+        );
+        assert!(!delivery_healthy(&delivery));
+        let problems = delivery_problems(&delivery);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("dev: degraded: 2 dead letters"));
+        assert!(
+            problems[1].contains("primary: blocked: delivery paused: backend rejects the API key")
+        );
     }
 
     #[test]

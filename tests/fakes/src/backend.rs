@@ -192,6 +192,26 @@ impl FakeBackend {
         }
     }
 
+    /// From now on a POST to `path` whose JSON body has `field` equal to
+    /// `value` answers `status` (recorded, not stored): one refused post
+    /// among others. Rules add up; the first match wins.
+    pub fn fail_when(&self, path: &str, field: &str, value: Value, status: u16) {
+        lock(&self.state.poison).push(PoisonRule {
+            path: path.to_string(),
+            field: field.to_string(),
+            value,
+            status,
+        });
+    }
+
+    /// From now on a share (0..=1) of the POSTs are answered late: stored
+    /// (recorded, and listed by the read routes) at once, answered after a
+    /// delay drawn evenly from `min..=max`. A client that gives up or dies
+    /// meanwhile never learns that the backend has the post.
+    pub fn slow_acks(&self, share: f64, min: Duration, max: Duration) {
+        *lock(&self.state.slow_acks) = Some((share, min, max));
+    }
+
     /// From now on `method` `path` answers `status` with `body` (after the
     /// failure and key checks). Overrides the default answer.
     pub fn set_json(&self, method: &str, path: &str, status: u16, body: Value) {
@@ -235,9 +255,27 @@ fn rebind(addr: &str, state: &Arc<BackendState>) -> HttpServer {
     }
 }
 
+/// A POST refused because of what its body holds.
+struct PoisonRule {
+    /// Route.
+    path: String,
+    /// Body field to compare.
+    field: String,
+    /// The value that is refused.
+    value: Value,
+    /// Status answered.
+    status: u16,
+}
+
 /// Shared state behind the handler.
 #[derive(Default)]
 struct BackendState {
+    /// Refusals by body content.
+    poison: Mutex<Vec<PoisonRule>>,
+    /// (share, min, max) of late answers to POSTs.
+    slow_acks: Mutex<Option<(f64, Duration, Duration)>>,
+    /// State of the draw for late answers (xorshift).
+    draw: AtomicU64,
     requests: Mutex<Vec<BackendRequest>>,
     /// (remaining, status) of scripted failures.
     failures: Mutex<(usize, u16)>,
@@ -271,8 +309,46 @@ impl BackendState {
             // A full disk must not take the fake down; the test sees the gap.
             let _ = writeln!(file, "{}", record.to_json()).and_then(|()| file.flush());
         }
+        let is_post = record.method == "POST";
         lock(&self.requests).push(record);
+        if is_post {
+            if let Some(delay) = self.ack_delay() {
+                thread::sleep(delay);
+            }
+        }
         Some(json_response(status, &body))
+    }
+
+    /// How late to answer this POST, per [`FakeBackend::slow_acks`].
+    fn ack_delay(&self) -> Option<Duration> {
+        let (share, min, max) = (*lock(&self.slow_acks))?;
+        let mut x = self.draw.load(Ordering::SeqCst);
+        if x == 0 {
+            x = millis(SystemTime::now()).unsigned_abs() | 1;
+        }
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let late = next() < share;
+        let fraction = next();
+        self.draw.store(x, Ordering::SeqCst);
+        late.then(|| min + (max.saturating_sub(min)).mul_f64(fraction))
+    }
+
+    /// The volume alerts stored so far, newest first, as the read route lists them.
+    fn stored_volume_alerts(&self) -> Vec<Value> {
+        let requests = lock(&self.requests);
+        requests
+            .iter()
+            .rev()
+            .filter(|r| {
+                r.method == "POST" && r.path == "/api/volume-alerts/ingest" && r.status == 200
+            })
+            .filter_map(|r| r.json.clone())
+            .collect()
     }
 
     fn take_failure(&self) -> Option<u16> {
@@ -307,6 +383,15 @@ impl BackendState {
         }
         if !self.authorized(req, query, body) {
             return (401, json!({"error": "Unauthorized"}));
+        }
+        if method == "POST" {
+            let poisoned = lock(&self.poison).iter().find_map(|rule| {
+                (rule.path == path && body.and_then(|b| b.get(&rule.field)) == Some(&rule.value))
+                    .then_some(rule.status)
+            });
+            if let Some(status) = poisoned {
+                return (status, json!({"error": "Internal server error"}));
+            }
         }
         if let Some((status, canned)) =
             lock(&self.canned).get(&(method.to_string(), path.to_string()))
@@ -368,6 +453,7 @@ impl BackendState {
         };
         match (method, path) {
             ("GET", "/health") => (200, json!({"status": "ok"})),
+            ("GET", "/api/volume-alerts") => (200, json!({"alerts": self.stored_volume_alerts()})),
             ("POST", "/api/volume-alerts/ingest") => {
                 let missing = missing(&VOLUME_ALERT_REQUIRED);
                 if missing.is_empty() {
