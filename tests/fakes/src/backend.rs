@@ -476,7 +476,17 @@ impl BackendState {
                 }
             }
             ("POST", "/api/open-interest-alerts/ingest") => {
-                (200, json!({"success": true, "id": self.next_id()}))
+                // numeric(10,6) columns: an overflow is a database error, 500.
+                let overflow = ["pctChange", "priceChange", "fundingRate"].iter().any(|f| {
+                    body.and_then(|b| b.get(*f))
+                        .and_then(Value::as_f64)
+                        .is_some_and(|v| (v * 1e6).round().abs() >= 1e10)
+                });
+                if overflow {
+                    (500, json!({"error": "numeric field overflow"}))
+                } else {
+                    (200, json!({"success": true, "id": self.next_id()}))
+                }
             }
             ("GET", "/api/market/open-interest/liquid-universe") => (
                 200,
@@ -509,6 +519,14 @@ impl BackendState {
             }
             ("POST", "/api/user-alerts-trigger/update-checked") => (200, json!({"success": true})),
             ("POST", "/api/telegram/ingest") => {
+                // `username` is NOT NULL UNIQUE in the real schema.
+                let username = body
+                    .and_then(|b| b.pointer("/channel/username"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if username.is_empty() {
+                    return (400, json!({"error": "Invalid channel data"}));
+                }
                 let n = array_len("messages").unwrap_or(0);
                 (
                     200,
