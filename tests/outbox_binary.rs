@@ -155,3 +155,69 @@ fn the_binary_resends_what_was_left_and_not_again_after_kill_9() {
     assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn kill_9_in_a_loop_with_late_acknowledgements_delivers_every_alert_exactly_once() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.expect_api_key("k-bin");
+    // 40 % of the answers come 0.3–2.5 s after the alert is stored.
+    fake.slow_acks(0.4, Duration::from_millis(300), Duration::from_millis(2500));
+    let dir = std::env::temp_dir().join(format!(
+        "volspike-outbox-kill9-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let symbols: Vec<String> = (0..150).map(|i| format!("K{i}USDT")).collect();
+    {
+        let state = StateDir::open(&dir).expect("state");
+        let backends = [BackendConfig {
+            name: "primary",
+            url: fake.url(),
+            key: Secret::new("k-bin"),
+        }];
+        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
+        for symbol in &symbols {
+            outbox
+                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
+                .expect("enqueue");
+        }
+    }
+    let mut kills = 0;
+    while kills < 50 && pending_files(&dir) > 0 {
+        let (mut child, _) = spawn_run(&dir, &fake.url());
+        std::thread::sleep(Duration::from_millis(fastrand::u64(300..1500)));
+        child.kill();
+        kills += 1;
+    }
+    // The last run is left alone until the outbox is empty.
+    let (mut child, _) = spawn_run(&dir, &fake.url());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pending_files(&dir) > 0 {
+        assert!(Instant::now() < deadline, "outbox never emptied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Give a wrong resend every chance to show.
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill();
+    let stored = fake
+        .requests_to(VOLUME_ALERT_PATH)
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.json?["symbol"].as_str().map(String::from))
+        .collect::<Vec<_>>();
+    let mut counts = std::collections::BTreeMap::new();
+    for symbol in &stored {
+        *counts.entry(symbol.clone()).or_insert(0) += 1;
+    }
+    let duplicates: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    let checks = fake.requests_to("/api/volume-alerts").len();
+    println!(
+        "figure: {kills} x kill -9, {} alerts, {} stored by the backend, {} duplicates, {checks} read-route checks",
+        symbols.len(),
+        stored.len(),
+        duplicates.len()
+    );
+    assert!(duplicates.is_empty(), "duplicates: {duplicates:?}");
+    assert_eq!(counts.len(), symbols.len(), "every alert delivered");
+    let _ = std::fs::remove_dir_all(&dir);
+}
