@@ -212,6 +212,13 @@ impl FakeBackend {
         *lock(&self.state.slow_acks) = Some((share, min, max));
     }
 
+    /// From now on every `method` `path` request is answered `delay` late
+    /// (a slow or hanging backend for one route); `Duration::ZERO` undoes it.
+    pub fn delay_route(&self, method: &str, path: &str, delay: Duration) {
+        lock(&self.state.route_delays)
+            .insert((method.to_ascii_uppercase(), path.to_string()), delay);
+    }
+
     /// From now on `method` `path` answers `status` with `body` (after the
     /// failure and key checks). Overrides the default answer.
     pub fn set_json(&self, method: &str, path: &str, status: u16, body: Value) {
@@ -276,6 +283,8 @@ struct BackendState {
     slow_acks: Mutex<Option<(f64, Duration, Duration)>>,
     /// State of the draw for late answers (xorshift).
     draw: AtomicU64,
+    /// Per-route answer delays.
+    route_delays: Mutex<HashMap<(String, String), Duration>>,
     requests: Mutex<Vec<BackendRequest>>,
     /// (remaining, status) of scripted failures.
     failures: Mutex<(usize, u16)>,
@@ -310,7 +319,13 @@ impl BackendState {
             let _ = writeln!(file, "{}", record.to_json()).and_then(|()| file.flush());
         }
         let is_post = record.method == "POST";
+        let route_delay = lock(&self.route_delays)
+            .get(&(record.method.clone(), record.path.clone()))
+            .copied();
         lock(&self.requests).push(record);
+        if let Some(delay) = route_delay {
+            thread::sleep(delay);
+        }
         if is_post {
             if let Some(delay) = self.ack_delay() {
                 thread::sleep(delay);
