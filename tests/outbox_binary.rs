@@ -221,3 +221,102 @@ fn kill_9_in_a_loop_with_late_acknowledgements_delivers_every_alert_exactly_once
     assert_eq!(counts.len(), symbols.len(), "every alert delivered");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `volspike outbox <args> --state-dir <state>`; returns (exit code, stdout).
+fn outbox_cmd(state: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_volspike"))
+        .arg("outbox")
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .env_clear()
+        .output()
+        .expect("run volspike outbox");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn outbox_list_retry_and_drop_manage_the_dead_letters_a_running_service_replays() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.expect_api_key("k-bin");
+    // The backend refuses both alerts for now.
+    fake.set_json(
+        "POST",
+        VOLUME_ALERT_PATH,
+        422,
+        serde_json::json!({"error": "nope"}),
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "volspike-outbox-dead-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    {
+        let state = StateDir::open(&dir).expect("state");
+        let backends = [BackendConfig {
+            name: "primary",
+            url: fake.url(),
+            key: Secret::new("k-bin"),
+        }];
+        // Queued by a previous process.
+        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
+        for symbol in ["AUSDT", "BUSDT"] {
+            outbox
+                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
+                .expect("enqueue");
+        }
+    }
+    let (mut child, http) = spawn_run(&dir, &fake.url());
+    fake.wait_for_requests(VOLUME_ALERT_PATH, 2, PATIENCE);
+    let deadline = Instant::now() + PATIENCE;
+    let health = loop {
+        let health = wait_for_health(&http);
+        if health["delivery"]["primary"]["deadLetters"] == 2 {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(health["status"], "degraded");
+    assert!(health["deliveryProblems"][0]
+        .as_str()
+        .is_some_and(|p| p.contains("2 dead letters")));
+
+    let (code, listed) = outbox_cmd(&dir, &["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("AUSDT") && listed.contains("HTTP 422"),
+        "{listed}"
+    );
+    let (_, json_lines) = outbox_cmd(&dir, &["list", "--json"]);
+    let first: serde_json::Value =
+        serde_json::from_str(json_lines.lines().next().unwrap_or("")).expect("json line");
+    let id = first["id"].as_str().expect("id").to_string();
+    assert_eq!(first["backend"], "primary");
+
+    // The backend is fixed: replay one; the running service sends it.
+    fake.set_json(
+        "POST",
+        VOLUME_ALERT_PATH,
+        200,
+        serde_json::json!({"success": true}),
+    );
+    let (code, out) = outbox_cmd(&dir, &["retry", &id]);
+    assert_eq!(code, 0, "{out}");
+    let delivered = fake.wait_for_requests(VOLUME_ALERT_PATH, 3, PATIENCE);
+    assert_eq!(delivered.len(), 3);
+    assert_eq!(delivered[2].status, 200);
+    // Drop the other; an unknown id is an error.
+    let (code, out) = outbox_cmd(&dir, &["drop", "all"]);
+    assert_eq!((code, out.lines().count()), (0, 1), "{out}");
+    let (code, _) = outbox_cmd(&dir, &["drop", "0000000000000099"]);
+    assert_eq!(code, 1);
+    let (_, listed) = outbox_cmd(&dir, &["list"]);
+    assert!(listed.is_empty(), "{listed}");
+    child.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
