@@ -320,3 +320,99 @@ fn outbox_list_retry_and_drop_manage_the_dead_letters_a_running_service_replays(
     child.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Unmounts the tmpfs on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The field report's setup on a real filesystem: the state directory on a
+/// 256 KiB tmpfs that fills up. Needs root (mount), so it is run by hand:
+/// `cargo test --test outbox_binary -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs root to mount a tmpfs"]
+fn a_real_full_tmpfs_never_turns_into_a_resend_loop() {
+    let mount = std::env::temp_dir().join(format!("volspike-tmpfs-{}", std::process::id()));
+    std::fs::create_dir_all(&mount).expect("mount point");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a tmpfs (root needed)");
+    let tmpfs = Tmpfs(mount);
+    let dir = tmpfs.0.join("state");
+    let fake = FakeBackend::start().expect("fake");
+    fake.expect_api_key("k-bin");
+    fake.set_down(true);
+    let symbols: Vec<String> = (0..20).map(|i| format!("T{i}USDT")).collect();
+    {
+        let state = StateDir::open(&dir).expect("state");
+        let backends = [BackendConfig {
+            name: "primary",
+            url: fake.url(),
+            key: Secret::new("k-bin"),
+        }];
+        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
+        for symbol in &symbols {
+            outbox
+                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
+                .expect("enqueue");
+        }
+    }
+    let (mut child, http) = spawn_run(&dir, &fake.url());
+    wait_for_health(&http);
+    // Fill the filesystem to the last byte.
+    let filler = tmpfs.0.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+    fake.set_down(false);
+    let got = fake.wait_for_requests(VOLUME_ALERT_PATH, 20, PATIENCE);
+    std::thread::sleep(Duration::from_secs(5));
+    let posts = fake.requests_to(VOLUME_ALERT_PATH);
+    let health = wait_for_health(&http);
+    let mut per_alert = std::collections::BTreeMap::new();
+    for r in &posts {
+        if let Some(s) = r.json.as_ref().and_then(|j| j["symbol"].as_str()) {
+            *per_alert.entry(s.to_string()).or_insert(0) += 1;
+        }
+    }
+    let most = per_alert.values().copied().max().unwrap_or(0);
+    println!(
+        "figure: 256 KiB tmpfs full: {} POSTs for {} alerts in 5 s after the last, at most {most} of one; diskError = {}",
+        posts.len(),
+        symbols.len(),
+        health["delivery"]["primary"]["diskError"]
+    );
+    assert!(got.len() >= 20 || !health["delivery"]["primary"]["diskError"].is_null());
+    assert!(most <= 3, "{per_alert:?}");
+    // Space returns.
+    std::fs::remove_file(&filler).expect("free space");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let health = wait_for_health(&http);
+        if pending_files(&dir) == 0 && health["delivery"]["primary"]["diskError"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {health}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill();
+    let delivered: std::collections::BTreeSet<String> = fake
+        .requests_to(VOLUME_ALERT_PATH)
+        .iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.json.as_ref()?["symbol"].as_str().map(String::from))
+        .collect();
+    assert_eq!(delivered.len(), 20);
+}
