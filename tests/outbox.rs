@@ -973,3 +973,33 @@ fn a_backlog_drains_within_a_minute_of_the_backend_returning_after_a_long_outage
     );
     rig.finish();
 }
+
+#[test]
+fn a_read_route_that_cannot_answer_never_stalls_delivery_the_alert_is_resent() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.slow_acks(1.0, Duration::from_secs(2), Duration::from_secs(2));
+    // The read route wants other credentials than the ingest key.
+    fake.set_json(
+        "GET",
+        "/api/volume-alerts",
+        401,
+        json!({"error": "Unauthorized"}),
+    );
+    let backends = [backend("primary", &fake, "k")];
+    let rig = Rig::start("noread", &backends);
+    rig.outbox
+        .enqueue_blocking(Post::volume_alert(&alert("LATEUSDT")))
+        .expect("enqueue");
+    fake.wait_for_requests(VOLUME_ALERT_PATH, 1, PATIENCE);
+    let dir = rig.crash();
+    fake.slow_acks(0.0, Duration::ZERO, Duration::ZERO);
+    let rig = Rig::start_in(dir, &backends);
+    rig.drained("primary");
+    // Asked, could not tell, sent again: at least once beats never.
+    assert_eq!(fake.requests_to("/api/volume-alerts").len(), 1);
+    assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 2);
+    let stats = rig.stats("primary");
+    assert!(stats.paused.is_none());
+    assert_eq!(stats.delivered, 1);
+    rig.finish();
+}

@@ -138,9 +138,11 @@ struct Gates {
 /// One route's retry state.
 #[derive(Debug, Clone, Copy, Default)]
 struct RouteRetry {
-    /// Failures in a row on this route.
+    /// Distinct posts that failed in a row on this route.
     failures: u32,
-    /// Set from the second failure in a row.
+    /// The post that failed last (its own repeats do not count again).
+    last_failed: Option<u64>,
+    /// Set from the second distinct failing post in a row.
     backoff: Option<Backoff>,
 }
 
@@ -202,7 +204,12 @@ impl Gates {
     ) -> (Duration, u32) {
         self.unreachable = None;
         let route = self.routes.entry(post.path.clone()).or_default();
-        route.failures += 1;
+        // One post failing again says nothing about the route: only a
+        // second, different post failing makes the whole route wait.
+        if route.last_failed != Some(post.seq) {
+            route.failures += 1;
+            route.last_failed = Some(post.seq);
+        }
         if route.failures >= 2 {
             let mut slot = route.backoff;
             Backoff::fail(&mut slot, policy, now);
@@ -245,6 +252,8 @@ pub(crate) async fn run(
             next_retry_scan = now + RETRY_SCAN_EVERY;
             let q = queue.clone();
             let _ = tokio::task::spawn_blocking(move || q.adopt_retries(now_ms())).await;
+            // Posts shed, coalesced or set aside need no retry state.
+            gates.posts.retain(|seq, _| queue.is_pending(*seq));
         }
         if queue.has_unwritten() && !Backoff::holds(&gates.flush, now) {
             let q = queue.clone();
@@ -299,10 +308,6 @@ pub(crate) async fn run(
                     queue.retried(format!("{}: {reason}", post.label));
                     continue;
                 }
-                Recheck::KeyRefused(status) => {
-                    key_refused(&queue, &post, status, &mut gates, &policy);
-                    continue;
-                }
             }
         } else if recheck::checkable(post.kind) {
             let q = queue.clone();
@@ -323,7 +328,7 @@ pub(crate) async fn run(
         match outcome {
             SendOutcome::Delivered { status } => {
                 gates.succeeded(&post);
-                if queue.stats(0).paused.is_some() {
+                if queue.is_paused() {
                     tracing::info!(
                         backend,
                         "the backend accepts the API key again; delivery resumed"
@@ -418,7 +423,7 @@ fn key_refused(
         post.path,
         delay.as_secs().max(1)
     );
-    if queue.stats(0).paused.is_none() {
+    if !queue.is_paused() {
         tracing::error!(backend = queue.name(), status, "backend rejects the API key: delivery paused, nothing dropped; check this backend's key");
     }
     queue.set_paused(Some(reason.clone()));
@@ -489,6 +494,50 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::client::Auth;
+    use crate::backend::post::Kind;
+
+    fn post(seq: u64, path: &str) -> StoredPost {
+        StoredPost {
+            seq,
+            enqueued_ms: 0,
+            kind: Kind::UserAlertChecked,
+            path: path.into(),
+            auth: Auth::BodyField,
+            key: None,
+            dedup_until_ms: 0,
+            coalesce: None,
+            label: format!("post {seq}"),
+            body: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn one_failing_post_waits_alone_and_strikes_only_while_others_succeed() {
+        let policy = BackoffPolicy::default();
+        let mut gates = Gates::default();
+        let now = Instant::now();
+        let (poison, other) = (post(1, "/checked"), post(2, "/checked"));
+        // The same post failing again and again never holds the route.
+        for _ in 0..4 {
+            let (_, strikes) = gates.post_failed(&poison, &policy, now);
+            assert_eq!(strikes, 0, "no success in between: not its fault yet");
+        }
+        assert!(!gates.ready(&poison, now));
+        assert!(gates.ready(&other, now), "the route still flows");
+        // Each failure after some other post went through is a strike.
+        for expected in 1..=MAX_STRIKES {
+            gates.succeeded(&other);
+            let (_, strikes) = gates.post_failed(&poison, &policy, now);
+            assert_eq!(strikes, expected);
+        }
+        // Two different posts failing in a row: the route itself waits.
+        let mut gates = Gates::default();
+        gates.post_failed(&poison, &policy, now);
+        gates.post_failed(&other, &policy, now);
+        assert!(!gates.ready(&post(3, "/checked"), now));
+        assert!(gates.ready(&post(4, "/elsewhere"), now));
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {

@@ -683,6 +683,16 @@ impl Queue {
         self.lock().stats.paused = reason;
     }
 
+    /// Whether delivery is paused (401/403).
+    pub fn is_paused(&self) -> bool {
+        self.lock().stats.paused.is_some()
+    }
+
+    /// Whether `seq` is still pending.
+    pub fn is_pending(&self, seq: u64) -> bool {
+        self.lock().pending.contains_key(&seq)
+    }
+
     /// An attempt failed and will be repeated.
     pub fn retried(&self, error: String) {
         let mut state = self.lock();

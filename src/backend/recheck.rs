@@ -24,8 +24,6 @@ pub(crate) enum Recheck {
     Send,
     /// No answer (network, timeout): try again later, do not send yet.
     Unreachable(String),
-    /// 401/403 on the read route: the key is refused.
-    KeyRefused(u16),
 }
 
 /// Whether `kind` has a read route to check against.
@@ -42,11 +40,10 @@ pub(crate) fn recheck(client: &BackendClient, post: &StoredPost) -> Recheck {
         Ok(answer) if lists_volume_alert(&answer, &post.body) => Recheck::Found,
         Ok(_) => Recheck::Send,
         Err(GetError::Network { detail, .. }) => Recheck::Unreachable(detail),
-        Err(GetError::Status { status, .. }) if status == 401 || status == 403 => {
-            Recheck::KeyRefused(status)
-        }
-        // Any other answer cannot tell: resending risks a duplicate, not
-        // resending risks a loss; at-least-once wins.
+        // Any answer that is not the list cannot tell (even a 401: the read
+        // route may want other credentials; a refused key shows on the
+        // POST itself). Resending risks a duplicate, not resending risks a
+        // loss; at-least-once wins.
         Err(e) => {
             tracing::warn!(error = %e, "cannot check whether {} arrived; resending it", post.label);
             Recheck::Send
