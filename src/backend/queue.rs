@@ -381,15 +381,7 @@ impl Queue {
             write_atomic(path, bytes)
         };
         match &result {
-            Ok(()) if state.unwritten.removals.is_empty() && !state.unwritten.ledger => {
-                if state.stats.disk_error.take().is_some() {
-                    tracing::info!(
-                        backend = self.name,
-                        "the state directory takes writes again"
-                    );
-                }
-            }
-            Ok(()) => {}
+            Ok(()) => self.disk_works(state),
             Err(e) => {
                 let text = format!("{}: {e}", path.display());
                 if state.stats.disk_error.as_deref() != Some(text.as_str()) {
@@ -399,6 +391,20 @@ impl Queue {
             }
         }
         result
+    }
+
+    /// A write succeeded: the disk error clears, unless refused changes
+    /// are still waiting for [`Queue::flush`].
+    fn disk_works(&self, state: &mut State) {
+        if state.unwritten.removals.is_empty()
+            && !state.unwritten.ledger
+            && state.stats.disk_error.take().is_some()
+        {
+            tracing::info!(
+                backend = self.name,
+                "the state directory takes writes again"
+            );
+        }
     }
 
     /// Writes `post` to disk (fsync'd) and queues it, unless it is a
@@ -541,6 +547,7 @@ impl Queue {
             state.stats.disk_error = Some(format!("{}: {e}", self.mark(post.seq).display()));
         }
         result?;
+        self.disk_works(&mut state);
         state.in_flight.insert(post.seq);
         Ok(())
     }
@@ -632,6 +639,7 @@ impl Queue {
             state.stats.disk_error = Some(format!("{}: {e}", self.dir.display()));
             return Err(e);
         }
+        self.disk_works(&mut state);
         self.forget(&mut state, post)?;
         state.stats.dropped += 1;
         state.stats.dead_letters += 1;
@@ -1075,6 +1083,14 @@ mod tests {
         assert!(!q.has_unwritten());
         assert!(q.stats(T0).disk_error.is_none());
         assert_eq!((files(&root, "json"), files(&root, IN_FLIGHT_EXT)), (0, 0));
+        // A refused enqueue shows too, and clears at the next write that works.
+        q.set_disk_full(true);
+        let other = volume_post("CUSDT", VolumeAlertType::Spike);
+        assert!(q.push(&other, T0).is_err());
+        assert!(q.stats(T0).disk_error.is_some());
+        q.set_disk_full(false);
+        q.push(&other, T0).expect("push");
+        assert!(q.stats(T0).disk_error.is_none());
         drop(q);
         let q = Queue::open(&root, "primary", 100, T0).expect("reopen");
         assert_eq!(q.push(&alert, T0).expect("dedup"), Pushed::Duplicate);
