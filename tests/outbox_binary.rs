@@ -280,7 +280,8 @@ fn outbox_list_retry_and_drop_manage_the_dead_letters_a_running_service_replays(
         assert!(Instant::now() < deadline, "{health}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(health["status"], "degraded");
+    // Named, but delivery works: dead letters alone do not fail /health.
+    assert!(health["delivery"]["primary"]["paused"].is_null());
     assert!(health["deliveryProblems"][0]
         .as_str()
         .is_some_and(|p| p.contains("2 dead letters")));

@@ -113,21 +113,26 @@ pub struct QueueStats {
     pub last_error: Option<String>,
 }
 
-/// How delivery to one backend stands, for health checks.
+/// How delivery to one backend stands, worst first, for health checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryCondition {
-    /// Posts flow.
-    Ok,
-    /// Posts flow or will, but something needs the operator: dead letters
-    /// kept, or the disk refusing writes.
-    Degraded(String),
     /// Nothing reaches this backend until the operator acts (the key is refused).
     Blocked(String),
+    /// Posts are delivered but the state directory refuses writes: new posts
+    /// cannot be queued and delivered ones are not yet recorded on disk.
+    Degraded(String),
+    /// Posts flow; some were refused for good and are kept for the operator
+    /// (`volspike outbox list`). Routine (a user deleted an alert between
+    /// two checks), so not a reason to call the appliance unhealthy.
+    DeadLetters(String),
+    /// Posts flow.
+    Ok,
 }
 
 impl QueueStats {
-    /// Blocked when paused by 401/403; degraded with a disk error or dead
-    /// letters; else ok. The backlog age is judged by the caller.
+    /// Blocked when paused by 401/403; degraded with a disk error; dead
+    /// letters when some are kept; else ok. The backlog age is judged by
+    /// the caller.
     pub fn condition(&self) -> DeliveryCondition {
         if let Some(reason) = &self.paused {
             return DeliveryCondition::Blocked(format!("delivery paused: {reason}"));
@@ -136,7 +141,7 @@ impl QueueStats {
             return DeliveryCondition::Degraded(format!("outbox cannot write: {error}"));
         }
         if self.dead_letters > 0 {
-            return DeliveryCondition::Degraded(format!(
+            return DeliveryCondition::DeadLetters(format!(
                 "{} dead letters kept (volspike outbox list)",
                 self.dead_letters
             ));
@@ -1136,7 +1141,10 @@ mod tests {
             (stats.pending, stats.dead_letters, stats.dropped),
             (0, 1, 1)
         );
-        assert!(matches!(stats.condition(), DeliveryCondition::Degraded(_)));
+        assert!(matches!(
+            stats.condition(),
+            DeliveryCondition::DeadLetters(_)
+        ));
         let dir = root.join("outbox/primary");
         let listed = dead_letters::list(&dir).expect("list");
         assert_eq!(listed.len(), 1);

@@ -50,12 +50,17 @@ pub struct HealthBody {
 pub const BACKLOG_DEGRADED_SECONDS: u64 = 600;
 
 /// Whether every backend's backlog is younger than [`BACKLOG_DEGRADED_SECONDS`]
-/// and no backend is paused, refused by the disk, or holding dead letters.
+/// and no backend is paused (401/403) or refused by the disk. Dead letters
+/// alone are listed in `deliveryProblems` but keep the appliance healthy:
+/// delivery works, and a refused post now and then is routine.
 fn delivery_healthy(delivery: &BTreeMap<&'static str, DeliveryStats>) -> bool {
     delivery.values().all(|s| {
         s.oldest_pending_seconds
             .is_none_or(|age| age <= BACKLOG_DEGRADED_SECONDS)
-            && s.condition() == DeliveryCondition::Ok
+            && matches!(
+                s.condition(),
+                DeliveryCondition::Ok | DeliveryCondition::DeadLetters(_)
+            )
     })
 }
 
@@ -67,6 +72,7 @@ fn delivery_problems(delivery: &BTreeMap<&'static str, DeliveryStats>) -> Vec<St
             DeliveryCondition::Ok => None,
             DeliveryCondition::Blocked(why) => Some(format!("{backend}: blocked: {why}")),
             DeliveryCondition::Degraded(why) => Some(format!("{backend}: degraded: {why}")),
+            DeliveryCondition::DeadLetters(why) => Some(format!("{backend}: {why}")),
         })
         .collect()
 }
@@ -156,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn a_paused_backend_or_dead_letters_are_named_and_unhealthy() {
+    fn a_paused_backend_is_unhealthy_and_dead_letters_are_named_but_not_unhealthy() {
         let mut delivery = BTreeMap::new();
         delivery.insert(
             "primary",
@@ -175,9 +181,22 @@ mod tests {
         assert!(!delivery_healthy(&delivery));
         let problems = delivery_problems(&delivery);
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].starts_with("dev: degraded: 2 dead letters"));
+        assert!(problems[0].starts_with("dev: 2 dead letters kept"));
         assert!(
             problems[1].contains("primary: blocked: delivery paused: backend rejects the API key")
+        );
+        delivery.remove("primary");
+        assert!(delivery_healthy(&delivery), "dead letters alone");
+        delivery.insert(
+            "primary",
+            DeliveryStats {
+                disk_error: Some("no space left on device".into()),
+                ..DeliveryStats::default()
+            },
+        );
+        assert!(!delivery_healthy(&delivery));
+        assert!(
+            delivery_problems(&delivery)[1].starts_with("primary: degraded: outbox cannot write")
         );
     }
 
