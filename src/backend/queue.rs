@@ -155,8 +155,9 @@ impl QueueStats {
 struct Unwritten {
     /// The ledger in memory is newer than the file.
     ledger: bool,
-    /// Delivered posts whose files (and marks) still exist.
-    removals: BTreeSet<u64>,
+    /// Delivered posts whose files (and marks) still exist → whether the
+    /// post has a dedup key (its file may go only once the ledger is written).
+    removals: BTreeMap<u64, bool>,
 }
 
 /// In-memory mirror of the directory, behind the queue's lock.
@@ -585,7 +586,10 @@ impl Queue {
                 state.pending_keys.remove(key);
             }
         }
-        state.unwritten.removals.insert(post.seq);
+        state
+            .unwritten
+            .removals
+            .insert(post.seq, post.key.is_some());
         state.stats.delivered += 1;
         self.write_unwritten(&mut state, now_ms)
     }
@@ -603,20 +607,33 @@ impl Queue {
     }
 
     fn write_unwritten(&self, state: &mut State, now_ms: u64) -> io::Result<()> {
+        let mut ledger_result = Ok(());
         if state.unwritten.ledger {
             state.delivered.retain(|_, until| *until > now_ms);
             let bytes = serde_json::to_vec(&state.delivered).map_err(io::Error::other)?;
-            // The ledger first: a post file is removed only once its key is durable.
-            self.write(state, &self.dir.join(LEDGER_FILE), &bytes)?;
-            state.unwritten.ledger = false;
+            ledger_result = self.write(state, &self.dir.join(LEDGER_FILE), &bytes);
+            if ledger_result.is_ok() {
+                state.unwritten.ledger = false;
+            }
         }
-        while let Some(seq) = state.unwritten.removals.first().copied() {
+        let ledger_durable = !state.unwritten.ledger;
+        // A keyed post's file goes only once its key is durable; the others
+        // go at once, which also frees space on a full disk.
+        let removable: Vec<u64> = state
+            .unwritten
+            .removals
+            .iter()
+            .filter(|(_, keyed)| ledger_durable || !**keyed)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in removable {
             // No directory fsync: a removal lost to a power cut resends a post
             // whose key the ledger holds (skipped) or an idempotent one.
             remove_file(&self.file(seq))?;
             remove_file(&self.mark(seq))?;
             state.unwritten.removals.remove(&seq);
         }
+        ledger_result?;
         if state.stats.disk_error.take().is_some() {
             tracing::info!(backend = self.name, "the outbox files are written again");
         }
@@ -1065,23 +1082,31 @@ mod tests {
         let q = Queue::open(&root, "primary", 100, T0).expect("open");
         let alert = volume_post("AUSDT", VolumeAlertType::Spike);
         q.push(&alert, T0).expect("push");
+        q.push(&samples(1), T0).expect("push");
         q.set_disk_full(true);
         // Nothing new can be stored.
         assert!(q
             .push(&volume_post("BUSDT", VolumeAlertType::Spike), T0)
             .is_err());
-        let (post, _) = q.next(|_| true).expect("pending");
+        let (post, _) = q.next(|p| p.kind == Kind::VolumeAlert).expect("alert");
         // The empty mark still works, as on a full tmpfs.
         q.mark_in_flight(&post).expect("mark");
         assert!(q.delivered(&post, T0).is_err());
         // Not pending any more: never sent again; the error is visible.
-        assert!(q.next(|_| true).is_none());
+        assert!(q.next(|p| p.kind == Kind::VolumeAlert).is_none());
         let stats = q.stats(T0);
-        assert_eq!((stats.pending, stats.delivered), (0, 1));
+        assert_eq!((stats.pending, stats.delivered), (1, 1));
         assert!(stats.disk_error.is_some());
         assert!(q.has_unwritten());
         assert_eq!(q.push(&alert, T0).expect("dedup"), Pushed::Duplicate);
         assert!(q.flush(T0).is_err());
+        // A delivered post without a key needs no ledger: its file goes at
+        // once (freeing space) while the alert's waits for its key.
+        let (sample, _) = q.next(|_| true).expect("sample");
+        assert_eq!(sample.kind, Kind::OiSamples);
+        assert!(q.delivered(&sample, T0).is_err(), "the ledger still fails");
+        assert_eq!(files(&root, "json"), 1, "only the alert's file is left");
+        assert!(q.next(|_| true).is_none());
         // Space returns.
         q.set_disk_full(false);
         q.flush(T0).expect("flush");
