@@ -32,6 +32,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Validate the configuration; exit 0, or 78 with every problem listed.
     CheckConfig(CheckConfigArgs),
+    /// List, replay or drop the dead letters: posts a backend refused for good.
+    Outbox(OutboxArgs),
     /// Print version, target triple, commit and build date.
     Version,
 }
@@ -114,6 +116,41 @@ pub struct CheckConfigArgs {
     pub env_file: Option<PathBuf>,
 }
 
+/// `volspike outbox`.
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: OutboxAction,
+    /// State directory (default: $VOLSPIKE_STATE_DIR, else $STATE_DIRECTORY, else /var/lib/volspike).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Only this backend (primary, dev); default: every backend with an outbox.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub backend: Option<String>,
+}
+
+/// `volspike outbox <action>`.
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// List the dead letters and why each was refused.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead letters again (an ID from `list`, or `all`); a running service picks them up within seconds.
+    Retry {
+        /// Dead-letter ID, or `all`.
+        id: String,
+    },
+    /// Delete dead letters for good (an ID from `list`, or `all`).
+    Drop {
+        /// Dead-letter ID, or `all`.
+        id: String,
+    },
+}
+
 /// Parses the command line and runs the command; returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -128,5 +165,6 @@ pub fn main() -> i32 {
         Command::Uninstall(args) => crate::systemd::uninstall::run(args),
         Command::SelfUpdate(args) => crate::update::run(args),
         Command::Status(args) => crate::status::run(args),
+        Command::Outbox(args) => crate::backend::command::run(&args),
     }
 }

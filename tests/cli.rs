@@ -25,6 +25,7 @@ fn help_lists_every_command_of_the_spec() {
         "self-update",
         "status",
         "check-config",
+        "outbox",
         "version",
     ] {
         assert!(

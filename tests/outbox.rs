@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use volspike::backend::{
     BackoffPolicy, CandleDirection, DeliveryStats, Enqueued, Kind, LiquidUniverseUpdate, OiSample,
     OiSamples, Outbox, OutboxError, OutboxSettings, Post, UniverseSymbol, UserAlertTrigger,
-    VolumeAlert, VolumeAlertType, OI_SAMPLES_PATH, UNIVERSE_UPDATE_PATH, USER_ALERT_TRIGGER_PATH,
-    VOLUME_ALERT_PATH,
+    VolumeAlert, VolumeAlertType, OI_SAMPLES_PATH, UNIVERSE_UPDATE_PATH, USER_ALERT_CHECKED_PATH,
+    USER_ALERT_TRIGGER_PATH, VOLUME_ALERT_PATH,
 };
 use volspike::config::{BackendConfig, Secret};
 use volspike::shutdown::{self, ShutdownTrigger};
@@ -88,13 +88,17 @@ impl Rig {
     }
 
     fn start_in(dir: PathBuf, backends: &[BackendConfig]) -> Rig {
+        Rig::start_with(dir, backends, settings())
+    }
+
+    fn start_with(dir: PathBuf, backends: &[BackendConfig], settings: OutboxSettings) -> Rig {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
         let state = StateDir::open(&dir).expect("state dir");
-        let outbox = Outbox::open(&state, backends, settings()).expect("outbox");
+        let outbox = Outbox::open(&state, backends, settings).expect("outbox");
         let (trigger, shutdown) = shutdown::channel();
         let liveness = Liveness::new(None);
         let tasks = {
@@ -320,7 +324,7 @@ fn too_many_requests_is_retried() {
 }
 
 #[test]
-fn a_bad_request_is_dropped_not_retried_and_the_queue_moves_on() {
+fn a_bad_request_becomes_a_dead_letter_not_retried_and_the_queue_moves_on() {
     let fake = FakeBackend::start().expect("fake");
     fake.fail_next(1, 400);
     let rig = Rig::start("400", &[backend("primary", &fake, "k")]);
@@ -350,26 +354,65 @@ fn a_bad_request_is_dropped_not_retried_and_the_queue_moves_on() {
     );
     let stats = rig.stats("primary");
     assert_eq!((stats.dropped, stats.delivered, stats.retried), (1, 1, 0));
+    assert_eq!(stats.dead_letters, 1, "kept on disk, not deleted");
     assert!(stats
         .last_error
         .as_deref()
         .is_some_and(|e| e.contains("400")));
+    let kept = std::fs::read_dir(rig.dir.join("outbox/primary/dead"))
+        .expect("dead letters")
+        .count();
+    assert_eq!(kept, 1);
     rig.finish();
 }
 
 #[test]
-fn unauthorized_is_a_4xx_and_dropped() {
+fn a_401_window_loses_nothing_and_pauses_the_backend_with_a_reason() {
     let fake = FakeBackend::start().expect("fake");
-    fake.expect_api_key("right");
-    let rig = Rig::start("401", &[backend("primary", &fake, "wrong")]);
+    fake.expect_api_key("k");
+    let rig = Rig::start("401", &[backend("primary", &fake, "k")]);
     rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("BTCUSDT")))
+        .enqueue_blocking(Post::volume_alert(&alert("FIRSTUSDT")))
         .expect("enqueue");
     rig.drained("primary");
-    let got = fake.requests_to(VOLUME_ALERT_PATH);
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].status, 401);
-    assert_eq!(rig.stats("primary").dropped, 1);
+    // The key is being rotated: the backend refuses the old one for a while.
+    fake.expect_api_key("k-next");
+    let names: Vec<String> = (0..10).map(|i| format!("W{i}USDT")).collect();
+    for name in &names {
+        rig.outbox
+            .enqueue_blocking(Post::volume_alert(&alert(name)))
+            .expect("enqueue");
+    }
+    rig.wait_for("the pause", |r| {
+        r.stats("primary").paused.is_some() && r.stats("primary").retried >= 3
+    });
+    let stats = rig.stats("primary");
+    assert_eq!(
+        (stats.pending, stats.dropped, stats.dead_letters),
+        (10, 0, 0)
+    );
+    let reason = stats.paused.clone().expect("paused");
+    assert!(reason.contains("backend rejects the API key"), "{reason}");
+    assert!(matches!(
+        stats.condition(),
+        volspike::backend::DeliveryCondition::Blocked(_)
+    ));
+    // While paused, only the oldest post probes: the others are not tried.
+    let refused = fake.requests_to(VOLUME_ALERT_PATH);
+    let probed: std::collections::BTreeSet<String> = refused
+        .iter()
+        .filter(|r| r.status == 401)
+        .filter_map(|r| r.json.as_ref()?["symbol"].as_str().map(String::from))
+        .collect();
+    assert_eq!(probed.len(), 1, "{probed:?}");
+    // The old key is accepted again: everything arrives, once, in order.
+    fake.expect_api_key("k");
+    rig.drained("primary");
+    let delivered = symbols(&fake.requests_to(VOLUME_ALERT_PATH));
+    assert_eq!(delivered[1..], names[..]);
+    let stats = rig.stats("primary");
+    assert_eq!((stats.delivered, stats.dropped), (11, 0));
+    assert!(stats.paused.is_none());
     rig.finish();
 }
 
@@ -609,4 +652,427 @@ fn local_mode_writes_alerts_jsonl_and_posts_nothing() {
     assert!(outbox.stats().is_empty());
     assert_eq!(outbox.enqueued_by_kind().get("volume_alert"), Some(&1));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn checked(id: &str, value: f64) -> Post {
+    Post::user_alert_checked(
+        "primary",
+        &volspike::backend::UserAlertChecked {
+            alert_id: id.into(),
+            last_checked_value: value,
+        },
+    )
+}
+
+fn ids_of(requests: &[volspike_fakes::BackendRequest]) -> Vec<String> {
+    requests
+        .iter()
+        .filter_map(|r| r.json.as_ref()?["alertId"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn one_refused_post_never_holds_up_the_others_and_ends_as_a_dead_letter() {
+    let fake = FakeBackend::start().expect("fake");
+    // The real backend answers 500 to update-checked for a deleted alert.
+    fake.fail_when(USER_ALERT_CHECKED_PATH, "alertId", json!("deleted"), 500);
+    let rig = Rig::start("poison", &[backend("primary", &fake, "k")]);
+    rig.outbox
+        .enqueue_blocking(checked("deleted", 1.0))
+        .expect("enqueue");
+    // The user-alert job keeps checking other alerts meanwhile.
+    let deadline = Instant::now() + PATIENCE;
+    let mut sent = Vec::new();
+    let mut i = 0;
+    while rig.stats("primary").dead_letters == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the refused post never left the queue"
+        );
+        let id = format!("alive-{i}");
+        rig.outbox
+            .enqueue_blocking(checked(&id, 2.0))
+            .expect("enqueue");
+        sent.push(id);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rig.drained("primary");
+    let requests = fake.requests_to(USER_ALERT_CHECKED_PATH);
+    let ok: Vec<String> = ids_of(
+        &requests
+            .iter()
+            .filter(|r| r.status == 200)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(ok, sent, "every other post delivered, in order");
+    let refused = requests.iter().filter(|r| r.status == 500).count();
+    let stats = rig.stats("primary");
+    assert_eq!((stats.dead_letters, stats.pending), (1, 0));
+    assert!(stats
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("500")));
+    println!(
+        "figure: poison post tried {refused} times, {} other posts delivered meanwhile",
+        ok.len()
+    );
+    assert!(refused <= 8, "bounded tries, got {refused}");
+    rig.finish();
+}
+
+#[test]
+fn an_oi_alert_that_would_overflow_the_column_is_clamped_and_delivered() {
+    let fake = FakeBackend::start().expect("fake");
+    let rig = Rig::start("overflow", &[backend("primary", &fake, "k")]);
+    let alert = volspike::backend::OiAlert {
+        symbol: "NEWUSDT".into(),
+        direction: volspike::backend::OiDirection::Up,
+        baseline: 0.001,
+        current: 150.0,
+        pct_change: 149_999.0,
+        abs_change: 149.999,
+        timestamp: "2025-12-05T10:00:00Z".into(),
+        source: volspike::backend::OiAlert::SOURCE.into(),
+        timeframe: volspike::backend::OiTimeframe::FiveMinutes,
+        price_change: Some(12_000.0),
+        funding_rate: Some(0.0001),
+    };
+    rig.outbox
+        .enqueue_blocking(Post::oi_alert(&alert, Duration::from_secs(600)))
+        .expect("enqueue");
+    rig.drained("primary");
+    let got = fake.requests_to(volspike::backend::OI_ALERT_PATH);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, 200);
+    let body = got[0].json.clone().expect("json");
+    assert_eq!(body["pctChange"], 9_999.999_999);
+    assert!(body.get("priceChange").is_none(), "{body}");
+    assert_eq!(body["fundingRate"], 0.0001);
+    rig.finish();
+}
+
+#[test]
+fn a_private_telegram_channel_goes_out_under_its_id_with_counts_that_fit() {
+    let fake = FakeBackend::start().expect("fake");
+    let rig = Rig::start("private", &[backend("primary", &fake, "k")]);
+    let batch = volspike::backend::TelegramIngest {
+        channel: volspike::backend::TelegramChannel {
+            id: -1001234567890,
+            username: None,
+            title: "Private desk".into(),
+            category: "general".into(),
+        },
+        messages: vec![volspike::backend::TelegramMessage {
+            id: 7,
+            text: Some("hello".into()),
+            date: "2025-12-04T12:00:00Z".into(),
+            sender_name: None,
+            views: Some(5_000_000_000),
+            forwards: Some(12),
+            has_media: false,
+            media_type: None,
+            links: vec![],
+        }],
+    };
+    rig.outbox
+        .enqueue_blocking(Post::telegram(&batch))
+        .expect("enqueue");
+    rig.drained("primary");
+    let got = fake.requests_to("/api/telegram/ingest");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, 200);
+    let body = got[0].json.clone().expect("json");
+    assert_eq!(body["channel"]["username"], "-1001234567890");
+    assert_eq!(body["messages"][0]["views"], 2_147_483_647u64);
+    assert_eq!(body["messages"][0]["forwards"], 12);
+    assert_eq!(rig.stats("primary").dead_letters, 0);
+    rig.finish();
+}
+
+#[test]
+fn a_full_disk_never_turns_into_a_resend_loop_and_recovers_by_itself() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.set_down(true);
+    let backends = [backend("primary", &fake, "k")];
+    let rig = Rig::start("fulldisk", &backends);
+    let names: Vec<String> = (0..20).map(|i| format!("D{i}USDT")).collect();
+    for name in &names {
+        rig.outbox
+            .enqueue_blocking(Post::volume_alert(&alert(name)))
+            .expect("enqueue");
+    }
+    // The disk fills up; then the backend answers.
+    rig.outbox.inject_disk_full(true);
+    assert!(matches!(
+        rig.outbox
+            .enqueue_blocking(Post::volume_alert(&alert("LATEUSDT"))),
+        Err(OutboxError::Io { .. })
+    ));
+    fake.set_down(false);
+    rig.wait_for("every alert accepted", |r| {
+        r.stats("primary").delivered == 20
+    });
+    // Give a (wrong) resend loop every chance to show before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    let stats = rig.stats("primary");
+    assert_eq!(stats.pending, 0);
+    let error = stats.disk_error.clone().expect("the disk error is shown");
+    assert!(error.contains("no space left"), "{error}");
+    assert!(matches!(
+        stats.condition(),
+        volspike::backend::DeliveryCondition::Degraded(_)
+    ));
+    let posted = fake.requests_to(VOLUME_ALERT_PATH);
+    let most = names
+        .iter()
+        .map(|n| symbols(&posted).iter().filter(|s| *s == n).count())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "figure: full disk: {} POSTs for {} alerts, at most {most} of one alert",
+        posted.len(),
+        names.len()
+    );
+    assert_eq!(most, 1, "one POST per alert");
+    assert_eq!(symbols(&posted), names);
+    // Space returns: the files are brought up to date without any resend.
+    rig.outbox.inject_disk_full(false);
+    rig.wait_for("the disk error to clear", |r| {
+        r.stats("primary").disk_error.is_none()
+    });
+    let dir = rig.stop();
+    let left = std::fs::read_dir(dir.join("outbox/primary"))
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name().to_string_lossy().ends_with(".json") && e.file_name() != "delivered.json"
+        })
+        .count();
+    assert_eq!(left, 0, "delivered posts' files removed");
+    let rig = Rig::start_in(dir, &backends);
+    assert_eq!(rig.stats("primary").pending, 0);
+    assert_eq!(
+        rig.outbox
+            .enqueue_blocking(Post::volume_alert(&alert("D0USDT")))
+            .expect("enqueue"),
+        Enqueued::Duplicate
+    );
+    assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 20);
+    rig.finish();
+}
+
+#[test]
+fn a_stray_file_at_the_last_sequence_number_never_makes_a_post_overwrite_another() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.set_down(true);
+    let backends = [backend("primary", &fake, "k")];
+    let rig = Rig::start("wrap", &backends);
+    rig.outbox
+        .enqueue_blocking(Post::volume_alert(&alert("AUSDT")))
+        .expect("enqueue");
+    let dir = rig.stop();
+    let queue_dir = dir.join("outbox/primary");
+    let first = queue_dir.join("0000000000000001.json");
+    let mut stray: Value =
+        serde_json::from_slice(&std::fs::read(&first).expect("read")).expect("json");
+    stray["seq"] = json!(u64::MAX);
+    stray["key"] = Value::Null;
+    stray["body"]["symbol"] = json!("STRAYUSDT");
+    std::fs::write(
+        queue_dir.join("18446744073709551615.json"),
+        serde_json::to_vec(&stray).expect("json"),
+    )
+    .expect("write");
+    let rig = Rig::start_in(dir, &backends);
+    rig.outbox
+        .enqueue_blocking(Post::volume_alert(&alert("BUSDT")))
+        .expect("enqueue");
+    assert_eq!(rig.stats("primary").pending, 3);
+    fake.set_down(false);
+    rig.drained("primary");
+    assert_eq!(
+        symbols(&fake.requests_to(VOLUME_ALERT_PATH)),
+        ["AUSDT", "STRAYUSDT", "BUSDT"]
+    );
+    rig.finish();
+}
+
+#[test]
+fn latest_state_posts_are_coalesced_while_waiting() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.set_down(true);
+    let rig = Rig::start("coalesce", &[backend("primary", &fake, "k")]);
+    for value in [1.0, 2.0, 3.0] {
+        rig.outbox
+            .enqueue_blocking(checked("a1", value))
+            .expect("enqueue");
+        rig.outbox
+            .enqueue_blocking(checked("a2", value))
+            .expect("enqueue");
+    }
+    assert_eq!(rig.stats("primary").pending, 2);
+    assert_eq!(rig.stats("primary").coalesced, 4);
+    fake.set_down(false);
+    rig.drained("primary");
+    let got = fake.requests_to(USER_ALERT_CHECKED_PATH);
+    let sent: Vec<(String, f64)> = got
+        .iter()
+        .filter_map(|r| {
+            let j = r.json.as_ref()?;
+            Some((
+                j["alertId"].as_str()?.to_string(),
+                j["lastCheckedValue"].as_f64()?,
+            ))
+        })
+        .collect();
+    assert_eq!(sent, [("a1".to_string(), 3.0), ("a2".to_string(), 3.0)]);
+    rig.finish();
+}
+
+#[test]
+fn a_volume_alert_whose_answer_was_lost_in_a_crash_is_checked_not_sent_again() {
+    let fake = FakeBackend::start().expect("fake");
+    // Stored at once, answered 2 s later: the process dies meanwhile.
+    fake.slow_acks(1.0, Duration::from_secs(2), Duration::from_secs(2));
+    let backends = [backend("primary", &fake, "k")];
+    let rig = Rig::start("lostack", &backends);
+    rig.outbox
+        .enqueue_blocking(Post::volume_alert(&alert("LATEUSDT")))
+        .expect("enqueue");
+    let got = fake.wait_for_requests(VOLUME_ALERT_PATH, 1, PATIENCE);
+    assert_eq!(got.len(), 1);
+    let dir = rig.crash();
+    assert!(
+        std::fs::read_dir(dir.join("outbox/primary"))
+            .expect("dir")
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().ends_with(".inflight")),
+        "the post was marked in flight"
+    );
+    fake.slow_acks(0.0, Duration::ZERO, Duration::ZERO);
+    let rig = Rig::start_in(dir, &backends);
+    rig.drained("primary");
+    // It asked instead of resending.
+    let reads = fake.requests_to("/api/volume-alerts");
+    assert!(!reads.is_empty());
+    assert_eq!(reads[0].query_param("tier"), Some("elite"));
+    assert_eq!(reads[0].header("x-api-key"), Some("k"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 1);
+    assert_eq!(rig.stats("primary").delivered, 1);
+    // And a post whose earlier attempt never reached the backend is sent.
+    let rig_dir = rig.stop();
+    let rig = Rig::start_in(rig_dir, &backends);
+    fake.set_down(true);
+    rig.outbox
+        .enqueue_blocking(Post::volume_alert(&alert("NEVERUSDT")))
+        .expect("enqueue");
+    rig.wait_for("a failed attempt", |r| r.stats("primary").retried >= 1);
+    let dir = rig.crash();
+    fake.set_down(false);
+    let rig = Rig::start_in(dir, &backends);
+    rig.drained("primary");
+    assert_eq!(
+        symbols(&fake.requests_to(VOLUME_ALERT_PATH)),
+        ["LATEUSDT", "NEVERUSDT"]
+    );
+    rig.finish();
+}
+
+/// 50 alerts queued while the backend is down for `outage`, with the
+/// appliance's own backoff; returns how long after its return the backlog
+/// was drained (fails past 90 s).
+fn drain_after_outage(tag: &str, outage: Duration) -> Duration {
+    let fake = FakeBackend::start().expect("fake");
+    fake.set_down(true);
+    let dir = std::env::temp_dir().join(format!(
+        "volspike-outbox-it-{tag}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    // The appliance's own backoff, not the tests' shortened one.
+    let rig = Rig::start_with(
+        dir,
+        &[backend("primary", &fake, "k")],
+        OutboxSettings::default(),
+    );
+    let names: Vec<String> = (0..50).map(|i| format!("B{i}USDT")).collect();
+    for name in &names {
+        rig.outbox
+            .enqueue_blocking(Post::volume_alert(&alert(name)))
+            .expect("enqueue");
+    }
+    std::thread::sleep(outage);
+    fake.set_down(false);
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(90);
+    while rig.stats("primary").pending > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "not drained 90 s after the backend came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let drained = back.elapsed();
+    let delivered = fake
+        .requests_to(VOLUME_ALERT_PATH)
+        .iter()
+        .filter(|r| r.status == 200)
+        .count();
+    println!(
+        "figure: 50 alerts drained {:.1} s after the backend came back (outage {} s)",
+        drained.as_secs_f64(),
+        outage.as_secs()
+    );
+    assert_eq!(delivered, 50);
+    rig.finish();
+    drained
+}
+
+#[test]
+fn a_backlog_drains_within_a_minute_of_the_backend_returning_after_a_long_outage() {
+    // 45 s: long enough for the backoff to reach its 30 s cap.
+    let drained = drain_after_outage("drain", Duration::from_secs(45));
+    assert!(drained < Duration::from_secs(60), "{drained:?}");
+}
+
+/// The field report's 10-minute outage (run by hand: it takes 11 minutes):
+/// `cargo test --test outbox -- --ignored --nocapture ten_minute`.
+#[test]
+#[ignore = "takes 11 minutes"]
+fn a_ten_minute_outage_is_drained_within_a_minute() {
+    let drained = drain_after_outage("drain10", Duration::from_secs(600));
+    assert!(drained < Duration::from_secs(60), "{drained:?}");
+}
+
+#[test]
+fn a_read_route_that_cannot_answer_never_stalls_delivery_the_alert_is_resent() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.slow_acks(1.0, Duration::from_secs(2), Duration::from_secs(2));
+    // The read route wants other credentials than the ingest key.
+    fake.set_json(
+        "GET",
+        "/api/volume-alerts",
+        401,
+        json!({"error": "Unauthorized"}),
+    );
+    let backends = [backend("primary", &fake, "k")];
+    let rig = Rig::start("noread", &backends);
+    rig.outbox
+        .enqueue_blocking(Post::volume_alert(&alert("LATEUSDT")))
+        .expect("enqueue");
+    fake.wait_for_requests(VOLUME_ALERT_PATH, 1, PATIENCE);
+    let dir = rig.crash();
+    fake.slow_acks(0.0, Duration::ZERO, Duration::ZERO);
+    let rig = Rig::start_in(dir, &backends);
+    rig.drained("primary");
+    // Asked, could not tell, sent again: at least once beats never.
+    assert_eq!(fake.requests_to("/api/volume-alerts").len(), 1);
+    assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 2);
+    let stats = rig.stats("primary");
+    assert!(stats.paused.is_none());
+    assert_eq!(stats.delivered, 1);
+    rig.finish();
 }

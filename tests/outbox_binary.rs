@@ -156,3 +156,268 @@ fn the_binary_resends_what_was_left_and_not_again_after_kill_9() {
     assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn kill_9_in_a_loop_with_late_acknowledgements_delivers_every_alert_exactly_once() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.expect_api_key("k-bin");
+    // 40 % of the answers come 0.3–2.5 s after the alert is stored.
+    fake.slow_acks(0.4, Duration::from_millis(300), Duration::from_millis(2500));
+    let dir = std::env::temp_dir().join(format!(
+        "volspike-outbox-kill9-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let symbols: Vec<String> = (0..150).map(|i| format!("K{i}USDT")).collect();
+    {
+        let state = StateDir::open(&dir).expect("state");
+        let backends = [BackendConfig {
+            name: "primary",
+            url: fake.url(),
+            key: Secret::new("k-bin"),
+            kinds: None,
+        }];
+        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
+        for symbol in &symbols {
+            outbox
+                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
+                .expect("enqueue");
+        }
+    }
+    let mut kills = 0;
+    while kills < 50 && pending_files(&dir) > 0 {
+        let (mut child, _) = spawn_run(&dir, &fake.url());
+        std::thread::sleep(Duration::from_millis(fastrand::u64(300..1500)));
+        child.kill();
+        kills += 1;
+    }
+    // The last run is left alone until the outbox is empty.
+    let (mut child, _) = spawn_run(&dir, &fake.url());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pending_files(&dir) > 0 {
+        assert!(Instant::now() < deadline, "outbox never emptied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Give a wrong resend every chance to show.
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill();
+    let stored = fake
+        .requests_to(VOLUME_ALERT_PATH)
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.json?["symbol"].as_str().map(String::from))
+        .collect::<Vec<_>>();
+    let mut counts = std::collections::BTreeMap::new();
+    for symbol in &stored {
+        *counts.entry(symbol.clone()).or_insert(0) += 1;
+    }
+    let duplicates: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    let checks = fake.requests_to("/api/volume-alerts").len();
+    println!(
+        "figure: {kills} x kill -9, {} alerts, {} stored by the backend, {} duplicates, {checks} read-route checks",
+        symbols.len(),
+        stored.len(),
+        duplicates.len()
+    );
+    assert!(duplicates.is_empty(), "duplicates: {duplicates:?}");
+    assert_eq!(counts.len(), symbols.len(), "every alert delivered");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `volspike outbox <args> --state-dir <state>`; returns (exit code, stdout).
+fn outbox_cmd(state: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_volspike"))
+        .arg("outbox")
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .env_clear()
+        .output()
+        .expect("run volspike outbox");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn outbox_list_retry_and_drop_manage_the_dead_letters_a_running_service_replays() {
+    let fake = FakeBackend::start().expect("fake");
+    fake.expect_api_key("k-bin");
+    // The backend refuses both alerts for now.
+    fake.set_json(
+        "POST",
+        VOLUME_ALERT_PATH,
+        422,
+        serde_json::json!({"error": "nope"}),
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "volspike-outbox-dead-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    {
+        let state = StateDir::open(&dir).expect("state");
+        let backends = [BackendConfig {
+            name: "primary",
+            url: fake.url(),
+            key: Secret::new("k-bin"),
+            kinds: None,
+        }];
+        // Queued by a previous process.
+        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
+        for symbol in ["AUSDT", "BUSDT"] {
+            outbox
+                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
+                .expect("enqueue");
+        }
+    }
+    let (mut child, http) = spawn_run(&dir, &fake.url());
+    fake.wait_for_requests(VOLUME_ALERT_PATH, 2, PATIENCE);
+    let deadline = Instant::now() + PATIENCE;
+    let health = loop {
+        let health = wait_for_health(&http);
+        if health["delivery"]["primary"]["deadLetters"] == 2 {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Named, but delivery works: dead letters alone do not fail /health.
+    assert!(health["delivery"]["primary"]["paused"].is_null());
+    assert!(health["deliveryProblems"][0]
+        .as_str()
+        .is_some_and(|p| p.contains("2 dead letters")));
+
+    let (code, listed) = outbox_cmd(&dir, &["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("AUSDT") && listed.contains("HTTP 422"),
+        "{listed}"
+    );
+    let (_, json_lines) = outbox_cmd(&dir, &["list", "--json"]);
+    let first: serde_json::Value =
+        serde_json::from_str(json_lines.lines().next().unwrap_or("")).expect("json line");
+    let id = first["id"].as_str().expect("id").to_string();
+    assert_eq!(first["backend"], "primary");
+
+    // The backend is fixed: replay one; the running service sends it.
+    fake.set_json(
+        "POST",
+        VOLUME_ALERT_PATH,
+        200,
+        serde_json::json!({"success": true}),
+    );
+    let (code, out) = outbox_cmd(&dir, &["retry", &id]);
+    assert_eq!(code, 0, "{out}");
+    let delivered = fake.wait_for_requests(VOLUME_ALERT_PATH, 3, PATIENCE);
+    assert_eq!(delivered.len(), 3);
+    assert_eq!(delivered[2].status, 200);
+    // Drop the other; an unknown id is an error.
+    let (code, out) = outbox_cmd(&dir, &["drop", "all"]);
+    assert_eq!((code, out.lines().count()), (0, 1), "{out}");
+    let (code, _) = outbox_cmd(&dir, &["drop", "0000000000000099"]);
+    assert_eq!(code, 1);
+    let (_, listed) = outbox_cmd(&dir, &["list"]);
+    assert!(listed.is_empty(), "{listed}");
+    child.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Unmounts the tmpfs on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The field report's setup on a real filesystem: the state directory on a
+/// 256 KiB tmpfs that fills up. Needs root (mount), so it is run by hand:
+/// `cargo test --test outbox_binary -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs root to mount a tmpfs"]
+fn a_real_full_tmpfs_never_turns_into_a_resend_loop() {
+    let mount = std::env::temp_dir().join(format!("volspike-tmpfs-{}", std::process::id()));
+    std::fs::create_dir_all(&mount).expect("mount point");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a tmpfs (root needed)");
+    let tmpfs = Tmpfs(mount);
+    let dir = tmpfs.0.join("state");
+    let fake = FakeBackend::start().expect("fake");
+    fake.expect_api_key("k-bin");
+    fake.set_down(true);
+    let symbols: Vec<String> = (0..20).map(|i| format!("T{i}USDT")).collect();
+    {
+        let state = StateDir::open(&dir).expect("state");
+        let backends = [BackendConfig {
+            name: "primary",
+            url: fake.url(),
+            key: Secret::new("k-bin"),
+            kinds: None,
+        }];
+        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
+        for symbol in &symbols {
+            outbox
+                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
+                .expect("enqueue");
+        }
+    }
+    let (mut child, http) = spawn_run(&dir, &fake.url());
+    wait_for_health(&http);
+    // Fill the filesystem to the last byte.
+    let filler = tmpfs.0.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+    fake.set_down(false);
+    let got = fake.wait_for_requests(VOLUME_ALERT_PATH, 20, PATIENCE);
+    std::thread::sleep(Duration::from_secs(5));
+    let posts = fake.requests_to(VOLUME_ALERT_PATH);
+    let health = wait_for_health(&http);
+    let mut per_alert = std::collections::BTreeMap::new();
+    for r in &posts {
+        if let Some(s) = r.json.as_ref().and_then(|j| j["symbol"].as_str()) {
+            *per_alert.entry(s.to_string()).or_insert(0) += 1;
+        }
+    }
+    let most = per_alert.values().copied().max().unwrap_or(0);
+    println!(
+        "figure: 256 KiB tmpfs full: {} POSTs for {} alerts in 5 s after the last, at most {most} of one; diskError = {}",
+        posts.len(),
+        symbols.len(),
+        health["delivery"]["primary"]["diskError"]
+    );
+    assert!(got.len() >= 20 || !health["delivery"]["primary"]["diskError"].is_null());
+    assert!(most <= 3, "{per_alert:?}");
+    // Space returns.
+    std::fs::remove_file(&filler).expect("free space");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let health = wait_for_health(&http);
+        if pending_files(&dir) == 0 && health["delivery"]["primary"]["diskError"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {health}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill();
+    let delivered: std::collections::BTreeSet<String> = fake
+        .requests_to(VOLUME_ALERT_PATH)
+        .iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.json.as_ref()?["symbol"].as_str().map(String::from))
+        .collect();
+    assert_eq!(delivered.len(), 20);
+}

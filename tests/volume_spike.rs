@@ -273,3 +273,92 @@ fn the_volume_ratio_goes_at_full_precision_and_the_message_at_two_decimals() {
         "BTC hourly volume 50.00M (3.33× prev) — VOLUME SPIKE!"
     );
 }
+
+/// `n` symbols spiking in the 14:00 hour (10M → 40M).
+fn spiking(n: usize) -> Market {
+    let mut market = Market::new();
+    for i in 0..n {
+        let mut s = SymbolState::perpetual(&format!("S{i}USDT"), 102.5, 5e9);
+        s.open_interest = 1100.0;
+        s.candles = vec![
+            candle(H13, 100.0, 100.0, 10e6),
+            candle(H14, 100.0, 102.5, 40e6),
+        ];
+        market.insert(s);
+    }
+    market
+}
+
+const SNAPSHOT: &str = "/api/market/open-interest/snapshot";
+
+#[test]
+fn a_slow_backend_never_makes_volume_alerts_late_they_go_without_oi_change() {
+    let binance = FakeBinance::start(spiking(10)).expect("fake binance");
+    let backend = FakeBackend::start().expect("fake backend");
+    backend.set_json(
+        "GET",
+        SNAPSHOT,
+        200,
+        json!({"found": true, "symbol": "X", "openInterest": 1000.0, "ts": "2025-12-03T14:00:00Z"}),
+    );
+    // Every snapshot lookup hangs past the client's 10 s timeout.
+    backend.delay_route("GET", SNAPSHOT, Duration::from_secs(30));
+    let dir = TempDir::new("volume-slow");
+    let mut rig = Rig::new(&binance, &backend, &dir.join("state"));
+    let started = std::time::Instant::now();
+    let summary = rig.tick(H14 + 5 * MINUTE as i64);
+    let took = started.elapsed();
+    println!("figure: tick with 10 spikes and a hanging snapshot route took {took:?}");
+    assert!(summary.contains("10 spikes"), "{summary}");
+    assert!(summary.contains("oiChange omitted for 10"), "{summary}");
+    // Sequential lookups would take 10 × 10 s; one shared budget is 5 s.
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    // The lookups ran side by side, not one after another.
+    let asked = backend.requests_to(SNAPSHOT).len();
+    assert!(asked >= 8, "{asked} lookups started");
+    let posts = backend.wait_for_requests(PATH, 10, Duration::from_secs(20));
+    assert_eq!(posts.len(), 10);
+    assert!(posts
+        .iter()
+        .all(|p| p.json.as_ref().is_some_and(|j| j.get("oiChange").is_none())));
+}
+
+#[test]
+fn a_snapshot_far_from_the_hour_start_is_not_used() {
+    let binance = FakeBinance::start(spiking(2)).expect("fake binance");
+    let backend = FakeBackend::start().expect("fake backend");
+    // The newest sample before 14:00 is 72 hours old.
+    backend.set_json(
+        "GET",
+        SNAPSHOT,
+        200,
+        json!({"found": true, "symbol": "X", "openInterest": 1000.0, "ts": "2025-11-30T14:00:00Z"}),
+    );
+    let dir = TempDir::new("volume-stale");
+    let mut rig = Rig::new(&binance, &backend, &dir.join("state"));
+    let summary = rig.tick(H14 + 5 * MINUTE as i64);
+    assert!(summary.contains("and 2 (stale snapshot)"), "{summary}");
+    let posts = backend.wait_for_requests(PATH, 2, Duration::from_secs(20));
+    assert_eq!(posts.len(), 2);
+    assert!(posts
+        .iter()
+        .all(|p| p.json.as_ref().is_some_and(|j| j.get("oiChange").is_none())));
+    // 9 minutes before the hour start is close enough.
+    backend.set_json(
+        "GET",
+        SNAPSHOT,
+        200,
+        json!({"found": true, "symbol": "X", "openInterest": 1000.0, "ts": "2025-12-03T13:51:00.000Z"}),
+    );
+    binance.market().update("S0USDT", |s| {
+        s.candles = vec![
+            candle(H13, 100.0, 100.0, 10e6),
+            candle(H14, 100.0, 99.0, 20e6),
+        ]
+    });
+    rig.tick(H14 + 30 * MINUTE as i64);
+    let posts = backend.wait_for_requests(PATH, 3, Duration::from_secs(20));
+    let update = posts[2].json.clone().unwrap_or_default();
+    assert_eq!(update["alertType"], "HALF_UPDATE");
+    assert_eq!(update["oiChange"], 0.1);
+}

@@ -31,17 +31,24 @@
 //! already have it answer `Duplicate` for keyed posts.
 //!
 //! Delivery: one queue and loop per backend (primary, dev), so one being
-//! down never delays the other; posts go out oldest first (strictly in
-//! order per route); retries back off 1 s doubling to 5 min; a 4xx other
-//! than 429 drops the post with an error log.
+//! down never delays the other; posts go out oldest first; one post that
+//! keeps failing waits on its own backoff while later posts go on; retries
+//! back off 1 s doubling to 30 s with jitter; 401/403 pause the backend and
+//! keep every post; other 4xx, and a 5xx repeated while other posts get
+//! through, move the post to the dead letters (`volspike outbox`). The
+//! rules and the exact delivery guarantee are in `docs/delivery.md`.
 
 mod client;
+pub mod command;
+mod dead_letters;
 mod delivery;
 mod local;
 mod outbox;
 mod payloads;
 mod post;
 mod queue;
+mod ranges;
+mod recheck;
 
 pub use client::{classify, Auth, BackendClient, GetError, SendOutcome, StatusClass};
 pub use delivery::BackoffPolicy;
@@ -49,3 +56,4 @@ pub use local::ALERTS_FILE;
 pub use outbox::{DeliveryStats, Enqueued, Outbox, OutboxError, OutboxSettings, RecentAlert};
 pub use payloads::*;
 pub use post::{Kind, Post, PostError, Target, DEFAULT_DEDUP_WINDOW};
+pub use queue::DeliveryCondition;

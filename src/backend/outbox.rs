@@ -369,6 +369,16 @@ impl Outbox {
             .map(|b| b.client.clone())
     }
 
+    /// Test hook: while `full`, every write of file content in the outbox
+    /// fails as on a full disk (empty "in flight" marks and removals still
+    /// work, as on a full tmpfs). Not used by the appliance itself.
+    #[doc(hidden)]
+    pub fn inject_disk_full(&self, full: bool) {
+        for b in &self.inner.backends {
+            b.queue.set_disk_full(full);
+        }
+    }
+
     /// Whether this is the `--local` outbox.
     pub fn is_local(&self) -> bool {
         self.inner.local.is_some()

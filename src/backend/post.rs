@@ -8,10 +8,12 @@ use serde_json::Value;
 
 use super::client::Auth;
 use super::payloads::{
-    LiquidUniverseUpdate, OiAlert, OiSamples, TelegramIngest, UserAlertChecked, UserAlertTrigger,
-    VolumeAlert, OI_ALERT_PATH, OI_SAMPLES_PATH, TELEGRAM_INGEST_PATH, UNIVERSE_UPDATE_PATH,
-    USER_ALERT_CHECKED_PATH, USER_ALERT_TRIGGER_PATH, VOLUME_ALERT_PATH,
+    LiquidUniverseUpdate, OiAlert, OiSamples, TelegramChannel, TelegramIngest, TelegramMessage,
+    UserAlertChecked, UserAlertTrigger, VolumeAlert, OI_ALERT_PATH, OI_SAMPLES_PATH,
+    TELEGRAM_INGEST_PATH, UNIVERSE_UPDATE_PATH, USER_ALERT_CHECKED_PATH, USER_ALERT_TRIGGER_PATH,
+    VOLUME_ALERT_PATH,
 };
+use super::ranges;
 
 /// How long a delivered alert's key keeps suppressing repeats, unless the
 /// post says otherwise (an OI alert uses its cooldown).
@@ -119,6 +121,9 @@ pub struct Post {
     pub(crate) target: Target,
     /// Dedup identity, for alerts.
     pub(crate) dedup: Option<Dedup>,
+    /// "Latest state" identity: a newer post with the same value replaces
+    /// a pending older one (only the newest universe or check is worth sending).
+    pub(crate) coalesce: Option<String>,
     /// One line naming it in logs (`volume alert BTCUSDT SPIKE 2025-…`).
     pub(crate) label: String,
 }
@@ -145,13 +150,23 @@ impl Post {
                 key,
                 window: DEFAULT_DEDUP_WINDOW,
             }),
+            coalesce: None,
         }
     }
 
     /// An OI alert to every backend; never twice per (symbol, timeframe,
     /// direction) within `cooldown` of the first one's enqueue (so a job that
     /// re-decides after a crash, seconds later, is still a duplicate).
+    /// `pctChange`, `priceChange` and `fundingRate` are fitted to the
+    /// backend's `numeric(10,6)` columns first (clamped / omitted, warned).
     pub fn oi_alert(alert: &OiAlert, cooldown: Duration) -> Post {
+        let what = format!("OI alert {}", alert.symbol);
+        let alert = &OiAlert {
+            pct_change: ranges::clamp_numeric_10_6("pctChange", alert.pct_change, &what),
+            price_change: ranges::fit_numeric_10_6("priceChange", alert.price_change, &what),
+            funding_rate: ranges::fit_numeric_10_6("fundingRate", alert.funding_rate, &what),
+            ..alert.clone()
+        };
         let timeframe = alert.timeframe.as_str();
         let direction = alert.direction.as_str();
         Post {
@@ -172,6 +187,7 @@ impl Post {
                 key: format!("oi:{}:{}:{}", alert.symbol, timeframe, direction),
                 window: cooldown,
             }),
+            coalesce: None,
         }
     }
 
@@ -190,6 +206,7 @@ impl Post {
                 samples.timestamp
             ),
             dedup: None,
+            coalesce: None,
         }
     }
 
@@ -210,6 +227,7 @@ impl Post {
                 update.updated_at
             ),
             dedup: None,
+            coalesce: Some("universe".to_string()),
         })
     }
 
@@ -235,6 +253,7 @@ impl Post {
                 key: format!("user-alert-trigger:{}", trigger.alert_id),
                 window: DEFAULT_DEDUP_WINDOW,
             }),
+            coalesce: None,
         }
     }
 
@@ -251,17 +270,33 @@ impl Post {
                 checked.alert_id, checked.last_checked_value
             ),
             dedup: None,
+            coalesce: Some(format!("user-alert-checked:{}", checked.alert_id)),
         }
     }
 
     /// One chunk (≤ 50) of a channel's messages to every backend (the
     /// backend upserts, so a resend is harmless: no dedup key).
+    ///
+    /// A private channel (no username) gets its id as `username`, and
+    /// `views`/`forwards` are clamped to the backend's 4-byte columns.
     pub fn telegram(batch: &TelegramIngest) -> Post {
-        let channel = batch
-            .channel
-            .username
-            .clone()
-            .unwrap_or_else(|| batch.channel.id.to_string());
+        let channel = ranges::channel_username(batch.channel.username.as_deref(), batch.channel.id);
+        let what = format!("telegram {channel}");
+        let batch = &TelegramIngest {
+            channel: TelegramChannel {
+                username: Some(channel.clone()),
+                ..batch.channel.clone()
+            },
+            messages: batch
+                .messages
+                .iter()
+                .map(|m| TelegramMessage {
+                    views: ranges::clamp_int4("views", m.views, &what),
+                    forwards: ranges::clamp_int4("forwards", m.forwards, &what),
+                    ..m.clone()
+                })
+                .collect(),
+        };
         Post {
             kind: Kind::Telegram,
             path: TELEGRAM_INGEST_PATH,
@@ -276,6 +311,7 @@ impl Post {
                 batch.messages.last().map_or(0, |m| m.id)
             ),
             dedup: None,
+            coalesce: None,
         }
     }
 

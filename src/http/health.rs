@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::server::limits::HttpView;
 use super::{HttpContext, Reply};
-use crate::backend::DeliveryStats;
+use crate::backend::{DeliveryCondition, DeliveryStats};
 use crate::binance::governor::GovernorStatus;
 use crate::binance::stream::StreamView;
 use crate::jobs::status::JobView;
@@ -47,6 +47,10 @@ pub struct HealthBody {
     /// Each backend's outbox: pending, oldest pending age, delivered,
     /// retried, dropped (4xx), shed, refused. Empty in `--local` mode.
     pub delivery: BTreeMap<&'static str, DeliveryStats>,
+    /// What holds delivery back, one line per backend with a problem
+    /// (`primary: blocked: delivery paused: backend rejects the API key …`,
+    /// `dev: degraded: 2 dead letters kept …`); empty when posts flow.
+    pub delivery_problems: Vec<String>,
     /// The Binance weight governor: weight used in the window, ceiling,
     /// pause after a 429/418, queued callers.
     pub binance: Option<GovernorStatus>,
@@ -126,21 +130,53 @@ fn loop_problems(loops: &[LoopState]) -> Vec<Problem> {
         .collect()
 }
 
-/// The problems of delivery, one per backend whose delivery is blocked.
-/// Delivery states that only degrade (not block) plug in here as
-/// [`Severity::Optional`] problems.
+/// The problems of delivery: each backend whose delivery is blocked, by a
+/// backlog older than [`BACKLOG_DEGRADED_SECONDS`], a backend refusing the
+/// API key (401/403: paused, nothing reaches it until the operator acts),
+/// or a state directory refusing writes (new posts cannot be made durable).
+/// Dead letters alone are no problem: they are named in `deliveryProblems`,
+/// but delivery works and a refused post now and then is routine (a user
+/// deleted an alert between two checks).
 fn delivery_problems(delivery: &BTreeMap<&'static str, DeliveryStats>) -> Vec<Problem> {
-    delivery
-        .iter()
-        .filter_map(|(backend, s)| {
-            let age = s.oldest_pending_seconds?;
-            (age > BACKLOG_DEGRADED_SECONDS).then(|| Problem {
-                component: format!("delivery:{backend}"),
+    let mut problems = Vec::new();
+    for (backend, s) in delivery {
+        let component = format!("delivery:{backend}");
+        if let Some(age) = s
+            .oldest_pending_seconds
+            .filter(|age| *age > BACKLOG_DEGRADED_SECONDS)
+        {
+            problems.push(Problem {
+                component: component.clone(),
                 severity: Severity::Critical,
                 reason: format!(
                     "delivery blocked: the oldest post has waited {age} s (limit {BACKLOG_DEGRADED_SECONDS} s)"
                 ),
-            })
+            });
+        }
+        match s.condition() {
+            DeliveryCondition::Blocked(why) | DeliveryCondition::Degraded(why) => {
+                problems.push(Problem {
+                    component,
+                    severity: Severity::Critical,
+                    reason: why,
+                })
+            }
+            DeliveryCondition::DeadLetters(_) | DeliveryCondition::Ok => {}
+        }
+    }
+    problems
+}
+
+/// One line per backend whose delivery is not plainly ok (`deliveryProblems`),
+/// dead letters included.
+fn delivery_notes(delivery: &BTreeMap<&'static str, DeliveryStats>) -> Vec<String> {
+    delivery
+        .iter()
+        .filter_map(|(backend, s)| match s.condition() {
+            DeliveryCondition::Ok => None,
+            DeliveryCondition::Blocked(why) => Some(format!("{backend}: blocked: {why}")),
+            DeliveryCondition::Degraded(why) => Some(format!("{backend}: degraded: {why}")),
+            DeliveryCondition::DeadLetters(why) => Some(format!("{backend}: {why}")),
         })
         .collect()
 }
@@ -179,6 +215,7 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         mode: if ctx.local { "local" } else { "backend" },
         jobs,
         loops,
+        delivery_problems: delivery_notes(&delivery),
         delivery,
         binance: ctx.governor.as_ref().map(|g| g.status()),
         websocket: ctx.funding.stream.view(),
@@ -278,6 +315,47 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].component, "delivery:dev");
         assert_eq!(status_of(&problems), "critical");
+    }
+
+    #[test]
+    fn a_paused_backend_or_a_refusing_disk_is_critical_and_dead_letters_are_only_named() {
+        let mut delivery = BTreeMap::new();
+        delivery.insert(
+            "primary",
+            DeliveryStats {
+                paused: Some("backend rejects the API key (HTTP 401 on /x)".into()),
+                ..DeliveryStats::default()
+            },
+        );
+        delivery.insert(
+            "dev",
+            DeliveryStats {
+                dead_letters: 2,
+                ..DeliveryStats::default()
+            },
+        );
+        let problems = delivery_problems(&delivery);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].component, "delivery:primary");
+        assert_eq!(status_of(&problems), "critical");
+        let notes = delivery_notes(&delivery);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].starts_with("dev: 2 dead letters kept"));
+        assert!(notes[1].contains("primary: blocked: delivery paused: backend rejects the API key"));
+        delivery.remove("primary");
+        assert!(
+            delivery_problems(&delivery).is_empty(),
+            "dead letters alone"
+        );
+        delivery.insert(
+            "primary",
+            DeliveryStats {
+                disk_error: Some("no space left on device".into()),
+                ..DeliveryStats::default()
+            },
+        );
+        assert_eq!(status_of(&delivery_problems(&delivery)), "critical");
+        assert!(delivery_notes(&delivery)[1].starts_with("primary: degraded: outbox cannot write"));
     }
 
     #[test]

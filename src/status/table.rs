@@ -174,6 +174,21 @@ fn backlog(health: &Value) -> String {
                 text(&s["retried"]),
                 text(&s["dropped"])
             ));
+            // What holds delivery back, when anything does.
+            if s["deadLetters"].as_u64().is_some_and(|n| n > 0) {
+                part.push_str(&format!(
+                    ", {} dead letters (volspike outbox list)",
+                    text(&s["deadLetters"])
+                ));
+            }
+            for field in ["paused", "diskError"] {
+                if let Some(why) = s[field].as_str() {
+                    part.push_str(&format!(
+                        ", {}: {why}",
+                        if field == "paused" { "PAUSED" } else { "DISK" }
+                    ));
+                }
+            }
             part
         })
         .collect::<Vec<_>>()
@@ -274,7 +289,9 @@ mod tests {
             "problems": [{"component": "loop:scheduler", "severity": "critical",
                 "reason": "no progress for 12 s (deadline 10 s)"}],
             "delivery": {"primary": {"pending": 3, "oldestPendingSeconds": 75,
-                "delivered": 10, "retried": 2, "dropped": 0}},
+                "delivered": 10, "retried": 2, "dropped": 0},
+                "dev": {"pending": 1, "delivered": 0, "retried": 4, "dropped": 1, "deadLetters": 1,
+                    "paused": "backend rejects the API key (HTTP 401 on /api/x)", "diskError": null}},
             "binance": {"used_in_window": 40, "ceiling": 1920, "limit": 2400, "queued": 0,
                 "paused_until": null},
             "websocket": {"state": "connected", "connectedSince": "2025-12-03T13:10:00Z",
@@ -305,7 +322,7 @@ mod tests {
                      liquid_universe  failing  5 min 0 s ago  error   in 5 min 0 s  exchangeInfo failed\n";
         assert!(text.contains(table), "{text}");
         assert!(text.contains("WEBSOCKET  connected since 1 h 0 min ago, last message 1 s ago, 1234 messages, 1 reconnects\n"), "{text}");
-        assert!(text.contains("BACKLOG    primary: 3 pending (oldest 1 min 15 s), 10 delivered, 2 retried, 0 dropped\n"), "{text}");
+        assert!(text.contains("BACKLOG    dev: 1 pending, 0 delivered, 4 retried, 1 dropped, 1 dead letters (volspike outbox list), PAUSED: backend rejects the API key (HTTP 401 on /api/x); primary: 3 pending (oldest 1 min 15 s), 10 delivered, 2 retried, 0 dropped\n"), "{text}");
         assert!(
             text.contains(
                 "WEIGHT     40 of 1920 in use (Binance limit 2400), 0 waiting, not paused\n"

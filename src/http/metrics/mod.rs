@@ -223,7 +223,7 @@ fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
     }
     let stats = ctx.outbox.as_ref().map(|o| o.stats()).unwrap_or_default();
     type Pick = fn(&crate::backend::DeliveryStats) -> Option<f64>;
-    let families: [(&str, Kind, &str, Pick); 7] = [
+    let families: [(&str, Kind, &str, Pick); 11] = [
         (
             "volspike_outbox_pending",
             Kind::Gauge,
@@ -251,7 +251,7 @@ fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
         (
             "volspike_outbox_dropped_total",
             Kind::Counter,
-            "Posts the backend rejected for good (4xx).",
+            "Posts set aside as dead letters (refused with a 4xx, or a 5xx repeated while others went through).",
             |s| Some(s.dropped as f64),
         ),
         (
@@ -265,6 +265,30 @@ fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
             Kind::Counter,
             "Posts refused because the queue was full of alerts.",
             |s| Some(s.refused as f64),
+        ),
+        (
+            "volspike_outbox_dead_letters",
+            Kind::Gauge,
+            "Refused posts kept in the dead-letter folder (volspike outbox list), per backend.",
+            |s| Some(s.dead_letters as f64),
+        ),
+        (
+            "volspike_outbox_coalesced_total",
+            Kind::Counter,
+            "Latest-state posts (universe, update-checked) replaced by a newer one before sending.",
+            |s| Some(s.coalesced as f64),
+        ),
+        (
+            "volspike_outbox_paused",
+            Kind::Gauge,
+            "1 while the backend rejects the API key (401/403) and delivery to it waits.",
+            |s| Some(f64::from(u8::from(s.paused.is_some()))),
+        ),
+        (
+            "volspike_outbox_disk_error",
+            Kind::Gauge,
+            "1 while the state directory refuses the outbox's writes.",
+            |s| Some(f64::from(u8::from(s.disk_error.is_some()))),
         ),
     ];
     for (name, kind, help, pick) in families {

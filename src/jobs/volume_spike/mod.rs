@@ -5,6 +5,7 @@
 //! the persisted (symbol, hour) → first-alert-minute ledger.
 
 pub mod detect;
+mod oi_change;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,9 +15,10 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use self::detect::{AlertType, Candle, Rules};
+use self::oi_change::OiLookup;
 use super::services::Services;
 use super::{Job, Schedule};
-use crate::backend::{Auth, BackendClient, Enqueued, Outbox, Post, VolumeAlert};
+use crate::backend::{Enqueued, Outbox, Post, VolumeAlert};
 use crate::binance::cache::FundingCache;
 use crate::binance::{BinanceRest, Kline, Universe};
 use crate::clock::{from_unix_ms, iso, unix_ms};
@@ -52,8 +54,8 @@ pub struct VolumeSpike {
     funding: FundingCache,
     /// Where alerts go.
     outbox: Outbox,
-    /// The primary backend, for the hour-start OI snapshot; `None` in `--local`.
-    snapshots: Option<BackendClient>,
+    /// The hour-start OI snapshot (primary backend) and the current OI.
+    oi: OiLookup,
     /// Thresholds.
     rules: Rules,
     /// State directory for the ledger.
@@ -82,46 +84,15 @@ impl VolumeSpike {
             universe: services.universe.clone(),
             funding: services.funding.cache.clone(),
             outbox: services.outbox.clone(),
-            snapshots: services.primary.clone(),
+            oi: OiLookup {
+                client: services.primary.clone(),
+                rest: services.rest.clone(),
+            },
             rules,
             state,
             ledger,
             notifier: services.notifier.clone(),
         }
-    }
-
-    /// `oiChange` for `symbol` since `hour_ms`: current OI from Binance
-    /// against the backend's snapshot at the hour start. `None` when either
-    /// is unknown (the field is then omitted, as backend.md asks).
-    async fn oi_change(&self, symbol: &str, hour_ms: u64) -> Option<f64> {
-        let client = self.snapshots.clone()?;
-        let symbol_owned = symbol.to_string();
-        let ts = iso(from_unix_ms(hour_ms));
-        let snapshot = tokio::task::spawn_blocking(move || {
-            client.get_json(
-                "/api/market/open-interest/snapshot",
-                &[("symbol", symbol_owned.as_str()), ("ts", ts.as_str())],
-                Auth::Header,
-            )
-        })
-        .await
-        .ok()?;
-        let start = match snapshot {
-            Ok(body) if body["found"] == true => body["openInterest"].as_f64()?,
-            Ok(_) => return None,
-            Err(e) => {
-                tracing::warn!(symbol, "no hour-start OI snapshot: {e}");
-                return None;
-            }
-        };
-        let current = match self.rest.open_interest(symbol).await {
-            Ok(oi) => oi.contracts,
-            Err(e) => {
-                tracing::warn!(symbol, "no current open interest: {e}");
-                return None;
-            }
-        };
-        (start > 0.0).then(|| (current - start) / start)
     }
 
     /// The backend payload for one decision.
@@ -234,6 +205,18 @@ impl Job for VolumeSpike {
             }
         }
 
+        // Every alert's OI lookup at once, within one budget: a slow
+        // backend makes alerts go without oiChange, never late.
+        let lookups = self
+            .oi
+            .changes(
+                decided
+                    .iter()
+                    .map(|(symbol, _, current, _, _)| (symbol.clone(), current.open_time_ms))
+                    .collect(),
+                oi_change::LOOKUP_BUDGET,
+            )
+            .await;
         let (mut spikes, mut updates, mut duplicates) = (0, 0, 0);
         for (symbol, alert, current, previous, key) in decided {
             let asset = assets
@@ -241,7 +224,10 @@ impl Job for VolumeSpike {
                 .cloned()
                 .unwrap_or_else(|| detect::asset_of(&symbol).to_string());
             let mut payload = self.payload(&symbol, &asset, alert, &current, &previous, now);
-            payload.oi_change = self.oi_change(&symbol, current.open_time_ms).await;
+            payload.oi_change = lookups
+                .changes
+                .get(&(symbol.clone(), current.open_time_ms))
+                .copied();
             tracing::info!(symbol = %symbol, alert_type = alert.as_str(), ratio = payload.volume_ratio, "{}", payload.message);
             // Enqueue first, then record: after a crash in between, the
             // re-decided post is a duplicate the outbox refuses by its key.
@@ -265,8 +251,15 @@ impl Job for VolumeSpike {
         }
 
         let swept = assets.len();
+        let oi_note = match (lookups.timed_out, lookups.stale) {
+            (0, 0) => String::new(),
+            (late, stale) => format!(
+                ", oiChange omitted for {late} (lookups past the {} s budget) and {stale} (stale snapshot)",
+                oi_change::LOOKUP_BUDGET.as_secs()
+            ),
+        };
         let summary = format!(
-            "swept {swept} symbols at :{minute:02} (klines limit {limit}): {spikes} spikes, {updates} updates, {} failed{}",
+            "swept {swept} symbols at :{minute:02} (klines limit {limit}): {spikes} spikes, {updates} updates, {} failed{}{oi_note}",
             failed.len(),
             if duplicates > 0 { format!(", {duplicates} already sent") } else { String::new() }
         );

@@ -192,6 +192,33 @@ impl FakeBackend {
         }
     }
 
+    /// From now on a POST to `path` whose JSON body has `field` equal to
+    /// `value` answers `status` (recorded, not stored): one refused post
+    /// among others. Rules add up; the first match wins.
+    pub fn fail_when(&self, path: &str, field: &str, value: Value, status: u16) {
+        lock(&self.state.poison).push(PoisonRule {
+            path: path.to_string(),
+            field: field.to_string(),
+            value,
+            status,
+        });
+    }
+
+    /// From now on a share (0..=1) of the POSTs are answered late: stored
+    /// (recorded, and listed by the read routes) at once, answered after a
+    /// delay drawn evenly from `min..=max`. A client that gives up or dies
+    /// meanwhile never learns that the backend has the post.
+    pub fn slow_acks(&self, share: f64, min: Duration, max: Duration) {
+        *lock(&self.state.slow_acks) = Some((share, min, max));
+    }
+
+    /// From now on every `method` `path` request is answered `delay` late
+    /// (a slow or hanging backend for one route); `Duration::ZERO` undoes it.
+    pub fn delay_route(&self, method: &str, path: &str, delay: Duration) {
+        lock(&self.state.route_delays)
+            .insert((method.to_ascii_uppercase(), path.to_string()), delay);
+    }
+
     /// From now on `method` `path` answers `status` with `body` (after the
     /// failure and key checks). Overrides the default answer.
     pub fn set_json(&self, method: &str, path: &str, status: u16, body: Value) {
@@ -235,9 +262,29 @@ fn rebind(addr: &str, state: &Arc<BackendState>) -> HttpServer {
     }
 }
 
+/// A POST refused because of what its body holds.
+struct PoisonRule {
+    /// Route.
+    path: String,
+    /// Body field to compare.
+    field: String,
+    /// The value that is refused.
+    value: Value,
+    /// Status answered.
+    status: u16,
+}
+
 /// Shared state behind the handler.
 #[derive(Default)]
 struct BackendState {
+    /// Refusals by body content.
+    poison: Mutex<Vec<PoisonRule>>,
+    /// (share, min, max) of late answers to POSTs.
+    slow_acks: Mutex<Option<(f64, Duration, Duration)>>,
+    /// State of the draw for late answers (xorshift).
+    draw: AtomicU64,
+    /// Per-route answer delays.
+    route_delays: Mutex<HashMap<(String, String), Duration>>,
     requests: Mutex<Vec<BackendRequest>>,
     /// (remaining, status) of scripted failures.
     failures: Mutex<(usize, u16)>,
@@ -271,8 +318,52 @@ impl BackendState {
             // A full disk must not take the fake down; the test sees the gap.
             let _ = writeln!(file, "{}", record.to_json()).and_then(|()| file.flush());
         }
+        let is_post = record.method == "POST";
+        let route_delay = lock(&self.route_delays)
+            .get(&(record.method.clone(), record.path.clone()))
+            .copied();
         lock(&self.requests).push(record);
+        if let Some(delay) = route_delay {
+            thread::sleep(delay);
+        }
+        if is_post {
+            if let Some(delay) = self.ack_delay() {
+                thread::sleep(delay);
+            }
+        }
         Some(json_response(status, &body))
+    }
+
+    /// How late to answer this POST, per [`FakeBackend::slow_acks`].
+    fn ack_delay(&self) -> Option<Duration> {
+        let (share, min, max) = (*lock(&self.slow_acks))?;
+        let mut x = self.draw.load(Ordering::SeqCst);
+        if x == 0 {
+            x = millis(SystemTime::now()).unsigned_abs() | 1;
+        }
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let late = next() < share;
+        let fraction = next();
+        self.draw.store(x, Ordering::SeqCst);
+        late.then(|| min + (max.saturating_sub(min)).mul_f64(fraction))
+    }
+
+    /// The volume alerts stored so far, newest first, as the read route lists them.
+    fn stored_volume_alerts(&self) -> Vec<Value> {
+        let requests = lock(&self.requests);
+        requests
+            .iter()
+            .rev()
+            .filter(|r| {
+                r.method == "POST" && r.path == "/api/volume-alerts/ingest" && r.status == 200
+            })
+            .filter_map(|r| r.json.clone())
+            .collect()
     }
 
     fn take_failure(&self) -> Option<u16> {
@@ -307,6 +398,15 @@ impl BackendState {
         }
         if !self.authorized(req, query, body) {
             return (401, json!({"error": "Unauthorized"}));
+        }
+        if method == "POST" {
+            let poisoned = lock(&self.poison).iter().find_map(|rule| {
+                (rule.path == path && body.and_then(|b| b.get(&rule.field)) == Some(&rule.value))
+                    .then_some(rule.status)
+            });
+            if let Some(status) = poisoned {
+                return (status, json!({"error": "Internal server error"}));
+            }
         }
         if let Some((status, canned)) =
             lock(&self.canned).get(&(method.to_string(), path.to_string()))
@@ -368,6 +468,7 @@ impl BackendState {
         };
         match (method, path) {
             ("GET", "/health") => (200, json!({"status": "ok"})),
+            ("GET", "/api/volume-alerts") => (200, json!({"alerts": self.stored_volume_alerts()})),
             ("POST", "/api/volume-alerts/ingest") => {
                 let missing = missing(&VOLUME_ALERT_REQUIRED);
                 if missing.is_empty() {
@@ -390,7 +491,17 @@ impl BackendState {
                 }
             }
             ("POST", "/api/open-interest-alerts/ingest") => {
-                (200, json!({"success": true, "id": self.next_id()}))
+                // numeric(10,6) columns: an overflow is a database error, 500.
+                let overflow = ["pctChange", "priceChange", "fundingRate"].iter().any(|f| {
+                    body.and_then(|b| b.get(*f))
+                        .and_then(Value::as_f64)
+                        .is_some_and(|v| (v * 1e6).round().abs() >= 1e10)
+                });
+                if overflow {
+                    (500, json!({"error": "numeric field overflow"}))
+                } else {
+                    (200, json!({"success": true, "id": self.next_id()}))
+                }
             }
             ("GET", "/api/market/open-interest/liquid-universe") => (
                 200,
@@ -423,6 +534,14 @@ impl BackendState {
             }
             ("POST", "/api/user-alerts-trigger/update-checked") => (200, json!({"success": true})),
             ("POST", "/api/telegram/ingest") => {
+                // `username` is NOT NULL UNIQUE in the real schema.
+                let username = body
+                    .and_then(|b| b.pointer("/channel/username"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if username.is_empty() {
+                    return (400, json!({"error": "Invalid channel data"}));
+                }
                 let n = array_len("messages").unwrap_or(0);
                 (
                     200,

@@ -118,9 +118,27 @@ fn records_requests_and_answers_defaults() {
         (
             "POST",
             "/api/telegram/ingest",
-            Some(json!({"channel": {"id": 1}, "messages": [{"id": 1}, {"id": 2}]})),
+            Some(
+                json!({"channel": {"id": 1, "username": "feed"}, "messages": [{"id": 1}, {"id": 2}]}),
+            ),
             200,
             json!({"success": true, "inserted": 2, "duplicates": 0, "errors": 0}),
+        ),
+        // The real schema: username NOT NULL.
+        (
+            "POST",
+            "/api/telegram/ingest",
+            Some(json!({"channel": {"id": 1, "username": null}, "messages": [{"id": 1}]})),
+            400,
+            json!({"error": "Invalid channel data"}),
+        ),
+        // numeric(10,6) overflow.
+        (
+            "POST",
+            "/api/open-interest-alerts/ingest",
+            Some(json!({"symbol": "X", "pctChange": 10000.0})),
+            500,
+            json!({"error": "numeric field overflow"}),
         ),
         ("GET", "/health", None, 200, json!({"status": "ok"})),
         ("GET", "/api/nope", None, 404, json!({"error": "Not found"})),
@@ -406,4 +424,54 @@ fn log_to_appends_json_lines() {
     assert_eq!(lines[0]["body"], json!({"messages": []}));
     assert_eq!(lines[1]["path"], "/health");
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn one_post_is_refused_by_its_content_while_others_pass() {
+    let fake = backend();
+    fake.fail_when(
+        "/api/user-alerts-trigger/update-checked",
+        "alertId",
+        json!("deleted"),
+        500,
+    );
+    let statuses: Vec<u16> = ["alive", "deleted", "alive"]
+        .iter()
+        .map(|id| {
+            let body = json!({"alertId": id, "lastCheckedValue": 1.0}).to_string();
+            post(
+                &fake.url(),
+                "/api/user-alerts-trigger/update-checked",
+                &[],
+                &body,
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(statuses, vec![200, 500, 200]);
+}
+
+#[test]
+fn stored_volume_alerts_are_listed_at_once_even_when_answered_late() {
+    let fake = backend();
+    fake.slow_acks(1.0, Duration::from_millis(800), Duration::from_millis(800));
+    let url = fake.url();
+    let sender = std::thread::spawn(move || {
+        let started = Instant::now();
+        let resp = post(
+            &url,
+            "/api/volume-alerts/ingest",
+            &[],
+            &volume_alert().to_string(),
+        );
+        (resp.status, started.elapsed())
+    });
+    // Listed by the read route before the answer went out.
+    fake.wait_for_requests("/api/volume-alerts/ingest", 1, PATIENCE);
+    let listed = get(&fake.url(), "/api/volume-alerts?tier=elite");
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json()["alerts"][0]["symbol"], "BTCUSDT");
+    let (status, took) = sender.join().expect("sender");
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(800), "{took:?}");
 }
