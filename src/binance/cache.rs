@@ -52,8 +52,15 @@ pub struct SymbolData {
     pub last_price: Option<f64>,
     /// 24 h quote volume (ticker `q`).
     pub quote_volume_24h: Option<f64>,
+    /// 24 h price change in percent (ticker `P`).
+    pub price_change_percent_24h: Option<f64>,
     /// Local receive time of the last ticker update, ms.
     pub ticker_updated_ms: Option<u64>,
+    /// Open interest in USD (contracts × mark) from the open_interest job's
+    /// latest sample; not part of the funding API.
+    pub open_interest_usd: Option<f64>,
+    /// When that sample was taken, ms.
+    pub open_interest_ms: Option<u64>,
 }
 
 impl SymbolData {
@@ -87,6 +94,9 @@ impl SymbolData {
         }
         if u.quote_volume.is_some() {
             self.quote_volume_24h = u.quote_volume;
+        }
+        if u.price_change_percent.is_some() {
+            self.price_change_percent_24h = u.price_change_percent;
         }
         self.ticker_updated_ms = Some(now_ms);
     }
@@ -247,6 +257,21 @@ impl FundingCache {
         }
         self.inner.dirty.store(true, Ordering::Release);
         updates.len()
+    }
+
+    /// Records the open_interest job's latest sample of `symbol` (USD value,
+    /// taken at `at_ms`) for the dashboard. Does not mark the funding
+    /// snapshot dirty: the funding API does not carry open interest.
+    pub fn set_open_interest(&self, symbol: &str, usd: f64, at_ms: u64) {
+        let mut data = self
+            .inner
+            .data
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = data.get_mut(symbol) {
+            entry.open_interest_usd = Some(usd);
+            entry.open_interest_ms = Some(at_ms);
+        }
     }
 
     /// Everything known about `symbol` (exact, upper-case).
