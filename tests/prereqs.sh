@@ -3,7 +3,8 @@
 # Debian packages for the droplet tests (systemd-nspawn, debootstrap), the
 # static binary check (file), the dashboard test (chromium) and the /metrics
 # test (the reference Prometheus text parser, python3-prometheus-client, for
-# Debian's /usr/bin/python3), and the musl target for the static build.
+# Debian's /usr/bin/python3, and promtool from the `prometheus` package), and
+# the musl target for the static build.
 set -euo pipefail
 
 need_apt=()
@@ -14,6 +15,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
 command -v chromium >/dev/null || need_apt+=(chromium)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "prereqs: need root to install: ${need_apt[*]} (run: sudo apt-get install -y ${need_apt[*]})" >&2
@@ -21,7 +23,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   echo "prereqs: installing ${need_apt[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # --no-install-recommends: `prometheus` is wanted for promtool only.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 if ! command -v cargo >/dev/null; then

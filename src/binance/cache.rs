@@ -449,6 +449,21 @@ mod tests {
     const MARK: &str = r#"{"stream":"!markPrice@arr","data":[{"e":"markPriceUpdate","E":1562305380000,"s":"BTCUSDT","p":"11185.87786614","i":"11784.62659091","P":"11784.25641265","r":"0.00038167","T":1562306400000,"ap":"1","st":1,"ps":"BTCUSDT"},{"e":"markPriceUpdate","E":1562305380000,"s":"ETHUSDT","p":"300.5","i":"300.1","P":"0","r":"-0.0001","T":1562306400000}]}"#;
 
     #[test]
+    fn open_interest_is_kept_for_known_symbols_only() {
+        let cache = FundingCache::new();
+        apply_text(&cache, MARK, 1_000);
+        cache.rebuild(1_000);
+        cache.set_open_interest("BTCUSDT", 5e9, 2_000);
+        cache.set_open_interest("NOPEUSDT", 1.0, 2_000);
+        let btc = cache.get("BTCUSDT").expect("BTC");
+        assert_eq!(btc.open_interest_usd, Some(5e9));
+        assert_eq!(btc.open_interest_ms, Some(2_000));
+        assert!(cache.get("NOPEUSDT").is_none());
+        // The funding API's snapshot does not carry it: nothing to rebuild.
+        assert!(!cache.inner.dirty.load(Ordering::Acquire));
+    }
+
+    #[test]
     fn partial_arrays_merge() {
         let cache = FundingCache::new();
         apply_text(&cache, MARK, 1_000);
@@ -460,7 +475,7 @@ mod tests {
         );
         apply_text(
             &cache,
-            r#"{"stream":"!ticker@arr","data":[{"e":"24hrTicker","E":3,"s":"BTCUSDT","p":"-50.5","c":"11190.1","q":"123456789.5"}]}"#,
+            r#"{"stream":"!ticker@arr","data":[{"e":"24hrTicker","E":3,"s":"BTCUSDT","p":"-50.5","P":"-0.451","c":"11190.1","q":"123456789.5"}]}"#,
             3_000,
         );
         assert_eq!(cache.len(), 2);
@@ -472,6 +487,14 @@ mod tests {
         );
         assert_eq!(btc.last_price, Some(11190.1));
         assert_eq!(btc.quote_volume_24h, Some(123456789.5));
+        assert_eq!(btc.price_change_percent_24h, Some(-0.451));
+        // A mark's `P` (estimated settle price) is not a 24 h change.
+        assert_eq!(
+            cache
+                .get("ETHUSDT")
+                .and_then(|e| e.price_change_percent_24h),
+            None
+        );
         assert_eq!(btc.mark_updated_ms, Some(1_000));
         assert_eq!(btc.ticker_updated_ms, Some(3_000));
         assert_eq!(cache.mark_price("ETHUSDT"), Some(301.0));

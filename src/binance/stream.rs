@@ -118,6 +118,8 @@ struct StatusInner {
     garbage: AtomicU64,
     /// Connection attempts after the first.
     reconnects: AtomicU64,
+    /// Connections that opened (the stream job's "runs").
+    connections: AtomicU64,
     /// When the current connection opened, ms; 0 when not connected.
     connected_since_ms: AtomicU64,
     /// When the last connection opened, ms; 0 when never.
@@ -172,6 +174,7 @@ impl StreamStatus {
                 reconnects: AtomicU64::new(0),
                 connected_since_ms: AtomicU64::new(0),
                 last_connected_ms: AtomicU64::new(0),
+                connections: AtomicU64::new(0),
                 last_message_ms: AtomicU64::new(0),
                 last_error: Mutex::new(None),
             }),
@@ -212,7 +215,12 @@ impl StreamStatus {
         self.inner.reconnects.load(Ordering::Relaxed)
     }
 
-    /// When the last connection opened, ms.
+    /// Connections that opened since start.
+    pub fn connections(&self) -> u64 {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// When the last connection opened, ms; `None` when never.
     pub fn last_connected_ms(&self) -> Option<u64> {
         opt_ms(self.inner.last_connected_ms.load(Ordering::Relaxed))
     }
@@ -245,6 +253,7 @@ impl StreamStatus {
     }
 
     fn on_connected(&self, now_ms: u64) {
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
         self.inner
             .connected_since_ms
             .store(now_ms, Ordering::Relaxed);
@@ -660,6 +669,9 @@ impl Runner {
                 .status
                 .connected_since_ms()
                 .map(crate::clock::from_unix_ms);
+            // A run of the stream is a connection, not a frame: frames are
+            // `volspike_websocket_messages_total`.
+            s.runs = self.status.connections();
             if pending {
                 return;
             }
@@ -679,7 +691,6 @@ impl Runner {
                     last_error.as_deref().unwrap_or("none recorded")
                 ));
             }
-            s.runs = self.status.messages_received();
         });
         self.board_at = Some(Instant::now());
         self.board_ok = Some(ok);
@@ -819,6 +830,8 @@ mod tests {
         status.on_message(6_000);
         assert!(status.connected());
         assert_eq!(status.last_connected_ms(), Some(5_000));
+        assert_eq!(status.connections(), 1);
+        assert_eq!(status.messages_received(), 1);
         assert_eq!(status.messages_received(), 1);
         status.on_disconnected("gone".into());
         assert_eq!(status.connected_since_ms(), None);
