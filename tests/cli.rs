@@ -318,3 +318,40 @@ fn install_dry_run_judges_the_env_file_like_check_config() {
     );
     assert!(!stdout.contains("s3cret-key") && !stderr.contains("s3cret-key"));
 }
+
+#[test]
+fn a_log_filter_that_would_silence_logging_is_a_problem() {
+    let dir = TempDir::new("check-log");
+    let env = dir.join("volspike.env");
+    write(
+        &env,
+        "BACKEND_URL=https://backend.example.com\nALERT_INGEST_API_KEY=k\nVOLSPIKE_LOG=verbose\n",
+    );
+    let (code, stdout, _) = output(volspike().arg("check-config").arg("--env-file").arg(&env));
+    assert_eq!(code, 78, "{stdout}");
+    assert!(
+        stdout.contains("VOLSPIKE_LOG: `verbose`: `verbose` is not a level"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_packaged_env_example_reads_cleanly_and_points_nowhere_missing() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/volspike.env.example");
+    let text = std::fs::read_to_string(&example).expect("packaging/volspike.env.example");
+    assert!(
+        !text.contains("jobs.md"),
+        "refers to a file not in the repository"
+    );
+    let (code, stdout, _) = output(
+        volspike()
+            .arg("check-config")
+            .arg("--env-file")
+            .arg(&example),
+    );
+    assert_eq!(code, 78, "{stdout}");
+    // Only the two required keys are problems: every line reads as systemd reads it.
+    assert!(stdout.contains("problems (2):"), "{stdout}");
+    assert!(stdout.contains("BACKEND_URL is required"), "{stdout}");
+}

@@ -30,6 +30,7 @@ use tungstenite::{Message, WebSocket};
 
 use super::cache::FundingCache;
 use super::frames::{self, Frame};
+use super::outage::{lasting_text, OutageLog, Say, SUMMARY_EVERY};
 use crate::clock::{iso, unix_ms};
 use crate::jobs::status::StatusBoard;
 use crate::shutdown::Shutdown;
@@ -321,6 +322,15 @@ impl StreamSettings {
         format!("{}/stream?streams={STREAMS}", self.base_url)
     }
 
+    /// The host (and port) of the base URL, for log lines.
+    pub fn host(&self) -> &str {
+        let rest = self
+            .base_url
+            .split_once("://")
+            .map_or(self.base_url.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest)
+    }
+
     /// How long the stream may be without data before `/health` calls it
     /// failing: two silence periods (one reconnect's worth), at least 5 s.
     pub fn health_grace(&self) -> Duration {
@@ -402,6 +412,9 @@ enum Ended {
     Planned,
     /// Closed, failed or silent; the reason is logged and shown.
     Lost(String),
+    /// The connection could not be opened (DNS, refused, TLS, handshake):
+    /// logged as an outage, not line by line.
+    Unreachable(String),
 }
 
 /// Everything the stream thread holds.
@@ -421,6 +434,9 @@ struct Runner {
     board_ok: Option<bool>,
     /// Failed attempts or lost links since data last flowed.
     failures_in_a_row: u64,
+    /// Failed connection attempts since the last successful one, logged as
+    /// a first line, rare summaries and a recovery line.
+    outage: OutageLog,
 }
 
 /// Starts the stream thread; it runs until `shutdown`.
@@ -451,6 +467,7 @@ pub fn spawn(
         board_at: None,
         board_ok: None,
         failures_in_a_row: 0,
+        outage: OutageLog::default(),
     };
     std::thread::Builder::new()
         .name(NAME.into())
@@ -478,14 +495,21 @@ impl Runner {
                 Ok(ws) => {
                     let opened = Instant::now();
                     self.status.on_connected(unix_ms(SystemTime::now()));
-                    tracing::info!(url = %url, "funding stream connected");
+                    match self.outage.recovered(opened) {
+                        Some((failures, lasting)) => tracing::info!(
+                            url = %url,
+                            "funding stream connected after {failures} failed attempts over {}",
+                            lasting_text(lasting)
+                        ),
+                        None => tracing::info!(url = %url, "funding stream connected"),
+                    }
                     let (ended, got_data) = self.session(ws);
                     if got_data && opened.elapsed() >= HEALTHY_AFTER {
                         backoff.reset();
                     }
                     ended
                 }
-                Err(why) => Ended::Lost(format!("connect failed: {why}")),
+                Err(why) => Ended::Unreachable(format!("connect failed: {why}")),
             };
             let delay = match ended {
                 Ended::Shutdown => {
@@ -500,6 +524,34 @@ impl Runner {
                         "funding stream: planned reconnect before Binance's 24 h cut-off"
                     );
                     Duration::ZERO
+                }
+                Ended::Unreachable(why) => {
+                    let delay = backoff.next_delay();
+                    self.failures_in_a_row += 1;
+                    // One line when it starts, a summary every few minutes
+                    // while it lasts; each attempt only at debug.
+                    match self.outage.failed(Instant::now()) {
+                        Say::First => tracing::warn!(
+                            reason = %why,
+                            "funding stream: cannot reach Binance at {}; retrying with backoff (up to {} s apart), a summary follows every {} min while this lasts",
+                            self.settings.host(),
+                            self.settings.backoff_max.as_secs(),
+                            SUMMARY_EVERY.as_secs() / 60
+                        ),
+                        Say::Summary { failures, lasting } => tracing::warn!(
+                            reason = %why,
+                            "funding stream: Binance at {} still unreachable: {failures} attempts failed over {}; still retrying",
+                            self.settings.host(),
+                            lasting_text(lasting)
+                        ),
+                        Say::Quiet => tracing::debug!(
+                            reason = %why,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "funding stream: connect failed; retrying"
+                        ),
+                    }
+                    self.status.on_disconnected(why);
+                    delay
                 }
                 Ended::Lost(why) => {
                     let delay = backoff.next_delay();

@@ -636,10 +636,10 @@ impl Config {
         let log_filter = r
             .optional(&settings::LOG_FILTER)
             .unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
-            r.report.problems.push(format!(
-                "VOLSPIKE_LOG: `{log_filter}` is not a valid log filter"
-            ));
+        if let Err(why) = crate::logging::check_filter(&log_filter) {
+            r.report
+                .problems
+                .push(format!("VOLSPIKE_LOG: `{log_filter}`: {why}"));
         }
         let wedge = r.optional(&settings::WEDGE);
 

@@ -168,16 +168,11 @@ impl Job for FundingHealth {
             self.last_cross_check = Some(now);
             checked_rest = true;
         }
-        let summary = format!(
-            "{} symbols, oldest {} s, last message {} s ago{}",
+        let summary = summary_line(
             obs.symbols,
-            obs.oldest_age.map_or(0, |a| a.as_secs()),
-            obs.since_last_message.map_or(-1, |a| a.as_secs() as i64),
-            if checked_rest {
-                ", BTCUSDT matches REST"
-            } else {
-                ""
-            }
+            obs.oldest_age,
+            obs.since_last_message,
+            checked_rest,
         );
         if problems.is_empty() {
             Ok(summary)
@@ -187,9 +182,48 @@ impl Job for FundingHealth {
     }
 }
 
+/// The tick's one-line summary. Ages that do not exist yet (no data, no
+/// message) are left out rather than printed as `0 s` or `-1 s`.
+fn summary_line(
+    symbols: usize,
+    oldest_age: Option<Duration>,
+    since_last_message: Option<Duration>,
+    checked_rest: bool,
+) -> String {
+    let mut parts = vec![format!("{symbols} symbols")];
+    if let Some(age) = oldest_age {
+        parts.push(format!("oldest {} s", age.as_secs()));
+    }
+    parts.push(match since_last_message {
+        Some(age) => format!("last message {} s ago", age.as_secs()),
+        None => "no message yet".to_string(),
+    });
+    if checked_rest {
+        parts.push("BTCUSDT matches REST".to_string());
+    }
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_never_invents_an_age() {
+        assert_eq!(
+            summary_line(0, None, None, false),
+            "0 symbols, no message yet"
+        );
+        assert_eq!(
+            summary_line(
+                612,
+                Some(Duration::from_secs(3)),
+                Some(Duration::from_secs(1)),
+                true
+            ),
+            "612 symbols, oldest 3 s, last message 1 s ago, BTCUSDT matches REST"
+        );
+    }
 
     const LIMITS: Limits = Limits {
         min_symbols: 500,

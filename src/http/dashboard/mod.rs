@@ -114,6 +114,17 @@ pub fn page() -> Reply {
     }
 }
 
+/// The dashboard's address for a person to open, from the listen address:
+/// a wildcard address (`0.0.0.0`, `[::]`) is reachable on loopback.
+pub fn url(listen: std::net::SocketAddr) -> String {
+    let ip = match listen.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!("http://{}/", std::net::SocketAddr::new(ip, listen.port()))
+}
+
 /// The market table as of `now`.
 pub fn market_view(ctx: &HttpContext, now: SystemTime) -> market::MarketView {
     let universe: Option<BTreeSet<String>> = ctx
@@ -183,6 +194,15 @@ mod tests {
             assert!(!html.contains(needle), "page loads {needle}");
         }
         assert!(html.contains("name=\"viewport\""), "readable on a phone");
+    }
+
+    #[test]
+    fn dashboard_url_for_people() {
+        let url = |a: &str| super::url(a.parse().expect("addr"));
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000/");
+        assert_eq!(url("10.0.0.5:80"), "http://10.0.0.5:80/");
     }
 
     #[test]
