@@ -464,6 +464,30 @@ fn chromium_clicks_sort_and_typing_filters() {
         browser.eval("document.getElementById('error').hidden"),
         json!(true)
     );
+
+    // The dark theme follows the system setting.
+    let background = "getComputedStyle(document.body).backgroundColor";
+    let light = browser.eval(background);
+    browser.emulate_color_scheme("dark");
+    let dark = browser.eval(background);
+    assert_ne!(light, dark, "no dark theme");
+    let channels: Vec<u32> = dark
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("rgb(")
+        .trim_end_matches(')')
+        .split(", ")
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    assert!(
+        channels.len() == 3 && channels.iter().all(|c| *c < 64),
+        "the dark background is not dark: {dark}"
+    );
+    let png = browser.screenshot();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
+    let shot = artifacts_dir().join("dashboard-dark.png");
+    std::fs::write(&shot, png).expect("writing the dark screenshot");
+    eprintln!("screenshot: {}", shot.display());
 }
 
 /// At 390 px (a phone) the page has no sideways scroll and shows the

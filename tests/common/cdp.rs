@@ -129,6 +129,14 @@ impl Browser {
         );
     }
 
+    /// Makes the page see `prefers-color-scheme: scheme` (`dark`/`light`).
+    pub fn emulate_color_scheme(&mut self, scheme: &str) {
+        self.call(
+            "Emulation.setEmulatedMedia",
+            json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] }),
+        );
+    }
+
     /// Opens `url`.
     pub fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({ "url": url }));
