@@ -405,6 +405,11 @@ fn check_url(value: &str, schemes: &[&str]) -> Result<String, String> {
             schemes.join(", ")
         ));
     }
+    if value.contains(char::is_whitespace) {
+        return Err(format!(
+            "`{shown}` contains a blank; systemd passes everything after `=` (a trailing ` #…` too): put comments on their own line"
+        ));
+    }
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(format!("`{shown}` has no valid host"));
@@ -924,6 +929,7 @@ mod tests {
         let report = Config::from_sources(&s, Mode::default()).expect_err("a host with spaces");
         let text = format!("{:?}", report.problems);
         assert!(text.contains("u:****@") && !text.contains("KEY"), "{text}");
+        assert!(text.contains("contains a blank"), "{text}");
     }
 
     #[test]
