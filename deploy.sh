@@ -11,9 +11,15 @@
 #   ./deploy.sh push HOST [ARTIFACT]   copy a signed artifact (default: this version's in dist/) to HOST over
 #                                      ssh and run `volspike self-update --from` there (verify, swap, restart,
 #                                      roll back on failure)
-#   ./deploy.sh install HOST [--env-file F] [--binary F]
+#   ./deploy.sh install HOST [--env-file F] [--binary F] [--dry-run]
 #                                      first install on a fresh droplet: copy the binary (and env file) over
-#                                      ssh and run `volspike install` there
+#                                      ssh and run `volspike install` there (--dry-run: show the plan and
+#                                      check the env file, change nothing; exit 78 when it would not start)
+#   ./deploy.sh status HOST            `volspike status` on HOST: unit, health, jobs, WebSocket, backlog
+#   ./deploy.sh logs HOST [JOB] [-f]   the service's journal on HOST (last 200 lines; JOB: only that job's
+#                                      lines, e.g. open_interest; -f: follow)
+#   ./deploy.sh rollback HOST          put back the version that ran before the last update on HOST
+#                                      (`volspike self-update --rollback`)
 #   ./deploy.sh help                   this text
 #
 # Signing key (release): VOLSPIKE_SIGNING_KEY_FILE (default ~/.config/volspike/release.key, a zipsign
@@ -117,9 +123,10 @@ cmd_build() {
 
 cmd_local() {
   ensure_toolchain
+  echo "deploy: building volspike (release build: a few minutes the first time, seconds after that)" >&2
   cargo build --release --locked
   echo "deploy: starting volspike run --local: live Binance, no backend, alerts in this log;" >&2
-  echo "deploy: health at http://${VOLSPIKE_HTTP_ADDR:-127.0.0.1:8080}/health, Ctrl-C to stop" >&2
+  echo "deploy: dashboard at http://${VOLSPIKE_HTTP_ADDR:-127.0.0.1:8080}/ (health: /health), Ctrl-C to stop" >&2
   exec "$target_dir/release/volspike" run --local "$@"
 }
 
@@ -314,13 +321,14 @@ cmd_push() {
 }
 
 cmd_install() {
-  local host=${1:-} env_file='' binary=''
-  [ -n "$host" ] || die "install: which HOST? (./deploy.sh install HOST [--env-file F] [--binary F])"
+  local host=${1:-} env_file='' binary='' dry_run=''
+  [ -n "$host" ] || die "install: which HOST? (./deploy.sh install HOST [--env-file F] [--binary F] [--dry-run])"
   shift
   while [ $# -gt 0 ]; do
     case $1 in
       --env-file) env_file=${2:?--env-file needs a file}; shift 2 ;;
       --binary) binary=${2:?--binary needs a file}; shift 2 ;;
+      --dry-run) dry_run=--dry-run; shift ;;
       *) die "install: unknown argument '$1' (see ./deploy.sh help)" ;;
     esac
   done
@@ -340,13 +348,69 @@ cmd_install() {
     remote_put "$host" "$env_file" "$dir/volspike.env" 0600
     args=(--env-file "$dir/volspike.env")
   fi
-  echo "deploy: running volspike install on $host" >&2
+  [ -z "$dry_run" ] || args+=(--dry-run)
+  echo "deploy: running volspike install ${dry_run:+--dry-run }on $host" >&2
   local rc=0
   # shellcheck disable=SC2086
   remote "$host" $sudo "$dir/volspike" install ${args[@]+"${args[@]}"} || rc=$?
   remote "$host" rm -rf "$dir" || true
+  if [ -n "$dry_run" ]; then
+    # 78: the env file has problems (listed above); pass the code on.
+    [ $rc -eq 0 ] || { echo "deploy: install --dry-run on $host exited $rc (nothing was changed)" >&2; exit $rc; }
+    echo "deploy: dry run on $host done; nothing was changed" >&2
+    return
+  fi
   [ $rc -eq 0 ] || die "install: volspike install on $host exited $rc"
   echo "deploy: $host installed; later versions: ./deploy.sh release && ./deploy.sh push $host" >&2
+  echo "deploy: watch it: ./deploy.sh status $host, ./deploy.sh logs $host" >&2
+}
+
+# The jobs `logs HOST JOB` accepts (volspike's job names).
+jobs_known="funding_stream funding_health volume_spike liquid_universe open_interest user_alerts telegram"
+
+cmd_status() {
+  local host=${1:-}
+  [ -n "$host" ] || die "status: which HOST? (./deploy.sh status HOST)"
+  local sudo rc=0
+  sudo=$(remote_sudo "$host")
+  # Root reads the env file for the HTTP address; exit 1 degraded, 3 down.
+  # shellcheck disable=SC2086
+  remote "$host" $sudo /usr/local/bin/volspike status || rc=$?
+  exit $rc
+}
+
+cmd_logs() {
+  local host=${1:-} job='' follow=''
+  [ -n "$host" ] || die "logs: which HOST? (./deploy.sh logs HOST [JOB] [-f])"
+  shift
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -f|--follow) follow=-f; shift ;;
+      -*) die "logs: unknown option '$1' (see ./deploy.sh help)" ;;
+      *)
+        [[ " $jobs_known " == *" $1 "* ]] || die "logs: unknown job '$1' (jobs: $jobs_known)"
+        job=$1; shift ;;
+    esac
+  done
+  local sudo args=(journalctl -u volspike.service -n 200 --no-pager -o short-iso)
+  [ -z "$follow" ] || args+=(-f)
+  # Every line inside a job carries the journal field JOB=<name>.
+  [ -z "$job" ] || args+=("JOB=$job")
+  sudo=$(remote_sudo "$host")
+  # shellcheck disable=SC2086
+  remote "$host" $sudo "${args[@]}"
+}
+
+cmd_rollback() {
+  local host=${1:-}
+  [ -n "$host" ] || die "rollback: which HOST? (./deploy.sh rollback HOST)"
+  local sudo rc=0
+  sudo=$(remote_sudo "$host")
+  echo "deploy: rolling $host back to the version before its last update" >&2
+  # shellcheck disable=SC2086
+  remote "$host" $sudo /usr/local/bin/volspike self-update --rollback --yes || rc=$?
+  [ $rc -eq 0 ] || die "rollback: volspike self-update --rollback on $host exited $rc (see its message above)"
+  echo "deploy: $host rolled back" >&2
 }
 
 case "${1:-help}" in
@@ -355,6 +419,9 @@ case "${1:-help}" in
   release) shift; cmd_release "$@" ;;
   push) shift; cmd_push "$@" ;;
   install) shift; cmd_install "$@" ;;
+  status) shift; cmd_status "$@" ;;
+  logs) shift; cmd_logs "$@" ;;
+  rollback) shift; cmd_rollback "$@" ;;
   help|-h|--help) usage ;;
   *) echo "deploy: unknown command '$1'" >&2; usage >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 /// VolSpike backend: volume spikes, open interest, funding, user alerts,
 /// Telegram news. It installs itself, runs under systemd and updates itself.
 #[derive(Debug, Parser)]
-#[command(name = "volspike", version = crate::version::VERSION, about, long_about = None)]
+#[command(name = "volspike", version = crate::version::LONG, about, long_about = None)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
@@ -41,7 +41,8 @@ pub enum Command {
 /// `volspike run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Run only these jobs (comma-separated names).
+    /// Run only these jobs, comma-separated: funding_stream, funding_health,
+    /// volume_spike, liquid_universe, open_interest, user_alerts, telegram.
     #[arg(long, value_delimiter = ',', value_name = "JOB,JOB")]
     pub only: Vec<String>,
     /// No backend needed: alerts go to the log, the state dir and the dashboard instead of being posted.

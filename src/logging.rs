@@ -45,6 +45,32 @@ pub fn stderr_is_journal() -> bool {
     }
 }
 
+/// Levels a filter directive may name.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a `VOLSPIKE_LOG` filter: comma-separated directives, each a level
+/// (`debug`) or `target=level` (`volspike=debug,ureq=warn`). tracing also
+/// reads a bare word as a target name, so `verbose` would be accepted and
+/// silence every other target: here it is an error that names the levels.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() => level.trim(),
+            Some(_) => return Err(format!("`{directive}` names no target before `=`")),
+            None => directive,
+        };
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{level}` is not a level: use one of {} or target=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| format!("not a log filter: {e}"))
+}
+
 /// Installs the global subscriber with `filter` (validated by config).
 pub fn init(filter: &str) -> Destination {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -83,4 +109,30 @@ pub fn init(filter: &str) -> Destination {
         .with(layer)
         .try_init();
     Destination::Stderr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_that_would_silence_logging_are_refused() {
+        for good in [
+            "info",
+            "debug",
+            "WARN",
+            "volspike=debug",
+            "info,ureq=warn",
+            "off",
+        ] {
+            assert_eq!(check_filter(good), Ok(()), "{good}");
+        }
+        for bad in ["verbose", "info,loud", "volspike=chatty", "=debug"] {
+            let e = check_filter(bad).expect_err(bad);
+            assert!(!e.is_empty(), "{bad}");
+        }
+        assert!(check_filter("verbose")
+            .expect_err("verbose")
+            .contains("trace, debug, info, warn, error, off"));
+    }
 }

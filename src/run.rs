@@ -343,7 +343,12 @@ async fn supervise(
     ));
 
     notify::ready(&status_line(&board, &liveness));
-    tracing::info!(http = %http_addr, jobs = job_count, "ready");
+    tracing::info!(
+        http = %http_addr,
+        jobs = job_count,
+        "ready; dashboard at {}",
+        crate::http::dashboard::url(http_addr)
+    );
 
     wait_for_signal().await;
     tracing::info!("stopping");

@@ -10,7 +10,20 @@ pub const COMMIT: &str = env!("VOLSPIKE_COMMIT");
 /// The UTC build date.
 pub const BUILD_DATE: &str = env!("VOLSPIKE_BUILD_DATE");
 
+/// The version with target, commit and build date, as `volspike --version`
+/// and `volspike version` print it after the program name.
+pub const LONG: &str = concat!(
+    env!("VOLSPIKE_VERSION"),
+    " (",
+    env!("VOLSPIKE_TARGET"),
+    ", commit ",
+    env!("VOLSPIKE_COMMIT"),
+    ", built ",
+    env!("VOLSPIKE_BUILD_DATE"),
+    ")"
+);
+
 /// One line: `volspike 0.1.0 (x86_64-unknown-linux-musl, commit abc, built 2026-11-25)`.
 pub fn line() -> String {
-    format!("volspike {VERSION} ({TARGET}, commit {COMMIT}, built {BUILD_DATE})")
+    format!("volspike {LONG}")
 }

@@ -1,11 +1,15 @@
 //! The dashboard as a person sees it: headless Chromium (Debian's
 //! `chromium`, installed by tests/prereqs.sh) loads `GET /` from the real
 //! binary fed by the fake Binance, runs the page's script, and the DOM it
-//! leaves must have the expected rows in order with the right colours. A
-//! screenshot is kept under `<target>/test-artifacts/dashboard.png`.
+//! leaves must have the expected rows in order with the right colours; the
+//! sort and filter (driven through the URL fragment the column headers and
+//! the search box write), the empty table and the phone layout too.
+//! Screenshots are kept under `<target>/test-artifacts/`.
 //!
 //! Chromium missing is a failure, not a skip: CI must run this.
 
+#[path = "common/cdp.rs"]
+mod cdp;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -14,9 +18,29 @@ use std::time::Duration;
 
 use common::market::{fake_binance, start_appliance, wait_for_table, TABLE};
 use common::{http_get, wait_until, TempDir};
+use serde_json::json;
+use volspike_fakes::{FakeBinance, Market};
 
 /// Longest a Chromium run may take on a busy 2-core machine.
 const CHROMIUM_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Flags for every Chromium run. Every host but loopback resolves to
+/// nothing, so the page (and Chromium's own background features) cannot
+/// reach the network.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+];
 
 /// The Chromium binary, or a failure that says how to get it.
 fn chromium() -> PathBuf {
@@ -34,27 +58,12 @@ fn chromium() -> PathBuf {
 }
 
 /// Runs headless Chromium on `url` with `extra` flags; returns stdout.
-/// Every host but loopback resolves to nothing, so the page (and Chromium's
-/// own background features) cannot reach the network.
 fn run_chromium(profile: &Path, url: &str, extra: &[&str]) -> String {
     let out_file = profile.with_extension("stdout");
     let err_file = profile.with_extension("stderr");
     let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--virtual-time-budget=5000",
-        ])
+        .args(CHROMIUM_FLAGS)
+        .arg("--virtual-time-budget=5000")
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
@@ -94,9 +103,10 @@ fn artifacts_dir() -> PathBuf {
 /// One `<tr>` of the market table as Chromium serialized it.
 #[derive(Debug)]
 struct DomRow {
-    class: String,
     symbol: String,
     cells: Vec<String>,
+    /// Each cell's `class` attribute.
+    classes: Vec<String>,
 }
 
 /// The value of attribute `name` inside one start tag.
@@ -135,42 +145,79 @@ fn market_rows(dom: &str) -> Vec<DomRow> {
         .skip(1)
         .map(|tr| {
             let tag = &tr[..tr.find('>').unwrap_or(tr.len())];
-            let cells = tr
+            let (cells, classes) = tr
                 .split("<td")
                 .skip(1)
                 .map(|td| {
+                    let open = &td[..td.find('>').unwrap_or(td.len())];
                     let inner = &td[td.find('>').map_or(0, |i| i + 1)..];
-                    text_of(&inner[..inner.find("</td>").unwrap_or(inner.len())])
+                    (
+                        text_of(&inner[..inner.find("</td>").unwrap_or(inner.len())]),
+                        attribute(open, "class"),
+                    )
                 })
-                .collect();
+                .unzip();
             DomRow {
-                class: attribute(tag, "class"),
                 symbol: attribute(tag, "data-symbol"),
                 cells,
+                classes,
             }
         })
         .collect()
 }
 
-/// The `background-color` of CSS rule `selector` in the page, as RGB.
-fn rule_background(page: &str, selector: &str) -> (u8, u8, u8) {
-    let rule = page
-        .find(&format!("{selector} {{"))
-        .map(|i| &page[i..])
-        .and_then(|r| r.split('}').next())
-        .unwrap_or_else(|| panic!("no CSS rule for {selector}"));
-    let value = rule
-        .split("background-color:")
+/// The symbols of the market rows, in page order.
+fn symbols(rows: &[DomRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.symbol.as_str()).collect()
+}
+
+/// The `#rrggbb` value of CSS custom property `name` in its first (light
+/// theme) declaration, as RGB.
+fn css_colour(page: &str, name: &str) -> (u8, u8, u8) {
+    let value = page
+        .split(&format!("{name}: "))
         .nth(1)
         .and_then(|v| v.split(';').next())
         .map(str::trim)
-        .unwrap_or_else(|| panic!("{selector} sets no background-color: {rule}"));
+        .unwrap_or_else(|| panic!("the page declares no {name}"));
     let hex = value
         .strip_prefix('#')
         .filter(|h| h.len() == 6)
-        .unwrap_or_else(|| panic!("{selector}: expected #rrggbb, got {value}"));
+        .unwrap_or_else(|| panic!("{name}: expected #rrggbb, got {value}"));
     let channel = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex colour");
     (channel(0), channel(2), channel(4))
+}
+
+/// Whether the error banner is shown in the dumped DOM.
+fn error_banner_shown(dom: &str) -> bool {
+    let start = dom.find("id=\"error\"").expect("the error banner element");
+    let tag = &dom[dom[..start].rfind('<').unwrap_or(0)..];
+    let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+    !tag.contains("hidden")
+}
+
+/// Takes a screenshot of `url` at `size` (`"1280,900"`) into the artifacts
+/// directory as `name` and checks it is a real PNG.
+fn screenshot(profile: &Path, url: &str, size: &str, name: &str) -> PathBuf {
+    let shot = artifacts_dir().join(name);
+    let _ = std::fs::remove_file(&shot);
+    run_chromium(
+        profile,
+        url,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            &format!("--window-size={size}"),
+            "--hide-scrollbars",
+        ],
+    );
+    let png = std::fs::read(&shot).expect("the screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "not a real screenshot: {} bytes",
+        png.len()
+    );
+    eprintln!("screenshot: {}", shot.display());
+    shot
 }
 
 #[test]
@@ -183,20 +230,64 @@ fn chromium_sees_the_table_colours_and_watchlist() {
 
     // The DOM after the page's script fetched /api/dashboard and drew.
     let dom = run_chromium(&dir.join("chromium-dom"), &url, &["--dump-dom"]);
+    assert!(!error_banner_shown(&dom), "error banner shown:\n{dom}");
     let rows = market_rows(&dom);
-    let symbols: Vec<&str> = rows.iter().map(|r| r.symbol.as_str()).collect();
-    assert_eq!(symbols, TABLE, "rows in volume order; DOM:\n{dom}");
-    assert_eq!(rows[0].class, "row-positive", "{rows:?}");
-    assert_eq!(rows[1].class, "row-negative", "{rows:?}");
-    assert_eq!(rows[2].class, "row-neutral", "{rows:?}");
-    assert_eq!(rows[0].cells, ["1", "AAA", "$2.50B", "0.050%", "$2.5000"]);
+    assert_eq!(symbols(&rows), TABLE, "rows in volume order; DOM:\n{dom}");
+    // Columns: #, asset, price, 24h, volume, open interest, funding,
+    // funding per year, next funding.
+    let fixed = |r: &DomRow| r.cells[..8].to_vec();
     assert_eq!(
-        rows[1].cells,
-        ["2", "BBB", "$1.20B", "-0.050%", "$65,000.00"]
+        fixed(&rows[0]),
+        ["1", "AAA", "$2.5000", "0.00%", "$2.50B", "–", "+0.050%", "+54.75%"]
     );
     assert_eq!(
-        rows[2].cells,
-        ["3", "CCC", "$400.00M", "0.010%", "$0.500000"]
+        fixed(&rows[1]),
+        [
+            "2",
+            "BBB",
+            "$65,000.00",
+            "0.00%",
+            "$1.20B",
+            "–",
+            "-0.050%",
+            "-54.75%"
+        ]
+    );
+    assert_eq!(
+        fixed(&rows[2]),
+        [
+            "3",
+            "CCC",
+            "$0.500000",
+            "0.00%",
+            "$400.00M",
+            "–",
+            "+0.010%",
+            "+10.95%"
+        ]
+    );
+    // The next-funding countdown reads h:mm:ss.
+    for r in &rows {
+        let next = &r.cells[8];
+        let parts: Vec<&str> = next.split(':').collect();
+        assert!(
+            parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()),
+            "next funding {next:?} is not h:mm:ss"
+        );
+    }
+    // Colour sits on the funding value, not on the row.
+    assert!(rows[0].classes[6].split(' ').any(|c| c == "up"), "{rows:?}");
+    assert!(
+        rows[1].classes[6].split(' ').any(|c| c == "down"),
+        "{rows:?}"
+    );
+    assert!(
+        !rows[2].classes[6].contains("up") && !rows[2].classes[6].contains("down"),
+        "{rows:?}"
+    );
+    assert!(
+        !dom.contains("row-positive"),
+        "whole rows are still painted"
     );
     // The appliance side was drawn too.
     assert!(
@@ -208,18 +299,14 @@ fn chromium_sees_the_table_colours_and_watchlist() {
         "no watchlist download link"
     );
 
-    // The classes map to green and red backgrounds.
+    // The classes map to green and red text in the light theme, and the
+    // page has a dark theme.
     let (_, page) = http_get(&app.addr, "/").expect("GET /");
-    let (r, g, b) = rule_background(&page, "tr.row-positive");
-    assert!(
-        g > r && g > b,
-        "row-positive is not green: #{r:02x}{g:02x}{b:02x}"
-    );
-    let (r, g, b) = rule_background(&page, "tr.row-negative");
-    assert!(
-        r > g && r > b,
-        "row-negative is not red: #{r:02x}{g:02x}{b:02x}"
-    );
+    let (r, g, b) = css_colour(&page, "--up");
+    assert!(g > r && g > b, "--up is not green: #{r:02x}{g:02x}{b:02x}");
+    let (r, g, b) = css_colour(&page, "--down");
+    assert!(r > g && r > b, "--down is not red: #{r:02x}{g:02x}{b:02x}");
+    assert!(page.contains("@media (prefers-color-scheme: dark)"));
 
     // The watchlist the download link fetches.
     let (status, watchlist) = http_get(&app.addr, "/watchlist.txt").expect("GET /watchlist.txt");
@@ -235,34 +322,230 @@ fn chromium_sees_the_table_colours_and_watchlist() {
     );
 
     // A screenshot for people (CI keeps target/test-artifacts/).
-    let shot = artifacts_dir().join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    run_chromium(
+    screenshot(
         &dir.join("chromium-shot"),
         &url,
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1280,900",
-            "--hide-scrollbars",
-        ],
+        "1280,900",
+        "dashboard.png",
     );
-    let png = std::fs::read(&shot).expect("the screenshot was written");
+}
+
+/// Sorting and filtering: the column headers and the search box write the
+/// view into the URL fragment, and the page draws from it, so loading a
+/// fragment is what a click or a keystroke does.
+#[test]
+fn chromium_sorts_and_filters() {
+    let dir = TempDir::new("dashboard-sort");
+    let fake = fake_binance();
+    let app = start_appliance(&dir, &fake, &[]);
+    wait_for_table(&app);
+    let url = |fragment: &str| format!("http://{}/#{fragment}", app.addr);
+    let dom_of = |profile: &str, fragment: &str| {
+        run_chromium(&dir.join(profile), &url(fragment), &["--dump-dom"])
+    };
+
+    let dom = dom_of("by-funding", "sort=fundingRate&dir=asc");
+    assert_eq!(
+        symbols(&market_rows(&dom)),
+        ["BBBUSDT", "CCCUSDT", "AAAUSDT"],
+        "funding ascending"
+    );
     assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
-        "not a real screenshot: {} bytes",
-        png.len()
+        dom.split("<th")
+            .any(|th| th.contains("data-key=\"fundingRate\"")
+                && th.contains("aria-sort=\"ascending\"")),
+        "the funding header does not show the sort"
     );
-    // A phone-sized one too: the page must stay usable at 390 px.
-    let phone = artifacts_dir().join("dashboard-phone.png");
-    run_chromium(
-        &dir.join("chromium-phone"),
+    let dom = dom_of("by-price", "sort=price&dir=desc");
+    assert_eq!(
+        symbols(&market_rows(&dom)),
+        ["BBBUSDT", "AAAUSDT", "CCCUSDT"],
+        "price descending"
+    );
+    let dom = dom_of("by-asset", "sort=asset&dir=desc");
+    assert_eq!(
+        symbols(&market_rows(&dom)),
+        ["CCCUSDT", "BBBUSDT", "AAAUSDT"],
+        "asset descending"
+    );
+
+    // The filter matches symbols case-insensitively and keeps the sort.
+    let dom = dom_of("filter", "q=cc");
+    let rows = market_rows(&dom);
+    assert_eq!(symbols(&rows), ["CCCUSDT"], "filter cc");
+    assert_eq!(rows[0].cells[0], "3", "the rank stays the volume rank");
+    assert!(dom.contains("1 of 3 symbols"), "the note counts the filter");
+    let dom = dom_of("filter-none", "q=zzz");
+    let rows = market_rows(&dom);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].cells[0].contains("No symbol matches"),
+        "no explanation for an empty filter: {rows:?}"
+    );
+    assert!(!error_banner_shown(&dom), "error banner shown:\n{dom}");
+}
+
+/// Before any data (or with Binance unreachable) the table is empty: the
+/// page explains it in a row and shows no error.
+#[test]
+fn chromium_explains_an_empty_table() {
+    let dir = TempDir::new("dashboard-empty");
+    let fake = FakeBinance::start(Market::new()).expect("starting the fake Binance");
+    let app = start_appliance(&dir, &fake, &[]);
+    let (status, body) = http_get(&app.addr, "/api/dashboard").expect("GET /api/dashboard");
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["market"]["rows"].as_array().map(Vec::len), Some(0));
+    let url = format!("http://{}/", app.addr);
+
+    let dom = run_chromium(&dir.join("chromium-dom"), &url, &["--dump-dom"]);
+    assert!(
+        !error_banner_shown(&dom),
+        "an empty table shows the error banner:\n{dom}"
+    );
+    let rows = market_rows(&dom);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].symbol.is_empty());
+    assert!(
+        rows[0].cells[0].starts_with("No market data yet")
+            || rows[0].cells[0].starts_with("No USDT perpetual"),
+        "no explanatory row: {rows:?}"
+    );
+    // The rest of the page was drawn: the job table and the WebSocket panel.
+    assert!(dom.contains("data-job=\"funding_stream\""), "{dom}");
+    screenshot(
+        &dir.join("chromium-shot"),
         &url,
-        &[
-            &format!("--screenshot={}", phone.display()),
-            "--window-size=390,844",
-            "--hide-scrollbars",
-        ],
+        "1280,700",
+        "dashboard-empty.png",
     );
-    assert!(phone.is_file());
-    eprintln!("screenshots: {} {}", shot.display(), phone.display());
+}
+
+/// Clicking a column header sorts (a second click reverses), typing in the
+/// search box filters: the real event handlers, through DevTools.
+#[test]
+fn chromium_clicks_sort_and_typing_filters() {
+    let dir = TempDir::new("dashboard-click");
+    let fake = fake_binance();
+    let app = start_appliance(&dir, &fake, &[]);
+    wait_for_table(&app);
+    let mut browser = cdp::Browser::start(&chromium(), &dir.join("chromium"), CHROMIUM_FLAGS);
+    browser.navigate(&format!("http://{}/", app.addr));
+    let rows = "[...document.querySelectorAll('#market-rows tr')].map(r => r.dataset.symbol || r.textContent)";
+    assert!(
+        browser.wait_for("document.querySelectorAll('#market-rows tr[data-symbol]').length === 3"),
+        "the table was never drawn"
+    );
+    browser.eval("document.querySelector('th[data-key=fundingRate]').click()");
+    assert_eq!(
+        browser.eval(rows),
+        json!(["AAAUSDT", "CCCUSDT", "BBBUSDT"]),
+        "first click: funding, highest first"
+    );
+    browser.eval("document.querySelector('th[data-key=fundingRate]').click()");
+    assert_eq!(
+        browser.eval(rows),
+        json!(["BBBUSDT", "CCCUSDT", "AAAUSDT"]),
+        "second click: lowest first"
+    );
+    assert_eq!(
+        browser.eval("location.hash"),
+        json!("#sort=fundingRate&dir=asc"),
+        "the view is in the URL"
+    );
+    browser.eval(
+        "const s = document.getElementById('search'); s.value = 'bb'; s.dispatchEvent(new Event('input'))",
+    );
+    assert_eq!(browser.eval(rows), json!(["BBBUSDT"]), "typed filter");
+    // The next refresh keeps the sort and the filter.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(browser.eval(rows), json!(["BBBUSDT"]), "after a refresh");
+    assert_eq!(
+        browser.eval("document.getElementById('error').hidden"),
+        json!(true)
+    );
+
+    // The dark theme follows the system setting.
+    let background = "getComputedStyle(document.body).backgroundColor";
+    let light = browser.eval(background);
+    browser.emulate_color_scheme("dark");
+    let dark = browser.eval(background);
+    assert_ne!(light, dark, "no dark theme");
+    let channels: Vec<u32> = dark
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("rgb(")
+        .trim_end_matches(')')
+        .split(", ")
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    assert!(
+        channels.len() == 3 && channels.iter().all(|c| *c < 64),
+        "the dark background is not dark: {dark}"
+    );
+    let png = browser.screenshot();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
+    let shot = artifacts_dir().join("dashboard-dark.png");
+    std::fs::write(&shot, png).expect("writing the dark screenshot");
+    eprintln!("screenshot: {}", shot.display());
+}
+
+/// At 390 px (a phone) the page has no sideways scroll and shows the
+/// appliance's state before the market table.
+#[test]
+fn chromium_phone_layout_fits() {
+    let dir = TempDir::new("dashboard-phone");
+    let fake = fake_binance();
+    let app = start_appliance(&dir, &fake, &[]);
+    wait_for_table(&app);
+    let mut browser = cdp::Browser::start(&chromium(), &dir.join("chromium"), CHROMIUM_FLAGS);
+    browser.emulate_phone(390, 844);
+    browser.navigate(&format!("http://{}/", app.addr));
+    assert!(
+        browser.wait_for("document.querySelectorAll('#market-rows tr[data-symbol]').length === 3"),
+        "the table was never drawn"
+    );
+    let width = |b: &mut cdp::Browser, what: &str| {
+        b.eval(&format!("document.documentElement.{what}"))
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {what}"))
+    };
+    let client = width(&mut browser, "clientWidth");
+    let scroll = width(&mut browser, "scrollWidth");
+    assert_eq!(client, 390, "the emulated phone is not 390 px wide");
+    assert!(
+        scroll <= client,
+        "sideways scroll on a phone: scrollWidth {scroll} > clientWidth {client}"
+    );
+    // The page's own record of the same check, after its last redraw.
+    assert_eq!(
+        browser.eval("document.documentElement.dataset.scrollWidth <= 390"),
+        json!(true)
+    );
+    let top = |b: &mut cdp::Browser, id: &str| {
+        b.eval(&format!(
+            "document.getElementById('{id}').getBoundingClientRect().top"
+        ))
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {id}"))
+    };
+    let appliance = top(&mut browser, "appliance");
+    let market = top(&mut browser, "market");
+    assert!(
+        appliance < market,
+        "the appliance's state is not first on a phone: {appliance} vs {market}"
+    );
+    // Every market row fits on the screen: no cell is cut off at the right.
+    let right = browser.eval(
+        "Math.max(...[...document.querySelectorAll('#market-table td, #market-table th')].map(c => c.getBoundingClientRect().right))",
+    );
+    assert!(
+        right.as_f64().is_some_and(|r| r <= 390.5),
+        "a table cell ends at {right} px, beyond the 390 px screen"
+    );
+    let png = browser.screenshot();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
+    let shot = artifacts_dir().join("dashboard-phone.png");
+    std::fs::write(&shot, png).expect("writing the phone screenshot");
+    eprintln!("screenshot: {}", shot.display());
 }

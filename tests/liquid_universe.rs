@@ -193,6 +193,7 @@ fn volumes_come_from_the_stream_when_it_has_every_symbol() {
             symbol: symbol.into(),
             last_price: Some(1.0),
             quote_volume: Some(volume),
+            price_change_percent: None,
             event_time: Some(now_ms),
         })
     };

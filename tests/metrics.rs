@@ -96,6 +96,48 @@ fn scrape(addr: &str) -> (String, Vec<(String, Sample)>) {
     (text, samples)
 }
 
+/// `promtool check metrics` (Prometheus's own linter: naming, units,
+/// `_total` on counters, HELP on every family). Missing promtool is a
+/// failure in CI and in tests/run.sh, a loud skip elsewhere.
+fn promtool_check(text: &str) {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    let Some(promtool) = found else {
+        // CI (and tests/run.sh, which installs it first) must run the check.
+        assert!(
+            std::env::var_os("CI").is_none() && std::env::var_os("VOLSPIKE_FULL_SUITE").is_none(),
+            "promtool is not installed: tests/prereqs.sh installs Debian's `prometheus` package"
+        );
+        eprintln!(
+            "\n*** SKIPPED promtool check metrics: promtool is not installed (tests/prereqs.sh installs Debian's `prometheus` package) ***\n"
+        );
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(text.as_bytes())
+        .expect("feeding promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- /metrics ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn metrics_parse_and_counters_move() {
     let dir = TempDir::new("metrics");
@@ -104,6 +146,7 @@ fn metrics_parse_and_counters_move() {
     wait_for_table(&app);
 
     let (text, first) = scrape(&app.addr);
+    promtool_check(&text);
     let must = |samples: &[(String, Sample)], name: &str, labels: &[(&str, &str)]| {
         value(samples, name, labels)
             .unwrap_or_else(|| panic!("no {name}{labels:?} in /metrics:\n{text}"))
@@ -149,17 +192,12 @@ fn metrics_parse_and_counters_move() {
     );
     for kind in ["volume_alert", "oi_alert", "user_alert_trigger"] {
         assert_eq!(
-            must(&first, "volspike_alerts_sent_total", &[("type", kind)]),
+            must(&first, "volspike_alerts_enqueued_total", &[("type", kind)]),
             0.0
         );
     }
     must(&first, "volspike_binance_weight_used", &[]);
     must(&first, "volspike_websocket_reconnects_total", &[]);
-    let runs = must(
-        &first,
-        "volspike_job_runs_total",
-        &[("job", "funding_stream")],
-    );
     let messages = must(&first, "volspike_websocket_messages_total", &[]);
 
     // Traffic with known routes and statuses: labels are route templates.
@@ -179,24 +217,57 @@ fn metrics_parse_and_counters_move() {
         assert_eq!(status, expected, "{path}: {body}");
     }
 
-    // The stream keeps delivering (the fake pushes every second) and the
-    // scheduler publishes it as funding_stream's runs every few seconds.
+    // The stream keeps delivering (the fake pushes every second): messages
+    // move, while funding_stream's runs stay the one connection it opened
+    // (frames are not runs).
     let moved = wait_until(Duration::from_secs(60), || {
         let (text, now) = scrape(&app.addr);
-        let r = value(
-            &now,
-            "volspike_job_runs_total",
-            &[("job", "funding_stream")],
-        )?;
         let m = value(&now, "volspike_websocket_messages_total", &[])?;
-        (r > runs && m > messages).then_some((text, now))
+        (m > messages + 2.0).then_some((text, now))
     });
     let (text, second) = moved.unwrap_or_else(|| {
         panic!(
-            "funding_stream runs / websocket messages did not move from {runs} / {messages}; log:\n{}",
+            "websocket messages did not move from {messages}; log:\n{}",
             app.log_text()
         )
     });
+    assert_eq!(
+        value(
+            &second,
+            "volspike_job_runs_total",
+            &[("volspike_job", "funding_stream")],
+        ),
+        Some(1.0),
+        "funding_stream's runs are its connections:\n{text}"
+    );
+    // The process metrics every Prometheus client exports.
+    let rss = must(&second, "process_resident_memory_bytes", &[]);
+    assert!(rss > 1e6 && rss < 1e9, "resident memory {rss}");
+    assert!(must(&second, "process_open_fds", &[]) >= 3.0);
+    assert!(must(&second, "process_cpu_seconds_total", &[]) > 0.0);
+    let start = must(&second, "process_start_time_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64();
+    assert!(
+        start <= now + 1.0 && start > now - 600.0,
+        "start time {start}, now {now}"
+    );
+    let last_message = must(
+        &second,
+        "volspike_websocket_last_message_timestamp_seconds",
+        &[],
+    );
+    assert!(
+        (now - last_message).abs() < 600.0,
+        "last message at {last_message}, now {now}"
+    );
+    assert!(
+        !text.contains("{job=") && !text.contains(",job="),
+        "a `job` label clashes with Prometheus's target label:\n{text}"
+    );
+    promtool_check(&text);
     let requests = |route: &str, status: &str| {
         value(
             &second,

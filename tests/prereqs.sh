@@ -3,10 +3,10 @@
 # Debian packages for the droplet tests (systemd-nspawn, debootstrap, ip), the
 # static binary check (file), the dashboard test (chromium) and the /metrics
 # test (the reference Prometheus text parser, python3-prometheus-client, for
-# Debian's /usr/bin/python3), the aarch64 cross build and its check
-# (gcc-aarch64-linux-gnu compiles ring's C and links; qemu-user-static runs
-# the result), wrk (load through a self-update in the droplet tests), and the
-# musl targets for the static builds.
+# Debian's /usr/bin/python3, and promtool from the `prometheus` package), the
+# aarch64 cross build and its check (gcc-aarch64-linux-gnu compiles ring's C
+# and links; qemu-user-static runs the result), wrk (load through a
+# self-update in the droplet tests), and the musl targets for the static builds.
 set -euo pipefail
 
 need_apt=()
@@ -22,14 +22,22 @@ command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
 command -v wrk >/dev/null || need_apt+=(wrk)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
-if [ ${#need_apt[@]} -gt 0 ]; then
+# `prometheus` is wanted for promtool only: installed without its recommends.
+need_lean=()
+command -v promtool >/dev/null || need_lean+=(prometheus)
+if [ $(( ${#need_apt[@]} + ${#need_lean[@]} )) -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "prereqs: need root to install: ${need_apt[*]} (run: sudo apt-get install -y ${need_apt[*]})" >&2
+    echo "prereqs: need root to install: ${need_apt[*]} ${need_lean[*]} (run: sudo apt-get install -y ${need_apt[*]} ${need_lean[*]})" >&2
     exit 1
   fi
-  echo "prereqs: installing ${need_apt[*]}" >&2
+  echo "prereqs: installing ${need_apt[*]} ${need_lean[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  fi
+  if [ ${#need_lean[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_lean[@]}" >/dev/null
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then

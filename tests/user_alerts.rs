@@ -104,6 +104,7 @@ impl Rig {
                 symbol: symbol.into(),
                 last_price: Some(price),
                 quote_volume: Some(1e9),
+                price_change_percent: None,
                 event_time: Some(now),
             })],
             now,

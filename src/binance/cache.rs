@@ -52,8 +52,15 @@ pub struct SymbolData {
     pub last_price: Option<f64>,
     /// 24 h quote volume (ticker `q`).
     pub quote_volume_24h: Option<f64>,
+    /// 24 h price change in percent (ticker `P`).
+    pub price_change_percent_24h: Option<f64>,
     /// Local receive time of the last ticker update, ms.
     pub ticker_updated_ms: Option<u64>,
+    /// Open interest in USD (contracts × mark) from the open_interest job's
+    /// latest sample; not part of the funding API.
+    pub open_interest_usd: Option<f64>,
+    /// When that sample was taken, ms.
+    pub open_interest_ms: Option<u64>,
 }
 
 impl SymbolData {
@@ -87,6 +94,9 @@ impl SymbolData {
         }
         if u.quote_volume.is_some() {
             self.quote_volume_24h = u.quote_volume;
+        }
+        if u.price_change_percent.is_some() {
+            self.price_change_percent_24h = u.price_change_percent;
         }
         self.ticker_updated_ms = Some(now_ms);
     }
@@ -254,6 +264,21 @@ impl FundingCache {
         }
         self.inner.dirty.store(true, Ordering::Release);
         updates.len()
+    }
+
+    /// Records the open_interest job's latest sample of `symbol` (USD value,
+    /// taken at `at_ms`) for the dashboard. Does not mark the funding
+    /// snapshot dirty: the funding API does not carry open interest.
+    pub fn set_open_interest(&self, symbol: &str, usd: f64, at_ms: u64) {
+        let mut data = self
+            .inner
+            .data
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = data.get_mut(symbol) {
+            entry.open_interest_usd = Some(usd);
+            entry.open_interest_ms = Some(at_ms);
+        }
     }
 
     /// Everything known about `symbol` (exact, upper-case).
@@ -502,6 +527,21 @@ mod tests {
     const MARK: &str = r#"{"stream":"!markPrice@arr","data":[{"e":"markPriceUpdate","E":1562305380000,"s":"BTCUSDT","p":"11185.87786614","i":"11784.62659091","P":"11784.25641265","r":"0.00038167","T":1562306400000,"ap":"1","st":1,"ps":"BTCUSDT"},{"e":"markPriceUpdate","E":1562305380000,"s":"ETHUSDT","p":"300.5","i":"300.1","P":"0","r":"-0.0001","T":1562306400000}]}"#;
 
     #[test]
+    fn open_interest_is_kept_for_known_symbols_only() {
+        let cache = FundingCache::new();
+        apply_text(&cache, MARK, 1_000);
+        cache.rebuild(1_000);
+        cache.set_open_interest("BTCUSDT", 5e9, 2_000);
+        cache.set_open_interest("NOPEUSDT", 1.0, 2_000);
+        let btc = cache.get("BTCUSDT").expect("BTC");
+        assert_eq!(btc.open_interest_usd, Some(5e9));
+        assert_eq!(btc.open_interest_ms, Some(2_000));
+        assert!(cache.get("NOPEUSDT").is_none());
+        // The funding API's snapshot does not carry it: nothing to rebuild.
+        assert!(!cache.inner.dirty.load(Ordering::Acquire));
+    }
+
+    #[test]
     fn partial_arrays_merge() {
         let cache = FundingCache::new();
         apply_text(&cache, MARK, 1_000);
@@ -513,7 +553,7 @@ mod tests {
         );
         apply_text(
             &cache,
-            r#"{"stream":"!ticker@arr","data":[{"e":"24hrTicker","E":3,"s":"BTCUSDT","p":"-50.5","c":"11190.1","q":"123456789.5"}]}"#,
+            r#"{"stream":"!ticker@arr","data":[{"e":"24hrTicker","E":3,"s":"BTCUSDT","p":"-50.5","P":"-0.451","c":"11190.1","q":"123456789.5"}]}"#,
             3_000,
         );
         assert_eq!(cache.len(), 2);
@@ -525,6 +565,14 @@ mod tests {
         );
         assert_eq!(btc.last_price, Some(11190.1));
         assert_eq!(btc.quote_volume_24h, Some(123456789.5));
+        assert_eq!(btc.price_change_percent_24h, Some(-0.451));
+        // A mark's `P` (estimated settle price) is not a 24 h change.
+        assert_eq!(
+            cache
+                .get("ETHUSDT")
+                .and_then(|e| e.price_change_percent_24h),
+            None
+        );
         assert_eq!(btc.mark_updated_ms, Some(1_000));
         assert_eq!(btc.ticker_updated_ms, Some(3_000));
         assert_eq!(cache.mark_price("ETHUSDT"), Some(301.0));

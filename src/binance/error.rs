@@ -13,20 +13,24 @@ pub const REGION_REFUSED: &str = "Binance refuses this region; set VOLSPIKE_BINA
 #[derive(Debug, thiserror::Error)]
 pub enum BinanceError {
     /// Connection refused/reset, DNS, TLS … (no HTTP answer).
-    #[error("GET {endpoint}{}: network error: {detail}", for_symbol(.symbol))]
+    #[error("GET {endpoint}{} on {host}: network error: {detail}", for_symbol(.symbol))]
     Network {
         /// Endpoint called.
         endpoint: Endpoint,
+        /// The host (and port) asked: a DNS or connect failure names it.
+        host: String,
         /// Symbol asked for, if any.
         symbol: Option<String>,
         /// What the HTTP client said.
         detail: String,
     },
     /// No complete answer within the configured timeout.
-    #[error("GET {endpoint}{}: no answer within {after:?}", for_symbol(.symbol))]
+    #[error("GET {endpoint}{} on {host}: no answer within {after:?}", for_symbol(.symbol))]
     Timeout {
         /// Endpoint called.
         endpoint: Endpoint,
+        /// The host (and port) asked.
+        host: String,
         /// Symbol asked for, if any.
         symbol: Option<String>,
         /// The timeout that expired.

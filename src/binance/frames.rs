@@ -52,6 +52,8 @@ pub struct TickerUpdate {
     pub last_price: Option<f64>,
     /// 24 h quote volume in the quote asset, USDT for the universe (`q`).
     pub quote_volume: Option<f64>,
+    /// 24 h price change in percent (`P`: `-1.25` = −1.25 %).
+    pub price_change_percent: Option<f64>,
     /// Binance's event time in ms (`E`).
     pub event_time: Option<u64>,
 }
@@ -186,6 +188,9 @@ struct RawItem<'a> {
     symbol: Option<Loose<'a>>,
     #[serde(borrow, rename = "p")]
     p: Option<Loose<'a>>,
+    /// Ticker: 24 h change in percent; mark price: estimated settle price.
+    #[serde(borrow, rename = "P")]
+    big_p: Option<Loose<'a>>,
     #[serde(borrow, rename = "i")]
     index: Option<Loose<'a>>,
     #[serde(borrow, rename = "r")]
@@ -314,6 +319,7 @@ fn decode(item: &RawItem<'_>) -> Option<Update> {
             // Never `p`: on a ticker it is the 24 h price change.
             last_price: item.close.as_ref().and_then(Loose::decimal),
             quote_volume: item.quote_volume.as_ref().and_then(Loose::decimal),
+            price_change_percent: item.big_p.as_ref().and_then(Loose::decimal),
             event_time,
         })),
         _ => None,
@@ -411,6 +417,7 @@ mod tests {
                 symbol: "BTCUSDT".into(),
                 last_price: Some(0.0025),
                 quote_volume: Some(18.0),
+                price_change_percent: Some(250.0),
                 event_time: Some(123456789),
             })]
         );

@@ -16,6 +16,7 @@ mod error;
 pub mod frames;
 pub mod governor;
 pub mod models;
+pub(crate) mod outage;
 pub mod proxy;
 pub mod rest;
 pub mod stream;

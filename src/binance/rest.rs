@@ -363,6 +363,7 @@ impl BinanceRest {
             Ok(Err(e)) => Err(self.transport_error(call, e)),
             Err(e) => Err(BinanceError::Network {
                 endpoint: call.endpoint,
+                host: self.host().to_owned(),
                 symbol: call.symbol.clone(),
                 detail: format!("HTTP worker failed: {e}"),
             }),
@@ -422,6 +423,13 @@ impl BinanceRest {
         }
     }
 
+    /// The base URL's host and port (`fapi.binance.com`), for errors.
+    fn host(&self) -> &str {
+        let base = &self.inner.base_url;
+        let rest = base.split_once("://").map_or(base.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest)
+    }
+
     /// Maps a ureq failure (no HTTP answer) to Timeout or Network.
     fn transport_error(&self, call: &Call, e: ureq::Error) -> BinanceError {
         let timed_out = match &e {
@@ -435,12 +443,14 @@ impl BinanceRest {
         if timed_out {
             BinanceError::Timeout {
                 endpoint: call.endpoint,
+                host: self.host().to_owned(),
                 symbol: call.symbol.clone(),
                 after: self.inner.timeout,
             }
         } else {
             BinanceError::Network {
                 endpoint: call.endpoint,
+                host: self.host().to_owned(),
                 symbol: call.symbol.clone(),
                 detail: e.to_string(),
             }

@@ -30,6 +30,7 @@ use tungstenite::{Message, WebSocket};
 
 use super::cache::FundingCache;
 use super::frames::{self, Frame};
+use super::outage::{lasting_text, OutageLog, Say, SUMMARY_EVERY};
 use super::proxy::BinanceProxy;
 use crate::clock::{iso, unix_ms};
 use crate::jobs::status::StatusBoard;
@@ -122,6 +123,8 @@ struct StatusInner {
     garbage: AtomicU64,
     /// Connection attempts after the first.
     reconnects: AtomicU64,
+    /// Connections that opened (the stream job's "runs").
+    connections: AtomicU64,
     /// When the current connection opened, ms; 0 when not connected.
     connected_since_ms: AtomicU64,
     /// When the last connection opened, ms; 0 when never.
@@ -177,6 +180,7 @@ impl StreamStatus {
                 reconnects: AtomicU64::new(0),
                 connected_since_ms: AtomicU64::new(0),
                 last_connected_ms: AtomicU64::new(0),
+                connections: AtomicU64::new(0),
                 last_message_ms: AtomicU64::new(0),
                 last_error: Mutex::new(None),
             }),
@@ -222,7 +226,12 @@ impl StreamStatus {
         self.inner.reconnects.load(Ordering::Relaxed)
     }
 
-    /// When the last connection opened, ms.
+    /// Connections that opened since start.
+    pub fn connections(&self) -> u64 {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// When the last connection opened, ms; `None` when never.
     pub fn last_connected_ms(&self) -> Option<u64> {
         opt_ms(self.inner.last_connected_ms.load(Ordering::Relaxed))
     }
@@ -255,6 +264,7 @@ impl StreamStatus {
     }
 
     fn on_connected(&self, now_ms: u64) {
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
         self.inner
             .connected_since_ms
             .store(now_ms, Ordering::Relaxed);
@@ -332,6 +342,15 @@ impl StreamSettings {
     /// The full stream URL.
     pub fn url(&self) -> String {
         format!("{}/stream?streams={STREAMS}", self.base_url)
+    }
+
+    /// The host (and port) of the base URL, for log lines.
+    pub fn host(&self) -> &str {
+        let rest = self
+            .base_url
+            .split_once("://")
+            .map_or(self.base_url.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest)
     }
 
     /// How long the stream may be without data before `/health` calls it
@@ -415,6 +434,9 @@ enum Ended {
     Planned,
     /// Closed, failed or silent; the reason is logged and shown.
     Lost(String),
+    /// The connection could not be opened (DNS, refused, TLS, handshake):
+    /// logged as an outage, not line by line.
+    Unreachable(String),
 }
 
 /// Everything the stream thread holds.
@@ -434,6 +456,9 @@ struct Runner {
     board_ok: Option<bool>,
     /// Failed attempts or lost links since data last flowed.
     failures_in_a_row: u64,
+    /// Failed connection attempts since the last successful one, logged as
+    /// a first line, rare summaries and a recovery line.
+    outage: OutageLog,
 }
 
 /// Starts the stream thread; it runs until `shutdown`.
@@ -464,6 +489,7 @@ pub fn spawn(
         board_at: None,
         board_ok: None,
         failures_in_a_row: 0,
+        outage: OutageLog::default(),
     };
     std::thread::Builder::new()
         .name(NAME.into())
@@ -491,14 +517,21 @@ impl Runner {
                 Ok(ws) => {
                     let opened = Instant::now();
                     self.status.on_connected(unix_ms(SystemTime::now()));
-                    tracing::info!(url = %url, "funding stream connected");
+                    match self.outage.recovered(opened) {
+                        Some((failures, lasting)) => tracing::info!(
+                            url = %url,
+                            "funding stream connected after {failures} failed attempts over {}",
+                            lasting_text(lasting)
+                        ),
+                        None => tracing::info!(url = %url, "funding stream connected"),
+                    }
                     let (ended, got_data) = self.session(ws);
                     if got_data && opened.elapsed() >= HEALTHY_AFTER {
                         backoff.reset();
                     }
                     ended
                 }
-                Err(why) => Ended::Lost(format!("connect failed: {why}")),
+                Err(why) => Ended::Unreachable(format!("connect failed: {why}")),
             };
             let delay = match ended {
                 Ended::Shutdown => {
@@ -513,6 +546,34 @@ impl Runner {
                         "funding stream: planned reconnect before Binance's 24 h cut-off"
                     );
                     Duration::ZERO
+                }
+                Ended::Unreachable(why) => {
+                    let delay = backoff.next_delay();
+                    self.failures_in_a_row += 1;
+                    // One line when it starts, a summary every few minutes
+                    // while it lasts; each attempt only at debug.
+                    match self.outage.failed(Instant::now()) {
+                        Say::First => tracing::warn!(
+                            reason = %why,
+                            "funding stream: cannot reach Binance at {}; retrying with backoff (up to {} s apart), a summary follows every {} min while this lasts",
+                            self.settings.host(),
+                            self.settings.backoff_max.as_secs(),
+                            SUMMARY_EVERY.as_secs() / 60
+                        ),
+                        Say::Summary { failures, lasting } => tracing::warn!(
+                            reason = %why,
+                            "funding stream: Binance at {} still unreachable: {failures} attempts failed over {}; still retrying",
+                            self.settings.host(),
+                            lasting_text(lasting)
+                        ),
+                        Say::Quiet => tracing::debug!(
+                            reason = %why,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "funding stream: connect failed; retrying"
+                        ),
+                    }
+                    self.status.on_disconnected(why);
+                    delay
                 }
                 Ended::Lost(why) => {
                     let delay = backoff.next_delay();
@@ -682,6 +743,9 @@ impl Runner {
                 .status
                 .connected_since_ms()
                 .map(crate::clock::from_unix_ms);
+            // A run of the stream is a connection, not a frame: frames are
+            // `volspike_websocket_messages_total`.
+            s.runs = self.status.connections();
             if pending {
                 return;
             }
@@ -701,7 +765,6 @@ impl Runner {
                     last_error.as_deref().unwrap_or("none recorded")
                 ));
             }
-            s.runs = self.status.messages_received();
         });
         self.board_at = Some(Instant::now());
         self.board_ok = Some(ok);
@@ -858,6 +921,7 @@ mod tests {
         status.on_message(7_000, 3);
         assert!(status.connected());
         assert_eq!(status.last_connected_ms(), Some(5_000));
+        assert_eq!(status.connections(), 1);
         assert_eq!(status.messages_received(), 2);
         assert_eq!(status.symbol_updates(), 615);
         status.on_disconnected("gone".into());

@@ -5,6 +5,7 @@
 //! `EnvironmentFile=` already puts the file into the environment; a value
 //! exported by hand in a terminal is the one the operator means).
 
+pub mod display;
 pub mod envfile;
 pub mod legacy;
 pub mod settings;
@@ -70,8 +71,7 @@ impl Sources {
             ..Sources::default()
         };
         if let Some(path) = env_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read env file {}: {e}", path.display()))?;
+            let text = envfile::read_file(path)?;
             let (file, errors) = envfile::parse(&text);
             sources.file = file;
             sources.file_errors = errors;
@@ -322,7 +322,8 @@ pub struct Report {
 pub struct Effective {
     /// Documented name.
     pub name: &'static str,
-    /// The value, or `****` for secrets, or `(not set)`.
+    /// The value (credentials in URLs masked), `****` for secrets, or
+    /// what leaving it unset means (a computed default, off, required).
     pub shown: String,
     /// Where it came from; `None` when not set.
     pub origin: Option<Origin>,
@@ -412,21 +413,28 @@ impl Reader<'_> {
 
 /// Checks a URL's scheme and host and returns it without a trailing slash.
 fn check_url(value: &str, schemes: &[&str]) -> Result<String, String> {
+    // Messages quote the value: never with its credentials.
+    let shown = display::mask_url_credentials(value);
     let Some((scheme, rest)) = value.split_once("://") else {
         return Err(format!(
-            "`{value}` is not a URL (expected {}://…)",
+            "`{shown}` is not a URL (expected {}://…)",
             schemes[0]
         ));
     };
     if !schemes.contains(&scheme) {
         return Err(format!(
-            "`{value}` has scheme {scheme}, expected one of {}",
+            "`{shown}` has scheme {scheme}, expected one of {}",
             schemes.join(", ")
+        ));
+    }
+    if value.contains(char::is_whitespace) {
+        return Err(format!(
+            "`{shown}` contains a blank; systemd passes everything after `=` (a trailing ` #…` too): put comments on their own line"
         ));
     }
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("`{value}` has no valid host"));
+        return Err(format!("`{shown}` has no valid host"));
     }
     Ok(value.trim_end_matches('/').to_string())
 }
@@ -649,7 +657,15 @@ impl Config {
 
         let http_addr = match r.optional(&settings::HTTP_ADDR) {
             Some(v) => match v.parse::<SocketAddr>() {
-                Ok(addr) => Some(addr),
+                Ok(addr) => {
+                    if !addr.ip().is_loopback() {
+                        r.report.warnings.push(format!(
+                            "VOLSPIKE_HTTP_ADDR={addr} is reachable from {}: the dashboard, /health and /metrics have no login; prefer 127.0.0.1 and an SSH tunnel (ssh -L 8080:127.0.0.1:8080 droplet)",
+                            if addr.ip().is_unspecified() { "every network the machine is on" } else { "beyond this machine" }
+                        ));
+                    }
+                    Some(addr)
+                }
                 Err(_) => {
                     r.report.problems.push(format!(
                         "VOLSPIKE_HTTP_ADDR: `{v}` is not an address like 127.0.0.1:8080"
@@ -696,10 +712,10 @@ impl Config {
         let log_filter = r
             .optional(&settings::LOG_FILTER)
             .unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
-            r.report.problems.push(format!(
-                "VOLSPIKE_LOG: `{log_filter}` is not a valid log filter"
-            ));
+        if let Err(why) = crate::logging::check_filter(&log_filter) {
+            r.report
+                .problems
+                .push(format!("VOLSPIKE_LOG: `{log_filter}`: {why}"));
         }
         let wedge = r.optional(&settings::WEDGE);
 
@@ -918,12 +934,16 @@ pub fn effective(sources: &Sources) -> Vec<Effective> {
             match found {
                 Some((value, origin)) => Effective {
                     name: s.name(),
-                    shown: if s.secret { "****".into() } else { value },
+                    shown: if s.secret {
+                        "****".into()
+                    } else {
+                        display::mask_url_credentials(&value)
+                    },
                     origin,
                 },
                 None => Effective {
                     name: s.name(),
-                    shown: "(not set)".into(),
+                    shown: display::unset_meaning(s, sources),
                     origin: None,
                 },
             }
@@ -994,6 +1014,51 @@ mod tests {
         assert_eq!(config.binance.ws_url, "wss://fstream.binance.com/market");
         assert_eq!(config.funding.stale_after, Duration::from_secs(180));
         assert_eq!(config.funding.silence, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn binding_beyond_loopback_warns() {
+        let s = sources(&[], "VOLSPIKE_HTTP_ADDR=0.0.0.0:8080\n");
+        let (_, report) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("0.0.0.0:8080") && w.contains("no login")),
+            "{:?}",
+            report.warnings
+        );
+        let s = sources(&[], "VOLSPIKE_HTTP_ADDR=127.0.0.1:8080\n");
+        let (_, report) = Config::from_sources(&s, Mode { local: true }).expect("valid");
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn check_config_shows_systemd_values_defaults_and_masked_urls() {
+        let s = sources(
+            &[],
+            "BACKEND_URL=http://u:KEY@backend.example # not a comment\nALERT_INGEST_API_KEY=k\n",
+        );
+        let listing = effective(&s);
+        let shown = |name: &str| {
+            listing
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| e.shown.clone())
+                .unwrap_or_else(|| panic!("{name} not listed"))
+        };
+        // systemd passes the whole line after `=`, ` #…` included.
+        assert_eq!(
+            shown("BACKEND_URL"),
+            "http://u:****@backend.example # not a comment"
+        );
+        assert!(shown("VOLSPIKE_LIQUID_EXIT_USD").starts_with("50000000"));
+        assert!(!listing.iter().any(|e| e.shown == "(not set)"));
+        // The problem it causes quotes the URL masked too.
+        let report = Config::from_sources(&s, Mode::default()).expect_err("a host with spaces");
+        let text = format!("{:?}", report.problems);
+        assert!(text.contains("u:****@") && !text.contains("KEY"), "{text}");
+        assert!(text.contains("contains a blank"), "{text}");
     }
 
     #[test]

@@ -243,9 +243,10 @@ mod tests {
 
     #[test]
     fn import_into_nothing_rewrites_exports() {
-        let old = parse(
+        let (old, errors) = envfile::parse_sourced(
             "export VOLSPIKE_API_URL=https://api.example\nexport VOLSPIKE_API_KEY='k 1'\nDEBUG=1\n",
         );
+        assert!(errors.is_empty(), "{errors:?}");
         let m = merge(None, &old, "/home/trader/.volspike.env");
         let new = parse(&m.text);
         assert_eq!(value(&new, "VOLSPIKE_API_URL"), Some("https://api.example"));

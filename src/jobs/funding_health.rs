@@ -202,21 +202,12 @@ impl Job for FundingHealth {
             self.last_cross_check = Some(now);
             checked_rest = true;
         }
-        let summary = format!(
-            "{} symbols, oldest listed {} s, last message {} s ago{}{}",
+        let summary = summary_line(
             obs.symbols,
-            obs.oldest_age.map_or(0, |a| a.as_secs()),
-            obs.since_last_message.map_or(-1, |a| a.as_secs() as i64),
-            if evicted.is_empty() {
-                String::new()
-            } else {
-                format!(", {} delisted or silent symbols evicted", evicted.len())
-            },
-            if checked_rest {
-                ", BTCUSDT matches REST"
-            } else {
-                ""
-            }
+            obs.oldest_age,
+            obs.since_last_message,
+            evicted.len(),
+            checked_rest,
         );
         if problems.is_empty() {
             Ok(summary)
@@ -226,9 +217,53 @@ impl Job for FundingHealth {
     }
 }
 
+/// The tick's one-line summary. Ages that do not exist yet (no data, no
+/// message) are left out rather than printed as `0 s` or `-1 s`.
+fn summary_line(
+    symbols: usize,
+    oldest_age: Option<Duration>,
+    since_last_message: Option<Duration>,
+    evicted: usize,
+    checked_rest: bool,
+) -> String {
+    let mut parts = vec![format!("{symbols} symbols")];
+    if let Some(age) = oldest_age {
+        parts.push(format!("oldest {} s", age.as_secs()));
+    }
+    parts.push(match since_last_message {
+        Some(age) => format!("last message {} s ago", age.as_secs()),
+        None => "no message yet".to_string(),
+    });
+    if evicted > 0 {
+        parts.push(format!("{evicted} delisted or silent symbols evicted"));
+    }
+    if checked_rest {
+        parts.push("BTCUSDT matches REST".to_string());
+    }
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_never_invents_an_age() {
+        assert_eq!(
+            summary_line(0, None, None, 0, false),
+            "0 symbols, no message yet"
+        );
+        assert_eq!(
+            summary_line(
+                612,
+                Some(Duration::from_secs(3)),
+                Some(Duration::from_secs(1)),
+                2,
+                true
+            ),
+            "612 symbols, oldest 3 s, last message 1 s ago, 2 delisted or silent symbols evicted, BTCUSDT matches REST"
+        );
+    }
 
     const LIMITS: Limits = Limits {
         min_symbols: 500,

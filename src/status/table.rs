@@ -13,8 +13,13 @@ use super::{Report, Verdict};
 /// Longest summary or error shown in the jobs table; the JSON has it whole.
 const DETAIL_WIDTH: usize = 100;
 
-/// The whole text, as of `now` (for "ago" and "in").
+/// The whole text, as of `now` (for "ago" and "in"). Every string that
+/// came from `/health` or the probe is made printable first: a hostile or
+/// broken upstream must not reach the operator's terminal with escape
+/// sequences.
 pub fn render(report: &Report, now: SystemTime) -> String {
+    let health = report.health.as_ref().map(scrub);
+    let problem = report.problem.as_deref().map(printable);
     let mut out = String::new();
     let verdict = match report.verdict {
         Verdict::Healthy => "healthy",
@@ -28,10 +33,10 @@ pub fn render(report: &Report, now: SystemTime) -> String {
         "  address  {} ({})",
         report.target.addr, report.target.origin
     );
-    if let Some(problem) = &report.problem {
+    if let Some(problem) = &problem {
         let _ = writeln!(out, "  problem  {problem}");
     }
-    let Some(health) = &report.health else {
+    let Some(health) = &health else {
         return out;
     };
     let _ = writeln!(
@@ -216,6 +221,34 @@ fn weight(b: &Value) -> String {
     )
 }
 
+/// `s` with every control character (C0, DEL, C1: escape sequences,
+/// carriage returns, newlines) and every bidirectional override replaced by
+/// `?`, so it prints as itself on one line.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// A copy of `v` with every string and object key made [`printable`].
+fn scrub(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(printable(s)),
+        Value::Array(items) => Value::Array(items.iter().map(scrub).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (printable(k), scrub(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
 /// A JSON scalar as text; `-` for null or missing.
 fn text(v: &Value) -> String {
     match v {
@@ -338,5 +371,40 @@ mod tests {
         );
         assert_eq!(span(Duration::from_secs(90_000).as_secs_f64()), "1 d 1 h");
         assert_eq!(clip("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn strings_from_health_cannot_reach_the_terminal_raw() {
+        assert_eq!(
+            printable("ok\u{1b}[2J\u{1b}]0;pwned\u{7}\r\nx"),
+            "ok?[2J?]0;pwned???x"
+        );
+        assert_eq!(printable("a\u{9b}31mb\u{202E}c"), "a?31mb?c");
+        assert_eq!(printable("BTCUSDT · 0.05 %"), "BTCUSDT · 0.05 %");
+        let report = Report {
+            verdict: Verdict::Degraded,
+            unit: UnitState::NotInstalled,
+            target: Target {
+                addr: "127.0.0.1:8080".parse().expect("addr"),
+                origin: "default".into(),
+            },
+            http_status: Some(503),
+            health: Some(serde_json::json!({
+                "status": "degraded\u{1b}[31m",
+                "version": "1\u{1b}]8;;http://evil\u{7}",
+                "jobs": { "evil\u{1b}[2J": { "state": "error", "lastError": "boom\u{1b}[1A\r" } },
+                "websocket": { "state": "connected", "lastError": "\u{1b}c" },
+                "loops": [ { "name": "x\u{1b}[K", "alive": false } ]
+            })),
+            problem: Some("bad\u{1b}[0m".into()),
+        };
+        let text = render(&report, SystemTime::now());
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("degraded?[31m"), "{text}");
+        assert!(text.contains("evil?[2J"), "{text}");
+        assert!(text.contains("bad?[0m"), "{text}");
     }
 }

@@ -292,6 +292,9 @@ pub struct Plan {
     pub missing_keys: Vec<&'static str>,
     /// Other problems `check-config` would report.
     pub config_problems: Vec<String>,
+    /// The dry run could not read the env file (or the old one to import),
+    /// so the configuration was not judged.
+    pub config_unknown: bool,
     /// The service's listen address, for the `/health` probe.
     pub http_addr: String,
     /// The service's state before the plan.
@@ -632,6 +635,7 @@ fn plan_env(
     let env_path = layout.path(ENV_FILE);
     let tolerate = |e: String, plan: &mut Plan| -> Result<(), String> {
         if options.dry_run {
+            plan.config_unknown = true;
             plan.warnings.push(format!(
                 "{e}; run the dry run as root to see whether the env file would change"
             ));
@@ -657,10 +661,13 @@ fn plan_env(
     }
     let legacy_path = layout.path(LEGACY_ENV_FILE);
     let (desired, what, backup) = if let Some(path) = &options.env_file {
-        let text = read_text(path)?
-            .ok_or_else(|| format!("--env-file {}: no such file", path.display()))?;
+        if !path.exists() {
+            return Err(format!("--env-file {}: no such file", path.display()));
+        }
+        // Regular files only, size-capped, no BOM or NUL: as check-config.
+        let text = envfile::read_file(path).map_err(|e| format!("--env-file: {e}"))?;
         let (_, errors) = envfile::parse(&text);
-        if !errors.is_empty() {
+        if !errors.is_empty() && !options.dry_run {
             let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             return Err(format!(
                 "--env-file {}: {} (systemd would ignore such lines)",
@@ -676,7 +683,8 @@ fn plan_env(
     } else {
         match read_text(&legacy_path) {
             Ok(Some(old)) => {
-                let (assignments, errors) = envfile::parse(&old);
+                // The old file was `source`d by a shell, not read by systemd.
+                let (assignments, errors) = envfile::parse_sourced(&old);
                 for e in &errors {
                     plan.warnings
                         .push(format!("{LEGACY_ENV_FILE} {e}: not imported"));
@@ -1188,7 +1196,12 @@ pub fn run(args: InstallArgs) -> i32 {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("volspike install: {e} (nothing was changed)");
-            return 1;
+            // A bad --env-file is a configuration problem, as in check-config.
+            return if e.starts_with("--env-file") {
+                EXIT_CONFIG
+            } else {
+                1
+            };
         }
     };
     print_findings(&plan);
@@ -1218,6 +1231,14 @@ pub fn run(args: InstallArgs) -> i32 {
                     plan.missing_keys.join(", ")
                 }
             );
+            for p in &plan.config_problems {
+                println!("  - {p}");
+            }
+            // Judged like check-config: a configuration that would not
+            // start is EX_CONFIG, unless the file could not be read here.
+            if !plan.config_unknown {
+                return EXIT_CONFIG;
+            }
         }
         return 0;
     }

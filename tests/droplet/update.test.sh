@@ -315,6 +315,26 @@ droplet_exec sh -c 'ls /var/tmp' | grep -q volspike-push && fail "push left its 
 ok "pushed and running in $(_droplet_since "$t0") s"
 done_step
 
+step "deploy.sh status, logs, rollback (same ssh stand-in)"
+rc=0
+out=$(VOLSPIKE_SSH=$WORK/fake-ssh "$REPO/deploy.sh" status droplet 2>&1) || rc=$?
+indent <<<"$out"
+[ "$rc" = 0 ] || fail "deploy.sh status exit $rc"
+grep -q '^volspike: healthy' <<<"$out" || fail "deploy.sh status: not healthy"
+grep -q "version $NEW" <<<"$out" || fail "deploy.sh status does not show $NEW"
+out=$(VOLSPIKE_SSH=$WORK/fake-ssh "$REPO/deploy.sh" logs droplet 2>&1) || fail "deploy.sh logs: $out"
+grep -q 'ready; dashboard at http://127.0.0.1:' <<<"$out" || fail "deploy.sh logs: no ready line with the dashboard address"
+# This droplet runs no job: one job's lines are none, and not the rest.
+out=$(VOLSPIKE_SSH=$WORK/fake-ssh "$REPO/deploy.sh" logs droplet funding_stream 2>&1) || true
+grep -q 'ready; dashboard' <<<"$out" && fail "deploy.sh logs funding_stream: shows lines of the whole service"
+ok "status healthy on $NEW; logs show the dashboard address; JOB filter applied"
+out=$(VOLSPIKE_SSH=$WORK/fake-ssh "$REPO/deploy.sh" rollback droplet 2>&1) || { echo "$out" >&2; fail "deploy.sh rollback"; }
+{ [ "$(installed)" = "$OLD" ] && [ "$(health_version)" = "$OLD" ]; } || fail "after deploy.sh rollback: $(installed), /health $(health_version)"
+out=$(VOLSPIKE_SSH=$WORK/fake-ssh "$REPO/deploy.sh" push droplet "$SRV/good/$NEW_ART" 2>&1) || { echo "$out" >&2; fail "deploy.sh push again"; }
+[ "$(installed)" = "$NEW" ] || fail "push after rollback: $(installed)"
+ok "rolled back to $OLD and pushed $NEW again"
+done_step
+
 step "updater inside volspike.service's cgroup moves out and survives"
 svc_cgroup=$(droplet_exec sh -c "sed -n 's/^0:://p' /proc/\$(systemctl show -p MainPID --value $SVC)/cgroup")
 [ -n "$svc_cgroup" ] || fail "no cgroup v2 path for $SVC"

@@ -303,6 +303,9 @@ async fn a_refused_connection_is_a_network_error() {
         ),
         "{err:?}"
     );
+    // The message names the host, so "unreachable" says which one.
+    let text = err.to_string();
+    assert!(text.contains(" on 127.0.0.1:"), "{text}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The dashboard's market table: USDT perpetuals above $100M of 24 h quote
 //! volume, sorted by volume, with the numbers already formatted (so the page
-//! only places text, and the formatting rules are unit-tested here).
+//! only places text, and the formatting rules are unit-tested here) and
+//! raw (so the page can sort on them).
 //!
 //! Data: 24 h quote volume and last price from the funding cache's ticker
 //! part (`!ticker@arr` `q` and `c`), funding rate from its mark part
@@ -20,12 +21,12 @@ use crate::binance::cache::SymbolData;
 
 /// Rows need more than this much 24 h quote volume (USDT).
 pub const MIN_VOLUME: f64 = 100_000_000.0;
-/// Funding above this (decimal: 0.0003 = 0.03 %) paints a row green.
+/// Funding above this (decimal: 0.0003 = 0.03 %) paints the value green.
 pub const POSITIVE_FUNDING: f64 = 0.0003;
-/// Funding below this paints a row red.
+/// Funding below this paints the value red.
 pub const NEGATIVE_FUNDING: f64 = -0.0003;
 
-/// How a row is coloured; the page maps it to `row-positive` / `row-negative`.
+/// How a funding value is coloured; the page maps it to `up` / `down`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tone {
@@ -51,7 +52,7 @@ impl Tone {
     }
 }
 
-/// One table row.
+/// One table row. Numbers come raw (the page sorts on them) and as text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
@@ -65,15 +66,35 @@ pub struct Row {
     pub volume_text: String,
     /// Funding rate as a decimal (0.0001 = 0.01 %).
     pub funding_rate: f64,
-    /// `0.010%`: percent with 3 decimals.
+    /// `+0.010%`: signed percent with 3 decimals.
     pub funding_text: String,
+    /// Funding annualised at three fundings a day, in percent.
+    pub funding_annualized: f64,
+    /// `+10.95%`.
+    pub funding_annualized_text: String,
+    /// Next funding time, ms since the epoch; `None` when unknown.
+    pub next_funding_ms: Option<u64>,
     /// Last traded price (mark price until a ticker arrived).
     pub price: f64,
     /// `$65,000.00`, `$1.2345`, `$0.012345`.
     pub price_text: String,
-    /// Row colour.
+    /// 24 h price change in percent; `None` until a ticker carried it.
+    pub change_24h: Option<f64>,
+    /// `+1.25%`, or `–` when unknown.
+    pub change_24h_text: String,
+    /// Open interest in USD from the open_interest job's latest sample;
+    /// `None` when that job has not sampled the symbol.
+    pub open_interest_usd: Option<f64>,
+    /// `$1.23B`, or `–` when unknown.
+    pub open_interest_text: String,
+    /// Colour of the funding value.
     pub tone: Tone,
 }
+
+/// Fundings per year at Binance's usual 8-hour interval: the annualised
+/// column is `rate × 3 × 365`. Symbols on a 4-hour interval read half their
+/// true yearly rate; the column header says which interval is assumed.
+pub const FUNDINGS_PER_YEAR: f64 = 3.0 * 365.0;
 
 /// Which filter picked the symbols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -123,17 +144,7 @@ pub fn view(
                 .last_price
                 .or(data.mark_price)
                 .filter(|p| p.is_finite())?;
-            (volume > MIN_VOLUME).then(|| Row {
-                symbol: symbol.clone(),
-                asset: asset(symbol).to_string(),
-                volume,
-                volume_text: money(volume),
-                funding_rate,
-                funding_text: funding_percent(funding_rate),
-                price,
-                price_text: price_text(price),
-                tone: Tone::of(funding_rate),
-            })
+            (volume > MIN_VOLUME).then(|| row(symbol, data, volume, funding_rate, price))
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -153,6 +164,31 @@ pub fn view(
         },
         data_age_seconds: age_ms.map(|ms| ms as f64 / 1000.0),
         stale: age_ms.is_some_and(|ms| ms > stale_after_ms),
+    }
+}
+
+/// One row from the cache entry of `symbol` and its already-checked values.
+fn row(symbol: &str, data: &SymbolData, volume: f64, funding_rate: f64, price: f64) -> Row {
+    let change_24h = data.price_change_percent_24h.filter(|c| c.is_finite());
+    let open_interest_usd = data.open_interest_usd.filter(|v| v.is_finite());
+    let funding_annualized = funding_rate * FUNDINGS_PER_YEAR * 100.0;
+    Row {
+        symbol: symbol.to_string(),
+        asset: asset(symbol).to_string(),
+        volume,
+        volume_text: money(volume),
+        funding_rate,
+        funding_text: funding_percent(funding_rate),
+        funding_annualized,
+        funding_annualized_text: signed_percent(funding_annualized, 2),
+        next_funding_ms: data.next_funding_time.filter(|t| *t > 0),
+        price,
+        price_text: price_text(price),
+        change_24h,
+        change_24h_text: change_24h.map_or_else(|| "–".to_string(), |c| signed_percent(c, 2)),
+        open_interest_usd,
+        open_interest_text: open_interest_usd.map_or_else(|| "–".to_string(), money),
+        tone: Tone::of(funding_rate),
     }
 }
 
@@ -181,13 +217,22 @@ pub fn money(v: f64) -> String {
     format!("${v:.2}")
 }
 
-/// `0.0005` → `0.050%`; never `-0.000%`.
+/// `0.0005` → `+0.050%`, `-0.0005` → `-0.050%`, zero → `0.000%` (never
+/// `-0.000%` or `+0.000%`).
 pub fn funding_percent(rate: f64) -> String {
-    let text = format!("{:.3}%", rate * 100.0);
-    if text == "-0.000%" {
-        "0.000%".to_string()
+    signed_percent(rate * 100.0, 3)
+}
+
+/// `percent` with `decimals` decimals and its sign: `+1.25%`, `-0.50%`;
+/// a value that rounds to zero reads unsigned.
+pub fn signed_percent(percent: f64, decimals: usize) -> String {
+    let text = format!("{:.decimals$}", percent.abs());
+    if text.bytes().all(|b| b == b'0' || b == b'.') {
+        format!("{text}%")
+    } else if percent < 0.0 {
+        format!("-{text}%")
     } else {
-        text
+        format!("+{text}%")
     }
 }
 
@@ -247,10 +292,14 @@ mod tests {
         assert_eq!(money(100_000_001.0), "$100.00M");
         assert_eq!(money(999_999_999.0), "$1.00B");
         assert_eq!(money(12_340.0), "$12.34K");
-        assert_eq!(funding_percent(0.0005), "0.050%");
+        assert_eq!(funding_percent(0.0005), "+0.050%");
+        assert_eq!(funding_percent(0.0004), "+0.040%");
         assert_eq!(funding_percent(-0.0005), "-0.050%");
-        assert_eq!(funding_percent(0.0001), "0.010%");
+        assert_eq!(funding_percent(0.0001), "+0.010%");
         assert_eq!(funding_percent(-0.0000001), "0.000%");
+        assert_eq!(funding_percent(0.0000001), "0.000%");
+        assert_eq!(signed_percent(1.254, 2), "+1.25%");
+        assert_eq!(signed_percent(-12.5, 2), "-12.50%");
         assert_eq!(price_text(65_000.0), "$65,000.00");
         assert_eq!(price_text(1_234_567.891), "$1,234,567.89");
         assert_eq!(price_text(3.5), "$3.5000");
@@ -273,7 +322,13 @@ mod tests {
     fn rows_are_liquid_usdt_perpetuals_by_volume() {
         let entries = vec![
             entry("AAAUSDT", 150e6, Some(0.0005), 1.5),
-            entry("BBBUSDT", 2.5e9, Some(-0.0005), 65_000.0),
+            {
+                let (symbol, mut data) = entry("BBBUSDT", 2.5e9, Some(-0.0005), 65_000.0);
+                data.price_change_percent_24h = Some(-2.5);
+                data.next_funding_time = Some(28_800_000);
+                data.open_interest_usd = Some(1.2e9);
+                (symbol, data)
+            },
             entry("CCCUSDT", 400e6, Some(0.0001), 0.5),
             entry("DDDUSDT", 99e6, Some(0.0001), 2.0),
             entry("BTCUSDT_261225", 5e9, None, 66_000.0),
@@ -291,6 +346,15 @@ mod tests {
         assert_eq!(bbb.asset, "BBB");
         assert_eq!(bbb.volume_text, "$2.50B");
         assert_eq!(bbb.funding_text, "-0.050%");
+        // 3 fundings a day for a year: -0.05 % × 1095 = -54.75 %.
+        assert_eq!(bbb.funding_annualized_text, "-54.75%");
+        assert_eq!(bbb.change_24h_text, "-2.50%");
+        assert_eq!(bbb.change_24h, Some(-2.5));
+        assert_eq!(bbb.next_funding_ms, Some(28_800_000));
+        assert_eq!(bbb.open_interest_text, "$1.20B");
+        assert_eq!(view.rows[3].change_24h_text, "–");
+        assert_eq!(view.rows[3].open_interest_text, "–");
+        assert_eq!(view.rows[3].funding_text, "+0.050%");
         assert_eq!(bbb.price_text, "$65,000.00");
         assert_eq!(bbb.tone, Tone::Negative);
         assert_eq!(view.rows[3].tone, Tone::Positive);

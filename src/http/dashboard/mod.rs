@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::health::{self, HealthBody};
 use super::{HttpContext, Reply};
 use crate::backend::RecentAlert;
+use crate::binance::frames::valid_symbol;
 use crate::clock::{iso, unix_ms};
 
 /// The page, as compiled in.
@@ -55,7 +56,51 @@ pub struct DashboardBody {
     /// The `/health` view: jobs, loops, WebSocket, backlog, weight.
     pub appliance: HealthBody,
     /// The last alerts sent, newest first.
-    pub alerts: Vec<RecentAlert>,
+    pub alerts: Vec<AlertView>,
+}
+
+/// One recent alert as the page lists it, with links to its chart.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertView {
+    /// When it was enqueued (ISO).
+    pub at: String,
+    /// What it is (`volume_alert`, `oi_alert`, …).
+    pub kind: String,
+    /// One-line description.
+    pub label: String,
+    /// The alert's symbol, when it names a valid one.
+    pub symbol: Option<String>,
+    /// TradingView chart of the perpetual.
+    pub tradingview_url: Option<String>,
+    /// Binance futures trading page.
+    pub binance_url: Option<String>,
+}
+
+impl AlertView {
+    /// The view of `alert`. Links are only built from a symbol that passes
+    /// the stream's symbol check (upper-case letters, digits, `_`, `-`), so
+    /// nothing from a body reaches a URL unvetted.
+    pub fn of(alert: &RecentAlert) -> AlertView {
+        let symbol = alert
+            .body
+            .get("symbol")
+            .and_then(|s| s.as_str())
+            .filter(|s| valid_symbol(s))
+            .map(str::to_string);
+        AlertView {
+            at: alert.at.clone(),
+            kind: alert.kind.as_str().to_string(),
+            label: alert.label.clone(),
+            tradingview_url: symbol
+                .as_ref()
+                .map(|s| format!("https://www.tradingview.com/chart/?symbol=BINANCE%3A{s}.P")),
+            binance_url: symbol
+                .as_ref()
+                .map(|s| format!("https://www.binance.com/en/futures/{s}")),
+            symbol,
+        }
+    }
 }
 
 /// `GET /`.
@@ -67,6 +112,17 @@ pub fn page() -> Reply {
         content_type: "text/html; charset=utf-8",
         body: BODY.get_or_init(|| PAGE.as_bytes().into()).clone(),
     }
+}
+
+/// The dashboard's address for a person to open, from the listen address:
+/// a wildcard address (`0.0.0.0`, `[::]`) is reachable on loopback.
+pub fn url(listen: std::net::SocketAddr) -> String {
+    let ip = match listen.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!("http://{}/", std::net::SocketAddr::new(ip, listen.port()))
 }
 
 /// The market table as of `now`.
@@ -94,6 +150,7 @@ pub fn api(ctx: &HttpContext, now: SystemTime) -> Reply {
         .unwrap_or_default();
     alerts.reverse();
     alerts.truncate(ALERTS_SHOWN);
+    let alerts = alerts.iter().map(AlertView::of).collect();
     let body = DashboardBody {
         generated_at: iso(now),
         build: Build {
@@ -140,6 +197,38 @@ mod tests {
     }
 
     #[test]
+    fn dashboard_url_for_people() {
+        let url = |a: &str| super::url(a.parse().expect("addr"));
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000/");
+        assert_eq!(url("10.0.0.5:80"), "http://10.0.0.5:80/");
+    }
+
+    #[test]
+    fn alerts_link_to_their_chart_only_with_a_valid_symbol() {
+        let alert = |symbol: &str| RecentAlert {
+            at: "2026-01-01T00:00:00Z".into(),
+            kind: crate::backend::Kind::VolumeAlert,
+            label: "x".into(),
+            body: serde_json::json!({ "symbol": symbol }),
+        };
+        let view = AlertView::of(&alert("BTCUSDT"));
+        assert_eq!(view.symbol.as_deref(), Some("BTCUSDT"));
+        assert_eq!(
+            view.tradingview_url.as_deref(),
+            Some("https://www.tradingview.com/chart/?symbol=BINANCE%3ABTCUSDT.P")
+        );
+        assert_eq!(
+            view.binance_url.as_deref(),
+            Some("https://www.binance.com/en/futures/BTCUSDT")
+        );
+        let view = AlertView::of(&alert("javascript:alert(1)"));
+        assert_eq!(view.symbol, None);
+        assert_eq!(view.tradingview_url, None);
+    }
+
+    #[test]
     fn api_and_watchlist_from_the_cache() {
         let ctx = crate::http::tests::ctx();
         let now = SystemTime::now();
@@ -160,6 +249,7 @@ mod tests {
                         symbol: s.to_string(),
                         last_price: Some(1.0),
                         quote_volume: Some(*v),
+                        price_change_percent: None,
                         event_time: None,
                     }),
                 ]
@@ -170,7 +260,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
         assert_eq!(json["market"]["rows"][0]["symbol"], "BBBUSDT");
         assert_eq!(json["market"]["rows"][0]["tone"], "negative");
-        assert_eq!(json["market"]["rows"][1]["fundingText"], "0.050%");
+        assert_eq!(json["market"]["rows"][1]["fundingText"], "+0.050%");
         assert_eq!(json["appliance"]["version"], crate::version::VERSION);
         assert_eq!(json["build"]["commit"], crate::version::COMMIT);
         let reply = watchlist(&ctx, now);

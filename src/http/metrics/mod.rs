@@ -1,20 +1,31 @@
 //! `GET /metrics`: the appliance in the Prometheus text format, read from
 //! the same shared state as `/health` (nothing is double-booked):
 //!
-//! - build info and uptime, overall health, critical loops;
-//! - per job: runs, failures, tick durations (summary), last/next run,
-//!   health (`funding_stream` counts data frames as its runs);
-//! - alerts sent by type and posts by kind (accepted by the outbox;
-//!   duplicates not counted), and per backend the backlog and delivery
-//!   counters;
-//! - the funding WebSocket: state, messages, reconnects, last message age,
-//!   symbols and data ages;
+//! - build info, overall health, critical loops (last progress);
+//! - the standard `process_*` metrics (memory, CPU, fds, start time);
+//! - per job, labelled `volspike_job` (a `job` label would clash with the
+//!   one Prometheus attaches to every target and be renamed
+//!   `exported_job`): runs, failures, tick durations (summary), last/next
+//!   run, health (`funding_stream`'s runs are the connections it opened);
+//! - alerts and posts enqueued by type (accepted by the outbox; duplicates
+//!   not counted; delivery is counted per backend), and per backend the
+//!   backlog and delivery counters;
+//! - the funding WebSocket: state, messages, reconnects, last message time,
+//!   symbols and the times of the oldest and newest data;
 //! - Binance weight in use, ceiling and limit, 429s and pauses;
 //! - HTTP requests by route template and status.
 //!
-//! Counters reset when the process restarts, as Prometheus expects.
+//! Counters reset when the process restarts, as Prometheus expects. Points
+//! in time are `*_timestamp_seconds` gauges (seconds since the epoch), the
+//! Prometheus convention: `time() - x` is the age, and it keeps counting
+//! when the appliance stops answering.
+//!
+//! Adding a metric: one `e.family(…)` + `e.sample(…)` (or `e.single(…)`)
+//! in the section it belongs to; `tests/metrics.rs` runs `promtool check
+//! metrics` on the result.
 
 pub mod encode;
+pub(crate) mod process;
 
 use std::time::SystemTime;
 
@@ -38,6 +49,10 @@ pub fn handle(ctx: &HttpContext) -> Reply {
     }
 }
 
+/// The label naming a job. Not `job`: Prometheus attaches that to every
+/// series (the scrape target's job) and renames ours to `exported_job`.
+const JOB_LABEL: &str = "volspike_job";
+
 /// Seconds since the epoch, for timestamp gauges.
 fn epoch_seconds(t: SystemTime) -> f64 {
     unix_ms(t) as f64 / 1000.0
@@ -47,6 +62,7 @@ fn epoch_seconds(t: SystemTime) -> f64 {
 pub fn render(ctx: &HttpContext, now: SystemTime) -> String {
     let mut e = Encoder::default();
     build_and_health(&mut e, ctx, now);
+    process::write(&mut e, &process::read());
     jobs(&mut e, ctx, now);
     alerts_and_delivery(&mut e, ctx);
     websocket(&mut e, ctx, now);
@@ -71,12 +87,6 @@ fn build_and_health(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
         ],
         1.0,
     );
-    e.single(
-        "volspike_uptime_seconds",
-        Kind::Gauge,
-        "Seconds since the process started.",
-        ctx.started.elapsed().as_secs_f64(),
-    );
     let (_, healthy) = super::health::body(ctx, now);
     e.single(
         "volspike_healthy",
@@ -98,15 +108,16 @@ fn build_and_health(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
         );
     }
     e.family(
-        "volspike_loop_seconds_since_progress",
+        "volspike_loop_last_progress_timestamp_seconds",
         Kind::Gauge,
-        "Seconds since a critical loop last reported progress.",
+        "When a critical loop last reported progress, seconds since the epoch.",
     );
+    let now_seconds = epoch_seconds(now);
     for l in &loops {
         e.sample(
-            "volspike_loop_seconds_since_progress",
+            "volspike_loop_last_progress_timestamp_seconds",
             &[("loop", l.name)],
-            l.seconds_since_progress,
+            now_seconds - l.seconds_since_progress,
         );
     }
 }
@@ -121,7 +132,7 @@ fn jobs(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
         e.family(name, kind, help);
         for (job, s) in &jobs {
             if let Some(v) = value(s) {
-                e.sample(name, &[("job", job)], v);
+                e.sample(name, &[(JOB_LABEL, job)], v);
             }
         }
     };
@@ -129,7 +140,7 @@ fn jobs(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
         e,
         "volspike_job_runs_total",
         Kind::Counter,
-        "Ticks finished (funding_stream: data frames received).",
+        "Ticks finished (funding_stream: connections opened).",
         &|s| Some(s.runs as f64),
     );
     each(
@@ -151,12 +162,12 @@ fn jobs(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
         }
         e.sample(
             "volspike_job_duration_seconds_sum",
-            &[("job", job)],
+            &[(JOB_LABEL, job)],
             s.total_duration.as_secs_f64(),
         );
         e.sample(
             "volspike_job_duration_seconds_count",
-            &[("job", job)],
+            &[(JOB_LABEL, job)],
             s.runs as f64,
         );
     }
@@ -197,14 +208,16 @@ fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
         .map(|o| o.enqueued_by_kind())
         .unwrap_or_default();
     let count = |kind: PostKind| enqueued.get(kind.as_str()).copied().unwrap_or(0) as f64;
+    // Enqueued, not sent: whether a backend accepted them is
+    // volspike_outbox_delivered_total, per backend.
     e.family(
-        "volspike_alerts_sent_total",
+        "volspike_alerts_enqueued_total",
         Kind::Counter,
-        "Alerts accepted for sending (queued for the backends, or logged with --local), by type; duplicates not counted.",
+        "Alerts accepted by the outbox (queued for the backends, or logged with --local), by type; duplicates not counted.",
     );
     for kind in PostKind::ALL.into_iter().filter(|k| k.is_alert()) {
         e.sample(
-            "volspike_alerts_sent_total",
+            "volspike_alerts_enqueued_total",
             &[("type", kind.as_str())],
             count(kind),
         );
@@ -339,16 +352,16 @@ fn websocket(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
         "Connection attempts after the first.",
         stream.reconnect_attempts() as f64,
     );
-    let now_ms = unix_ms(now);
-    // Absent (not zero) before the first message: zero would read "fresh".
+    // Absent (not zero) before the first message: zero would read 1970.
     if let Some(ms) = stream.last_message_ms() {
         e.single(
-            "volspike_websocket_last_message_age_seconds",
+            "volspike_websocket_last_message_timestamp_seconds",
             Kind::Gauge,
-            "Seconds since the last data frame.",
-            now_ms.saturating_sub(ms) as f64 / 1000.0,
+            "When the last data frame arrived, seconds since the epoch.",
+            ms as f64 / 1000.0,
         );
     }
+    let now_ms = unix_ms(now);
     let cache = &ctx.funding.cache;
     e.single(
         "volspike_funding_symbols",
@@ -356,12 +369,15 @@ fn websocket(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
         "Symbols with funding data in the cache.",
         cache.funding_len() as f64,
     );
+    let updated_at = |age: std::time::Duration| {
+        now_ms.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)) as f64 / 1000.0
+    };
     if let Some(age) = cache.oldest_age(now) {
         e.single(
-            "volspike_funding_oldest_data_age_seconds",
+            "volspike_funding_oldest_update_timestamp_seconds",
             Kind::Gauge,
-            "Age of the least recently updated symbol.",
-            age.as_secs_f64(),
+            "When the least recently updated symbol was last updated, seconds since the epoch.",
+            updated_at(age),
         );
     }
     e.single(
@@ -372,10 +388,10 @@ fn websocket(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
     );
     if let Some(age) = cache.newest_age(now) {
         e.single(
-            "volspike_funding_newest_data_age_seconds",
+            "volspike_funding_newest_update_timestamp_seconds",
             Kind::Gauge,
-            "Age of the most recently updated symbol.",
-            age.as_secs_f64(),
+            "When the most recently updated symbol was last updated, seconds since the epoch.",
+            updated_at(age),
         );
     }
 }
@@ -577,10 +593,18 @@ mod tests {
             crate::version::COMMIT,
             crate::version::TARGET
         )));
-        assert!(text.contains("volspike_job_runs_total{job=\"liquid_universe\"} 2\n"));
-        assert!(text.contains("volspike_job_duration_seconds_sum{job=\"liquid_universe\"} 3\n"));
-        assert!(text.contains("volspike_job_duration_seconds_count{job=\"liquid_universe\"} 2\n"));
-        assert!(text.contains("volspike_alerts_sent_total{type=\"volume_alert\"} 0\n"));
+        assert!(text.contains("volspike_job_runs_total{volspike_job=\"liquid_universe\"} 2\n"));
+        assert!(text
+            .contains("volspike_job_duration_seconds_sum{volspike_job=\"liquid_universe\"} 3\n"));
+        assert!(text
+            .contains("volspike_job_duration_seconds_count{volspike_job=\"liquid_universe\"} 2\n"));
+        assert!(text.contains("volspike_alerts_enqueued_total{type=\"volume_alert\"} 0\n"));
+        assert!(
+            !text.contains("{job="),
+            "a job label clashes with Prometheus's"
+        );
+        assert!(text.contains("\nprocess_resident_memory_bytes "));
+        assert!(text.contains("\nprocess_start_time_seconds "));
         assert!(text.contains("volspike_http_requests_total{route=\"/health\",status=\"200\"} 1\n"));
         // Structure: each TYPE once; each sample's name starts with the
         // family declared last.

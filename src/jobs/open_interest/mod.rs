@@ -578,6 +578,12 @@ impl Job for OpenInterest {
                 mark_price,
             })
             .collect();
+        // The dashboard's open-interest column reads the latest sample here.
+        for s in &samples {
+            if let Some(usd) = s.open_interest_usd {
+                self.cache.set_open_interest(&s.symbol, usd, now_ms);
+            }
+        }
         for chunk in OiSamples::chunks(samples, &iso(read_at), OiSamples::REALTIME) {
             let n = chunk.data.len();
             match self.outbox.enqueue(Post::oi_samples(&chunk)).await {

@@ -1,0 +1,88 @@
+//! How `check-config` shows values: credentials inside URLs masked, and a
+//! setting left unset shown with what it means (its computed default, off,
+//! or required) instead of a bare "(not set)".
+
+use super::settings::{self, Setting};
+use super::template::REQUIRED;
+use super::Sources;
+
+/// `scheme://user:secret@host/…` → `scheme://user:****@host/…`; a lone
+/// `scheme://token@host` → `scheme://****@host`. Anything else unchanged.
+pub fn mask_url_credentials(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some(at) = authority.rfind('@') else {
+        return value.to_string();
+    };
+    let (userinfo, host) = (&authority[..at], &authority[at + 1..]);
+    let masked = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:****"),
+        None => "****".to_string(),
+    };
+    format!("{scheme}://{masked}@{host}{tail}")
+}
+
+/// What an unset `setting` means, given the other `sources`: a computed
+/// default (`VOLSPIKE_LIQUID_EXIT_USD` is half the enter threshold),
+/// "required", or "off".
+pub fn unset_meaning(setting: &Setting, sources: &Sources) -> String {
+    if setting.names == settings::LIQUID_EXIT_USD.names {
+        let enter = sources
+            .lookup(&settings::LIQUID_ENTER_USD)
+            .and_then(|(v, _)| v.trim().parse::<f64>().ok())
+            .or_else(|| settings::LIQUID_ENTER_USD.default?.parse().ok());
+        if let Some(enter) = enter {
+            return format!("{} (half of VOLSPIKE_LIQUID_ENTER_USD)", enter / 2.0);
+        }
+    }
+    if REQUIRED
+        .iter()
+        .any(|required| required.names == setting.names)
+    {
+        "(not set: required unless `run --local`)".to_string()
+    } else {
+        "(not set: off)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_masked() {
+        assert_eq!(
+            mask_url_credentials("http://u:KEY@host:8080/path?q=1"),
+            "http://u:****@host:8080/path?q=1"
+        );
+        assert_eq!(
+            mask_url_credentials("https://TOKEN@host/"),
+            "https://****@host/"
+        );
+        assert_eq!(
+            mask_url_credentials("https://host/a@b"),
+            "https://host/a@b",
+            "an @ in the path is not userinfo"
+        );
+        assert_eq!(mask_url_credentials("plain"), "plain");
+    }
+
+    #[test]
+    fn unset_settings_say_what_they_mean() {
+        let s = Sources::from_text(&[], "VOLSPIKE_LIQUID_ENTER_USD=300000000\n");
+        assert_eq!(
+            unset_meaning(&settings::LIQUID_EXIT_USD, &s),
+            "150000000 (half of VOLSPIKE_LIQUID_ENTER_USD)"
+        );
+        let s = Sources::from_text(&[], "");
+        assert!(unset_meaning(&settings::LIQUID_EXIT_USD, &s).starts_with("50000000 "));
+        assert!(unset_meaning(&settings::BACKEND_URL, &s).contains("required"));
+        assert_eq!(
+            unset_meaning(&settings::TELEGRAM_TOKEN, &s),
+            "(not set: off)"
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! The first minutes of `volspike run --local` as a newcomer sees them
+//! without network: the dashboard's address at start, and one clear line
+//! about Binance being unreachable instead of a retry line every few
+//! seconds (the stream's backoff starts below a second).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_until, Running, TempDir};
+
+#[test]
+fn unreachable_binance_is_one_line_and_the_dashboard_url_is_printed() {
+    let dir = TempDir::new("first-run");
+    // The default test environment points Binance at a closed port.
+    let app = Running::start(&dir, &["--local", "--only", "funding_stream"], &[]);
+    assert!(app.wait_http(), "HTTP never came up:\n{}", app.log_text());
+    let ready = wait_until(Duration::from_secs(30), || {
+        app.log_text()
+            .lines()
+            .find(|l| l.contains("dashboard at http://"))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no dashboard address in the log:\n{}", app.log_text()));
+    assert!(
+        ready.contains(&format!("dashboard at http://{}/", app.addr)),
+        "{ready}"
+    );
+    // Long enough for several attempts (backoff 0.5 s, 1 s, 2 s, 4 s …).
+    std::thread::sleep(Duration::from_secs(8));
+    let log = app.log_text();
+    let attempts_logged = log
+        .lines()
+        .filter(|l| l.contains("funding stream") && (l.contains("WARN") || l.contains("ERROR")))
+        .count();
+    assert_eq!(
+        attempts_logged, 1,
+        "one line for the outage, not one per attempt:\n{log}"
+    );
+    assert!(
+        log.contains("cannot reach Binance at 127.0.0.1:9"),
+        "the line names the host:\n{log}"
+    );
+    // The attempts did happen (they are counted for /health and /metrics).
+    let (_, health) = common::http_get(&app.addr, "/health").expect("GET /health");
+    let json: serde_json::Value = serde_json::from_str(&health).expect("json");
+    assert!(
+        json["websocket"]["reconnectAttempts"].as_u64().unwrap_or(0) >= 2,
+        "{health}"
+    );
+}
