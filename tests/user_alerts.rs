@@ -121,7 +121,7 @@ impl Rig {
     }
 }
 
-/// One alert of an `active` list as backend.md writes it.
+/// One alert of an `active` list as docs/backend.md writes it.
 fn alert(
     id: &str,
     symbol: &str,

@@ -206,7 +206,7 @@ fn a_spike_posts_exactly_the_backend_payload_and_updates_follow() {
     assert_eq!(full["hourTimestamp"], "2025-12-03T14:00:00Z");
     // ETH never spiked.
     assert!(bodies(&backend).iter().all(|b| b["symbol"] == "BTCUSDT"));
-    // The sweep went through the klines endpoint with the limits of jobs.md.
+    // The sweep went through the klines endpoint with the limits of docs/jobs.md.
     let limits: Vec<String> = binance
         .requests()
         .iter()

@@ -1,5 +1,5 @@
 //! One VolSpike backend over HTTP (ureq 3, rustls), and the classification
-//! of its answers that the outbox acts on (backend.md "Retries").
+//! of its answers that the outbox acts on (docs/backend.md "Retries and rejections").
 //!
 //! ureq is blocking: async callers run these methods inside
 //! `tokio::task::spawn_blocking`. Every request has a global timeout, so a
@@ -71,7 +71,7 @@ pub enum StatusClass {
     Rejected,
 }
 
-/// Classifies a status code per backend.md.
+/// Classifies a status code per docs/backend.md.
 pub fn classify(status: u16) -> StatusClass {
     match status {
         200..=299 => StatusClass::Delivered,

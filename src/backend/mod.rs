@@ -1,5 +1,5 @@
 //! Everything the appliance sends to the VolSpike backend(s)
-//! (`spec/backend.md`): typed payloads, the HTTP client, and the durable
+//! (`docs/backend.md`): typed payloads, the HTTP client, and the durable
 //! outbox every job posts through.
 //!
 //! # For job authors: decide → enqueue → persist

@@ -1,5 +1,5 @@
 //! The JSON bodies the appliance POSTs to the backend, field for field as
-//! `spec/backend.md` writes them (the live backend validates names and types).
+//! `docs/backend.md` writes them (the live backend validates names and types).
 //!
 //! Timestamps are strings in the backend's format: build them with
 //! [`crate::clock::iso`] (`YYYY-MM-DDTHH:MM:SSZ`; `+00:00` is refused by
@@ -9,9 +9,9 @@
 
 use serde::Serialize;
 
-/// At most this many open-interest samples per request (backend.md).
+/// At most this many open-interest samples per request (docs/backend.md).
 pub const OI_SAMPLES_PER_REQUEST: usize = 100;
-/// At most this many Telegram messages per request (backend.md).
+/// At most this many Telegram messages per request (docs/backend.md).
 pub const TELEGRAM_MESSAGES_PER_REQUEST: usize = 50;
 
 /// Route of [`VolumeAlert`].
@@ -326,7 +326,7 @@ pub enum MediaType {
     Animation,
 }
 
-/// One Telegram message (snake_case on the wire, as backend.md writes it).
+/// One Telegram message (snake_case on the wire, as docs/backend.md writes it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TelegramMessage {
     /// Message id within the channel.

@@ -366,9 +366,9 @@ pub fn parse(text: &str) -> Result<Frame, GarbageFrame> {
 mod tests {
     use super::*;
 
-    /// binance.md's `markPriceUpdate` sample, plus the fields added since.
+    /// docs/binance.md's `markPriceUpdate` sample, plus the fields added since.
     const MARK: &str = r#"{"stream":"!markPrice@arr","data":[{"e":"markPriceUpdate","E":1562305380000,"s":"BTCUSDT","p":"11185.87786614","i":"11784.62659091","P":"11784.25641265","r":"0.00038167","T":1562306400000,"ap":"11185.1","st":1,"ps":"BTCUSDT"}]}"#;
-    /// binance.md's `24hrTicker` sample.
+    /// docs/binance.md's `24hrTicker` sample.
     const TICKER: &str = r#"{"stream":"!ticker@arr","data":[{"e":"24hrTicker","E":123456789,"s":"BTCUSDT","p":"0.0015","P":"250.00","w":"0.0018","c":"0.0025","Q":"10","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18","O":0,"C":86400000,"F":0,"L":18150,"n":18151}]}"#;
 
     fn updates(text: &str) -> Vec<Update> {

@@ -40,7 +40,7 @@ const YIELDING_MIN_DIVISOR: u32 = 4;
 /// How long a caller may wait in the queue before it is worth a log line.
 const QUEUE_LOG_AFTER: Duration = Duration::from_secs(5);
 
-/// Request weight of one call, per the table in shared/spec/binance.md.
+/// Request weight of one call, per the table in `docs/binance.md`.
 ///
 /// `params` are the query parameters; a `symbol` parameter makes the
 /// all-symbol endpoints cheap, and `limit` sets the klines weight.

@@ -205,7 +205,7 @@ pub struct FundingConfig {
     pub silence: Duration,
 }
 
-/// open_interest thresholds and timing (jobs.md defaults).
+/// open_interest thresholds and timing (docs/jobs.md defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenInterestConfig {
     /// Time between polls, before any stretching for the weight budget.
@@ -236,7 +236,7 @@ impl Default for OpenInterestConfig {
     }
 }
 
-/// user_alerts timing (jobs.md defaults).
+/// user_alerts timing (docs/jobs.md defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserAlertsConfig {
     /// Time between checks of pro/elite alerts (the job's tick).
@@ -258,7 +258,7 @@ impl Default for UserAlertsConfig {
     }
 }
 
-/// Thresholds of the alert jobs (jobs.md defaults).
+/// Thresholds of the alert jobs (docs/jobs.md defaults).
 #[derive(Debug, Clone, Copy)]
 pub struct JobThresholds {
     /// volume_spike: minimum ratio.

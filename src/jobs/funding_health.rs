@@ -1,4 +1,4 @@
-//! funding_health: every minute, is the funding data fit to serve? (jobs.md)
+//! funding_health: every minute, is the funding data fit to serve? (docs/jobs.md)
 //!
 //! Checks the cache the stream fills: enough symbols, none older than the
 //! stale limit, a message within the last minute; every 5 minutes BTCUSDT's

@@ -1,4 +1,4 @@
-//! telegram: channel news to `/api/telegram/ingest` every 30 s (jobs.md).
+//! telegram: channel news to `/api/telegram/ingest` every 30 s (docs/jobs.md).
 //!
 //! Each configured channel (username or numeric id) is read from one of two
 //! sources, chosen at start and re-checked every [`RESOLVE_EVERY`]:

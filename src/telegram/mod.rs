@@ -82,7 +82,7 @@ pub enum TelegramError {
     Unexpected(String),
 }
 
-/// Channel → news category (backend.md): `marketfeed` → `macro`,
+/// Channel → news category (docs/backend.md): `marketfeed` → `macro`,
 /// `watcherguru` → `crypto`, anything else `general`, all configurable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CategoryMap {

@@ -1,4 +1,4 @@
-//! Decoding tests with the exact sample payloads of shared/spec/binance.md.
+//! Decoding tests with the exact sample payloads of `docs/binance.md`.
 
 use super::*;
 use serde::Deserialize;
@@ -208,7 +208,7 @@ fn premium_index_without_mark_price_is_an_error() {
     assert!(serde_json::from_str::<PremiumIndex>(&empty).is_err());
 }
 
-/// The WebSocket mark-price sample of binance.md, decoded with the same helpers:
+/// The WebSocket mark-price sample of docs/binance.md, decoded with the same helpers:
 /// `"r":""` (quarterlies) must not fail the frame, `ap`/`st`/`ps` are ignored.
 #[derive(Deserialize)]
 struct MarkPriceSample {

@@ -1,10 +1,10 @@
 //! liquid_universe: every 5 minutes, the universe symbols above $100M of 24h
 //! quote volume (with hysteresis), posted whole to the backend and handed to
-//! open_interest in-process (jobs.md). The selection is in [`select`].
+//! open_interest in-process (docs/jobs.md). The selection is in [`select`].
 //!
 //! 24 h volumes come from the stream's `!ticker@arr` cache when it holds a
 //! recent ticker for every universe symbol (free), else from REST
-//! `ticker/24hr` (weight 40), as binance.md's budget asks.
+//! `ticker/24hr` (weight 40), as docs/binance.md's budget asks.
 //!
 //! The backend deletes every symbol missing from a post, so nothing is
 //! posted after a failed or partial Binance read: a failed `exchangeInfo` or

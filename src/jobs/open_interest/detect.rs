@@ -1,4 +1,4 @@
-//! The open-interest alert rules of jobs.md as pure functions over a
+//! The open-interest alert rules of docs/jobs.md as pure functions over a
 //! symbol's recent samples and its alert state. No I/O.
 //!
 //! For each timeframe the baseline is the sample closest to `now − lookback`
@@ -38,12 +38,12 @@ pub struct Timeframe {
     pub tolerance_ms: u64,
     /// Quiet time after an alert for the same direction, ms.
     pub cooldown_ms: u64,
-    /// Minimum |current − baseline| in contracts (jobs.md: 5,000), so that
+    /// Minimum |current − baseline| in contracts (docs/jobs.md: 5,000), so that
     /// a big percentage of a tiny open interest stays quiet.
     pub min_abs_contracts: f64,
 }
 
-/// The defaults of jobs.md.
+/// The defaults of docs/jobs.md.
 pub const TIMEFRAMES: [Timeframe; 3] = [
     Timeframe {
         label: "5 min",

@@ -1,5 +1,5 @@
 //! open_interest: polls open interest of the liquid set every 30 s, posts
-//! samples and alerts on 5 min / 15 min / 1 hour moves (jobs.md). The rules
+//! samples and alerts on 5 min / 15 min / 1 hour moves (docs/jobs.md). The rules
 //! are in [`detect`]; this module does the I/O around them.
 //!
 //! One tick:
@@ -68,7 +68,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Rules from the configuration: the jobs.md lookbacks and tolerances
+    /// Rules from the configuration: the docs/jobs.md lookbacks and tolerances
     /// (fixed, since the backend only knows the labels `5 min`, `15 min`,
     /// `1 hour`) with the configured thresholds, cooldowns and floor.
     pub fn from_config(config: &OpenInterestConfig, stale_after: Duration) -> Settings {

@@ -1,5 +1,5 @@
 //! user_alerts: users' price, funding and open-interest cross alerts, checked
-//! every 30 s for pro/elite and every 5 minutes for free (jobs.md). The rule
+//! every 30 s for pro/elite and every 5 minutes for free (docs/jobs.md). The rule
 //! is in [`cross`].
 //!
 //! One tick, for every configured backend (each has its own users):

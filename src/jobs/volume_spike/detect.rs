@@ -1,4 +1,4 @@
-//! The volume-spike rules of jobs.md, as pure functions of candles, the tick
+//! The volume-spike rules of docs/jobs.md, as pure functions of candles, the tick
 //! time and what was already alerted. No I/O: unit-tested with plain values.
 //!
 //! Ticks fall on wall-clock 5-minute boundaries. At hh:00 the hour that just
@@ -25,7 +25,7 @@ pub struct Candle {
     pub quote_volume: f64,
 }
 
-/// Thresholds (configurable; defaults from jobs.md).
+/// Thresholds (configurable; defaults from docs/jobs.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rules {
     /// Minimum current/previous ratio.

@@ -1,5 +1,5 @@
 //! volume_spike: hourly quote-volume spikes over the whole universe, on the
-//! 5-minute wall clock (jobs.md). The rules are in [`detect`]; this file does
+//! 5-minute wall clock (docs/jobs.md). The rules are in [`detect`]; this file does
 //! the I/O: one klines sweep per tick under the shared weight budget, the
 //! hour-start open interest for `oiChange`, the post through the outbox, and
 //! the persisted (symbol, hour) → first-alert-minute ledger.

@@ -1,5 +1,5 @@
 //! The fake VolSpike backend: records every request and answers the routes of
-//! `spec/backend.md` with their documented success bodies.
+//! `docs/backend.md` with their documented success bodies.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

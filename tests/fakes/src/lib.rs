@@ -6,9 +6,9 @@
 //! what a client sends: a malformed request is answered with `400`.
 //!
 //! * [`FakeBinance`] serves the REST routes and the combined-stream WebSocket
-//!   described in `spec/binance.md`, from a mutable [`Market`] model.
+//!   described in `docs/binance.md`, from a mutable [`Market`] model.
 //! * [`FakeBackend`] records every request to the backend routes of
-//!   `spec/backend.md` and answers them with the documented defaults.
+//!   `docs/backend.md` and answers them with the documented defaults.
 //! * [`FakeTelegram`] answers the Bot API methods volspike calls and serves
 //!   public channel preview pages from fixture HTML.
 //! * [`FakeProxy`] is an HTTP CONNECT proxy that records every tunnel.

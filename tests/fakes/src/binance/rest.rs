@@ -81,7 +81,7 @@ impl Route {
         })
     }
 
-    /// Request weight per `spec/binance.md`.
+    /// Request weight per `docs/binance.md`.
     fn weight(self, params: &[(String, String)]) -> u32 {
         let has_symbol = query_value(params, "symbol").is_some_and(|s| !s.is_empty());
         match self {
