@@ -24,10 +24,15 @@
 //! - a failed `accept` (out of descriptors) closes the oldest connection
 //!   waiting on its client, backs off and continues.
 //!
+//! At shutdown the accept loop stops at once and the connections drain:
+//! what was accepted is answered (with `Connection: close`), bounded in
+//! time; see [`drain`].
+//!
 //! The accept loop beats the "http" heartbeat itself on every turn (at least
 //! once a second): if it stops accepting, the watchdog pings stop.
 
 pub(crate) mod connection;
+pub(crate) mod drain;
 pub(crate) mod head;
 pub(crate) mod idle;
 pub mod limits;
@@ -53,8 +58,6 @@ const BEAT_EVERY: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 /// At most one warning of a kind per this period.
 const LOG_EVERY: Duration = Duration::from_secs(60);
-/// How long connections get to finish once shutdown starts.
-const DRAIN: Duration = Duration::from_secs(1);
 
 /// A bound listener, not yet serving.
 pub struct HttpServer {
@@ -125,11 +128,11 @@ impl HttpServer {
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::with_capacity(limits.workers + 1);
         for i in 0..limits.workers {
-            let (rx, ctx, shutdown) = (rx.clone(), ctx.clone(), shutdown.clone());
+            let (rx, ctx) = (rx.clone(), ctx.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
-                    .spawn(move || work(&rx, &ctx, &shutdown))
+                    .spawn(move || work(&rx, &ctx))
                     .map_err(|e| anyhow::anyhow!("cannot start an HTTP handler thread: {e}"))?,
             );
         }
@@ -144,6 +147,7 @@ impl HttpServer {
             jobs: tx,
             requests: ctx.requests.clone(),
             busy_log: RateLimitedLog::default(),
+            stop: shutdown.clone(),
         });
         let listener = self.listener;
         threads.push(
@@ -152,11 +156,20 @@ impl HttpServer {
                 .spawn(move || {
                     runtime.block_on(async move {
                         match tokio::net::TcpListener::from_std(listener) {
-                            Ok(listener) => accept_loop(listener, shared, heartbeat, shutdown).await,
+                            // Returns at shutdown, dropping our copy of the listener.
+                            Ok(listener) => accept_loop(listener, shared.clone(), heartbeat, shutdown).await,
                             Err(e) => tracing::error!(error = %e, "cannot register the HTTP listener; not serving"),
                         }
+                        let drained = drain::wait_for_connections(&shared.stats, drain::DRAIN_LIMIT).await;
+                        if drained.cut > 0 {
+                            tracing::warn!(open_at_stop = drained.open_at_start, cut = drained.cut, limit_seconds = drain::DRAIN_LIMIT.as_secs(), "HTTP connections still open at the drain limit were cut");
+                        } else {
+                            tracing::info!(open_at_stop = drained.open_at_start, took_ms = drained.took.as_millis() as u64, "HTTP connections drained: each answered what it had sent, with Connection: close");
+                        }
                     });
-                    runtime.shutdown_timeout(DRAIN);
+                    // Cuts what outlived the drain; dropping the tasks drops
+                    // the handler queue's senders, which ends the handler threads.
+                    runtime.shutdown_background();
                 })
                 .map_err(|e| anyhow::anyhow!("cannot start the HTTP accept thread: {e}"))?,
         );
@@ -238,8 +251,10 @@ async fn accept_loop(
 }
 
 /// One handler thread: takes queued requests, routes, sends the reply back.
-fn work(rx: &Mutex<Receiver<Job>>, ctx: &HttpContext, shutdown: &Shutdown) {
-    while !shutdown.is_triggered() {
+/// It keeps serving while the connections drain at shutdown and ends when
+/// the last sender is gone (the accept thread's runtime has ended).
+fn work(rx: &Mutex<Receiver<Job>>, ctx: &HttpContext) {
+    loop {
         let next = {
             let rx = match rx.lock() {
                 Ok(rx) => rx,
