@@ -368,6 +368,18 @@ fn keep_alive_and_new_connections_lose_no_request_across_a_swap() {
             .collect::<Vec<_>>()
     );
     assert_eq!(other, 0, "unexpected answers: {tallies:?}");
+    // The second process accepted only once its funding cache had data
+    // (bounded at 5 s; the fake Binance is local), so nobody was told
+    // "no funding data yet".
+    let second_log = log_of(&dir, "second.log");
+    assert!(
+        second_log.contains("first funding data; accepting"),
+        "{second_log}"
+    );
+    assert_eq!(
+        not_ready, 0,
+        "503 not-ready answers after the swap: {tallies:?}"
+    );
     assert!(ok > 0, "{tallies:?}");
     // Every kept-alive client was told to close by the old process rather
     // than cut, and the old process said it drained.

@@ -431,7 +431,7 @@ fn http(e: &mut Encoder, ctx: &HttpContext) {
     }
     let server = ctx.http.view();
     let limits = server.limits;
-    let families: [(&str, Kind, &str, f64); 14] = [
+    let families: [(&str, Kind, &str, f64); 15] = [
         (
             "volspike_http_connections_open",
             Kind::Gauge,
@@ -479,6 +479,12 @@ fn http(e: &mut Encoder, ctx: &HttpContext) {
             Kind::Gauge,
             "At shutdown, time the server waits for its connections to finish.",
             limits.drain_limit_seconds as f64,
+        ),
+        (
+            "volspike_http_first_data_wait_seconds",
+            Kind::Gauge,
+            "At start under socket activation, longest wait for funding data before accepting (0: none).",
+            limits.first_data_wait_seconds as f64,
         ),
         (
             "volspike_http_connections_evicted_total",

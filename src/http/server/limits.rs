@@ -52,6 +52,9 @@ pub struct HttpLimits {
     pub drain_grace_seconds: u64,
     /// At shutdown, seconds the server waits for its connections to finish.
     pub drain_limit_seconds: u64,
+    /// At start under socket activation, seconds the process waited at most
+    /// for the first funding data before accepting (0: it did not wait).
+    pub first_data_wait_seconds: u64,
     /// Handler threads.
     pub workers: usize,
     /// Requests waiting for a handler; beyond it, 503.
@@ -71,6 +74,7 @@ impl HttpLimits {
             write_timeout_seconds: WRITE_TIMEOUT.as_secs(),
             drain_grace_seconds: DRAIN_GRACE.as_secs(),
             drain_limit_seconds: DRAIN_LIMIT.as_secs(),
+            first_data_wait_seconds: 0,
             workers: workers.max(1),
             max_queued: crate::http::MAX_QUEUED,
         }

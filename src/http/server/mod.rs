@@ -33,6 +33,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod drain;
+pub mod first_data;
 pub(crate) mod head;
 pub(crate) mod idle;
 pub mod limits;
@@ -64,6 +65,9 @@ pub struct HttpServer {
     listener: std::net::TcpListener,
     addr: SocketAddr,
     stats: HttpStats,
+    /// The listener came from systemd (`volspike.socket`): connections wait
+    /// in its backlog until [`HttpServer::spawn`] accepts.
+    from_systemd: bool,
 }
 
 impl HttpServer {
@@ -72,7 +76,7 @@ impl HttpServer {
     /// READY.
     pub fn bind(addr: SocketAddr, workers: usize) -> anyhow::Result<HttpServer> {
         // The socket systemd holds (volspike.socket), or `addr` bound here.
-        let listener = crate::systemd::listen_fds::http_listener(addr)?;
+        let (listener, from_systemd) = crate::systemd::listen_fds::http_listener(addr)?;
         // Headers and body go out in two writes; with Nagle on, a body over
         // ~1 KB then waits for the client's delayed ACK (40 ms). Linux
         // copies TCP_NODELAY from the listener to every accepted socket.
@@ -90,7 +94,22 @@ impl HttpServer {
             listener,
             addr,
             stats: HttpStats::new(limits),
+            from_systemd,
         })
+    }
+
+    /// Whether the listener is systemd's (socket activation), so that
+    /// clients wait in its backlog, not refused, while nothing accepts.
+    pub fn from_systemd(&self) -> bool {
+        self.from_systemd
+    }
+
+    /// Records how long start waited for the first funding data before
+    /// serving (0: it did not wait), for `/health`, `/metrics`, the log.
+    pub fn set_first_data_wait(&mut self, bound: std::time::Duration) {
+        let mut limits = self.stats.limits();
+        limits.first_data_wait_seconds = bound.as_secs();
+        self.stats = HttpStats::new(limits);
     }
 
     /// The address actually bound (port 0 resolved).
