@@ -8,7 +8,7 @@
 # for both targets (x86_64 and aarch64, patch version + 1 through
 # VOLSPIKE_VERSION_OVERRIDE, in the target dir update.test.sh also uses), so
 # one signed manifest lists NEW for both targets and OLD for x86_64. Fake
-# Binance (funding stream) and fake backend run on the host's 127.0.0.1.
+# Binance (funding stream) and fake backend run in the droplet's network namespace.
 #
 # On one droplet, after `volspike install` of OLD:
 #   - volspike.socket is enabled and listening on VOLSPIKE_HTTP_ADDR, the
@@ -91,12 +91,16 @@ EOF
 ok "manifest: $NEW for $TARGET and $ARM, $OLD for $TARGET; all signed ($(_droplet_since "$t0") s incl. builds)"
 done_step
 
-step "fakes, boot droplet, install OLD"
+step "fakes on the droplet network's 127.0.0.1, boot droplet, install OLD"
+# The droplet boots into its own network namespace (lib.sh): the fakes and
+# the release server run there too, so they share its 127.0.0.1 and a port
+# taken on the host cannot fail the test.
+droplet_netns || fail "no network namespace for the droplet"
 FAKE_READY=
 start_fake() {
     local name=$1 i
     shift
-    "$FAKES/$name" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    ip netns exec "$DROPLET_NETNS" "$FAKES/$name" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     BG_PIDS+=($!)
     for (( i = 0; i < 100; i++ )); do
         if grep -q '^READY' "$WORK/$name.out" 2>/dev/null; then
@@ -113,7 +117,7 @@ free_port() {
     local p
     for _ in $(seq 1 50); do
         p=$(shuf -i 20000-29999 -n 1)
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+        if ! droplet_net_exec ss -Htln "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
     done
     return 1
 }
@@ -124,9 +128,9 @@ start_fake fake-backend --addr 127.0.0.1:0 --log "$WORK/backend.log"
 BACKEND_URL=$(sed -E 's/.*url=([^ ]+).*/\1/' <<<"$FAKE_READY")
 SRV_PORT=$(free_port) || fail "no free port"
 HTTP_PORT=$(free_port) || fail "no free port"
-python3 -m http.server --bind 127.0.0.1 --directory "$SRV" "$SRV_PORT" >"$WORK/http.log" 2>&1 &
+ip netns exec "$DROPLET_NETNS" python3 -m http.server --bind 127.0.0.1 --directory "$SRV" "$SRV_PORT" >"$WORK/http.log" 2>&1 &
 BG_PIDS+=($!)
-droplet_wait 10 "release server" curl -fsS -o /dev/null "http://127.0.0.1:$SRV_PORT/manifest.json"
+droplet_wait 10 "release server" droplet_net_exec curl -fsS -o /dev/null "http://127.0.0.1:$SRV_PORT/manifest.json"
 droplet_boot socket
 # Only the funding stream: the API under load is /funding/BTCUSDT.
 mapfile -t JOBS < <(sed -n '/^pub const KNOWN/,/^];/s/^ *"\([a-z_]*\)",$/\1/p' "$REPO/src/jobs/mod.rs")

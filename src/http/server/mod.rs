@@ -210,6 +210,9 @@ async fn accept_loop(
     loop {
         heartbeat.beat().await;
         let accepted = tokio::select! {
+            // Shutdown first: under a stream of connections, stop accepting
+            // at once rather than on a coin toss.
+            biased;
             _ = shutdown.wait() => return,
             accepted = listener.accept() => Some(accepted),
             _ = tokio::time::sleep(BEAT_EVERY) => None,
