@@ -4,6 +4,7 @@
 //! 0.1.1 instead of Cargo.toml's version: a build-time knob for self-update
 //! tests only (a real release bumps Cargo.toml).
 
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
@@ -45,6 +46,38 @@ fn main() {
     );
     println!("cargo:rerun-if-env-changed=VOLSPIKE_COMMIT");
     println!("cargo:rerun-if-env-changed=VOLSPIKE_VERSION_OVERRIDE");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs");
+    for path in git_watch_paths() {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+}
+
+/// The git files whose change means a new commit id: HEAD and its reflog
+/// (a checkout, a commit, a reset), the current branch's loose ref and
+/// packed-refs. Asked of git rather than assumed at `.git/`, because in a
+/// worktree `.git` is a file pointing elsewhere, and a path that does not
+/// exist makes cargo rerun this script (and rebuild volspike) every build.
+/// Only this branch's ref, not all of `refs/heads`: other worktrees' commits
+/// must not rebuild this one. Outside git (a source tarball) nothing is watched.
+fn git_watch_paths() -> Vec<PathBuf> {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let git = |args: &[&str]| -> Option<String> {
+        let out = Command::new("git")
+            .current_dir(&manifest_dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let text = String::from_utf8(out.stdout).ok()?;
+        Some(text.trim().to_string()).filter(|t| !t.is_empty())
+    };
+    let mut names = vec!["HEAD".to_string(), "logs/HEAD".to_string()];
+    names.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    names.push("packed-refs".to_string());
+    names
+        .iter()
+        .filter_map(|name| git(&["rev-parse", "--git-path", name]))
+        // git answers relative to the directory it ran in.
+        .map(|path| manifest_dir.join(path))
+        .filter(|path| path.exists())
+        .collect()
 }

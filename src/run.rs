@@ -7,6 +7,7 @@ use crate::backend::{Outbox, OutboxSettings};
 use crate::binance::stream::{self, StreamSettings};
 use crate::cli::RunArgs;
 use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
+use crate::http::server::first_data::{self, Waited};
 use crate::http::{HttpContext, HttpServer};
 use crate::jobs::funding_health::FundingHealth;
 use crate::jobs::liquid_universe::select::Thresholds;
@@ -279,27 +280,15 @@ async fn supervise(
     let liveness = Liveness::new(config.wedge.as_deref().map(liveness::parse_wedge));
     let board = StatusBoard::default();
     let (trigger, shutdown) = shutdown::channel();
+    // Listening for SIGTERM from here on: a stop that comes while start
+    // waits for the first funding data is a clean stop, not a kill.
+    let mut signalled = tokio::spawn(wait_for_signal());
 
-    let http = HttpServer::bind(config.http_addr, HTTP_WORKERS)?;
+    let mut http = HttpServer::bind(config.http_addr, HTTP_WORKERS)?;
+    let first_data_wait = first_data::bound(http.from_systemd(), funding_stream);
+    http.set_first_data_wait(first_data_wait);
     let http_addr = http.local_addr();
     let http_stats = http.stats();
-    let http_threads = http.spawn(
-        HttpContext {
-            started,
-            board: board.clone(),
-            liveness: liveness.clone(),
-            local: config.local,
-            outbox: Some(outbox.clone()),
-            governor: Some(services.governor.clone()),
-            funding: services.funding.clone(),
-            universe: Some(services.universe.clone()),
-            requests: Default::default(),
-            http: http_stats,
-        },
-        liveness.register("http", LOOP_DEADLINE),
-        shutdown.clone(),
-    )?;
-
     // One critical loop per backend; jobs get `outbox` clones as they arrive.
     let delivery = outbox.start_delivery(&liveness, shutdown.clone());
 
@@ -342,15 +331,63 @@ async fn supervise(
         shutdown.clone(),
     ));
 
-    notify::ready(&status_line(&board, &liveness));
-    tracing::info!(
-        http = %http_addr,
-        jobs = job_count,
-        "ready; dashboard at {}",
-        crate::http::dashboard::url(http_addr)
-    );
-
-    wait_for_signal().await;
+    // Under socket activation, accept (and say READY) once the funding
+    // cache has data, at most first_data::FIRST_DATA_WAIT: meanwhile
+    // clients wait in volspike.socket's backlog instead of getting 503 "no
+    // funding data yet" (see first_data).
+    if !first_data_wait.is_zero() {
+        tracing::info!(
+            bound_ms = first_data_wait.as_millis() as u64,
+            "waiting for the first funding data before accepting; connections wait in volspike.socket's backlog"
+        );
+    }
+    let waited = first_data::wait(&services.funding.cache, first_data_wait, async {
+        let _ = (&mut signalled).await;
+    })
+    .await;
+    match waited {
+        Waited::NotAsked => {}
+        Waited::Data(after) => tracing::info!(
+            after_ms = after.as_millis() as u64,
+            "first funding data; accepting"
+        ),
+        Waited::TimedOut => tracing::warn!(
+            bound_ms = first_data_wait.as_millis() as u64,
+            "no funding data yet; accepting anyway (the funding API answers 503 until the stream delivers)"
+        ),
+        Waited::Cancelled => tracing::info!("stop signal before serving"),
+    }
+    let http_threads = if waited == Waited::Cancelled {
+        // Never accepted: what waits in the backlog is the next process's.
+        drop(http);
+        Vec::new()
+    } else {
+        let threads = http.spawn(
+            HttpContext {
+                started,
+                board: board.clone(),
+                liveness: liveness.clone(),
+                local: config.local,
+                outbox: Some(outbox.clone()),
+                governor: Some(services.governor.clone()),
+                funding: services.funding.clone(),
+                universe: Some(services.universe.clone()),
+                requests: Default::default(),
+                http: http_stats,
+            },
+            liveness.register("http", LOOP_DEADLINE),
+            shutdown.clone(),
+        )?;
+        notify::ready(&status_line(&board, &liveness));
+        tracing::info!(
+            http = %http_addr,
+            jobs = job_count,
+            "ready; dashboard at {}",
+            crate::http::dashboard::url(http_addr)
+        );
+        let _ = signalled.await;
+        threads
+    };
     tracing::info!("stopping");
     notify::stopping();
     trigger.trigger();
@@ -365,7 +402,8 @@ async fn supervise(
             tracing::warn!("a delivery loop did not stop in time; its posts stay on disk");
         }
     }
-    // HTTP workers and the stream notice shutdown within a second.
+    // The stream notices shutdown within a second; HTTP drains its
+    // connections within drain::DRAIN_LIMIT (3 s).
     let join = tokio::task::spawn_blocking(move || {
         for t in http_threads.into_iter().chain(stream_thread) {
             let _ = t.join();

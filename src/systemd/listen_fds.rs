@@ -88,12 +88,13 @@ pub(crate) fn take_from_env() {
     }
 }
 
-/// The HTTP listener: the socket systemd passed, or `addr` bound here.
+/// The HTTP listener: the socket systemd passed (then `true`), or `addr`
+/// bound here (`false`).
 ///
 /// A passed descriptor that is not a listening TCP socket is an error (the
 /// socket unit was edited into something else), not a silent fallback: a
 /// fallback would bind the address systemd already holds and fail anyway.
-pub(crate) fn http_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+pub(crate) fn http_listener(addr: SocketAddr) -> anyhow::Result<(TcpListener, bool)> {
     let passed = TAKEN
         .lock()
         .ok()
@@ -101,9 +102,10 @@ pub(crate) fn http_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .unwrap_or(Passed::Nothing);
     match passed {
         Passed::Nothing => TcpListener::bind(addr)
+            .map(|listener| (listener, false))
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (VOLSPIKE_HTTP_ADDR): {e}")),
         Passed::Invalid(why) => Err(anyhow::anyhow!("socket activation: {why}")),
-        Passed::Socket(fd) => adopt(fd, addr),
+        Passed::Socket(fd) => adopt(fd, addr).map(|listener| (listener, true)),
     }
 }
 

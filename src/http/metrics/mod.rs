@@ -471,7 +471,7 @@ fn http(e: &mut Encoder, ctx: &HttpContext) {
     }
     let server = ctx.http.view();
     let limits = server.limits;
-    let families: [(&str, Kind, &str, f64); 12] = [
+    let families: [(&str, Kind, &str, f64); 15] = [
         (
             "volspike_http_connections_open",
             Kind::Gauge,
@@ -507,6 +507,24 @@ fn http(e: &mut Encoder, ctx: &HttpContext) {
             Kind::Gauge,
             "Time a reply may take to be written.",
             limits.write_timeout_seconds as f64,
+        ),
+        (
+            "volspike_http_drain_grace_seconds",
+            Kind::Gauge,
+            "At shutdown, time an idle connection waits for a request already sent.",
+            limits.drain_grace_seconds as f64,
+        ),
+        (
+            "volspike_http_drain_limit_seconds",
+            Kind::Gauge,
+            "At shutdown, time the server waits for its connections to finish.",
+            limits.drain_limit_seconds as f64,
+        ),
+        (
+            "volspike_http_first_data_wait_seconds",
+            Kind::Gauge,
+            "At start under socket activation, longest wait for funding data before accepting (0: none).",
+            limits.first_data_wait_seconds as f64,
         ),
         (
             "volspike_http_connections_evicted_total",

@@ -2,6 +2,10 @@
 //! to a handler thread, write the reply within its deadline, repeat while
 //! the client keeps the connection alive.
 //!
+//! At shutdown a connection serves at most the request in progress or one
+//! that arrives within the grace, answers it with `Connection: close` and
+//! closes (see [`super::drain`]).
+//!
 //! Everything here is async on the server's own runtime thread, so a slow or
 //! silent client costs a small task and at most [`MAX_HEAD`](super::limits::MAX_HEAD)
 //! bytes of buffer, never a thread.
@@ -14,11 +18,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use super::drain;
 use super::head::{self, Head, Parsed, Rejection};
 use super::idle::IdleSet;
 use super::limits::{Event, HttpLimits, HttpStats, OpenGuard};
 use crate::http::requests::{self, RequestCounters};
 use crate::http::Reply;
+use crate::shutdown::Shutdown;
 
 /// Bytes asked of the socket per read while a head arrives.
 const READ_CHUNK: usize = 2048;
@@ -49,6 +55,8 @@ pub(crate) struct Shared {
     pub requests: RequestCounters,
     /// Rate-limits the "server busy" warning.
     pub busy_log: super::RateLimitedLog,
+    /// Fires when the process stops: connections drain.
+    pub stop: Shutdown,
 }
 
 /// How reading a head ended.
@@ -63,14 +71,17 @@ enum HeadOutcome {
     TimedOut,
     /// Pushed out by a newer connection at the cap.
     Evicted,
+    /// Shutting down, and no (whole) request came within the drain grace.
+    Drained,
 }
 
 /// Serves connection `id` until it closes, times out or is evicted.
 pub(crate) async fn serve(mut stream: TcpStream, id: u64, shared: Arc<Shared>, _open: OpenGuard) {
     let mut buf: Vec<u8> = Vec::new();
+    let mut stop = shared.stop.clone();
     loop {
         let evicted = shared.idle.enter(id);
-        let outcome = read_head(&mut stream, &mut buf, &shared, evicted).await;
+        let outcome = read_head(&mut stream, &mut buf, &shared, evicted, &mut stop).await;
         shared.idle.leave(id);
         let (head, used) = match outcome {
             HeadOutcome::Head(head, used) => (head, used),
@@ -94,6 +105,11 @@ pub(crate) async fn serve(mut stream: TcpStream, id: u64, shared: Arc<Shared>, _
                 return;
             }
             HeadOutcome::Closed | HeadOutcome::Evicted => return,
+            HeadOutcome::Drained => {
+                // Our FIN first, so the client sees a clean close.
+                let _ = stream.shutdown().await;
+                return;
+            }
         };
         buf.drain(..used);
         buf.shrink_to(KEEP_BUFFER);
@@ -101,7 +117,8 @@ pub(crate) async fn serve(mut stream: TcpStream, id: u64, shared: Arc<Shared>, _
         shared
             .requests
             .record(requests::route_template(&head.target), reply.status);
-        let close = !head.keep_alive;
+        // Stopping: this is the connection's last answer, and says so.
+        let close = !head.keep_alive || stop.is_triggered();
         let head_only = head.method == "HEAD";
         // A client that does not read its reply waits on us like one that
         // sends no head: evictable too, or non-readers could fill the cap.
@@ -115,21 +132,31 @@ pub(crate) async fn serve(mut stream: TcpStream, id: u64, shared: Arc<Shared>, _
         };
         shared.idle.leave(id);
         if !written || close {
+            if written && stop.is_triggered() {
+                drain::linger(&mut stream).await;
+            }
             return;
         }
     }
 }
 
 /// Reads into `buf` until it holds a whole head, a limit is passed, the
-/// deadline passes, the client leaves or `evicted` fires.
+/// deadline passes, the client leaves or `evicted` fires. Once `stop` fires
+/// the deadline shrinks to the drain grace: a request already on its way
+/// is still read (and answered), an idle connection then ends.
 async fn read_head(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     shared: &Shared,
     mut evicted: oneshot::Receiver<()>,
+    stop: &mut Shutdown,
 ) -> HeadOutcome {
     let limits = shared.limits.head();
-    let deadline = tokio::time::Instant::now() + super::limits::HEAD_TIMEOUT;
+    let mut deadline = tokio::time::Instant::now() + super::limits::HEAD_TIMEOUT;
+    let mut draining = stop.is_triggered();
+    if draining {
+        deadline = deadline.min(tokio::time::Instant::now() + drain::DRAIN_GRACE);
+    }
     let mut chunk = [0u8; READ_CHUNK];
     loop {
         match head::parse(buf, &limits) {
@@ -139,6 +166,7 @@ async fn read_head(
         }
         tokio::select! {
             read = tokio::time::timeout_at(deadline, stream.read(&mut chunk)) => match read {
+                Err(_) if draining => return HeadOutcome::Drained,
                 Err(_) => return HeadOutcome::TimedOut,
                 Ok(Ok(0)) | Ok(Err(_)) => return HeadOutcome::Closed,
                 Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
@@ -146,6 +174,10 @@ async fn read_head(
             _ = &mut evicted => {
                 shared.stats.count(Event::Evicted);
                 return HeadOutcome::Evicted;
+            }
+            _ = stop.wait(), if !draining => {
+                draining = true;
+                deadline = deadline.min(tokio::time::Instant::now() + drain::DRAIN_GRACE);
             }
         }
     }

@@ -23,6 +23,13 @@ pub const MAX_HEAD: usize = 32 * 1024;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a reply may take to be written; a client that does not read is cut.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At shutdown, how long a connection with no request in progress waits
+/// for one that its client may already have sent (answered with
+/// `Connection: close`) before it is closed; see [`super::drain`].
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// At shutdown, the longest the server waits for its connections to finish
+/// before the rest are cut (well within the unit's `TimeoutStopSec=15`).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 
 /// The limits one server runs with.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -40,6 +47,14 @@ pub struct HttpLimits {
     pub head_timeout_seconds: u64,
     /// Seconds a reply may take to be written.
     pub write_timeout_seconds: u64,
+    /// At shutdown, seconds an idle connection waits for a request already
+    /// on its way before it is closed.
+    pub drain_grace_seconds: u64,
+    /// At shutdown, seconds the server waits for its connections to finish.
+    pub drain_limit_seconds: u64,
+    /// At start under socket activation, seconds the process waited at most
+    /// for the first funding data before accepting (0: it did not wait).
+    pub first_data_wait_seconds: u64,
     /// Handler threads.
     pub workers: usize,
     /// Requests waiting for a handler; beyond it, 503.
@@ -57,6 +72,9 @@ impl HttpLimits {
             max_head_bytes: MAX_HEAD,
             head_timeout_seconds: HEAD_TIMEOUT.as_secs(),
             write_timeout_seconds: WRITE_TIMEOUT.as_secs(),
+            drain_grace_seconds: DRAIN_GRACE.as_secs(),
+            drain_limit_seconds: DRAIN_LIMIT.as_secs(),
+            first_data_wait_seconds: 0,
             workers: workers.max(1),
             max_queued: crate::http::MAX_QUEUED,
         }

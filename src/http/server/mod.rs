@@ -24,10 +24,16 @@
 //! - a failed `accept` (out of descriptors) closes the oldest connection
 //!   waiting on its client, backs off and continues.
 //!
+//! At shutdown the accept loop stops at once and the connections drain:
+//! what was accepted is answered (with `Connection: close`), bounded in
+//! time; see [`drain`].
+//!
 //! The accept loop beats the "http" heartbeat itself on every turn (at least
 //! once a second): if it stops accepting, the watchdog pings stop.
 
 pub(crate) mod connection;
+pub(crate) mod drain;
+pub mod first_data;
 pub(crate) mod head;
 pub(crate) mod idle;
 pub mod limits;
@@ -53,14 +59,15 @@ const BEAT_EVERY: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 /// At most one warning of a kind per this period.
 const LOG_EVERY: Duration = Duration::from_secs(60);
-/// How long connections get to finish once shutdown starts.
-const DRAIN: Duration = Duration::from_secs(1);
 
 /// A bound listener, not yet serving.
 pub struct HttpServer {
     listener: std::net::TcpListener,
     addr: SocketAddr,
     stats: HttpStats,
+    /// The listener came from systemd (`volspike.socket`): connections wait
+    /// in its backlog until [`HttpServer::spawn`] accepts.
+    from_systemd: bool,
 }
 
 impl HttpServer {
@@ -69,7 +76,7 @@ impl HttpServer {
     /// READY.
     pub fn bind(addr: SocketAddr, workers: usize) -> anyhow::Result<HttpServer> {
         // The socket systemd holds (volspike.socket), or `addr` bound here.
-        let listener = crate::systemd::listen_fds::http_listener(addr)?;
+        let (listener, from_systemd) = crate::systemd::listen_fds::http_listener(addr)?;
         // Headers and body go out in two writes; with Nagle on, a body over
         // ~1 KB then waits for the client's delayed ACK (40 ms). Linux
         // copies TCP_NODELAY from the listener to every accepted socket.
@@ -87,7 +94,22 @@ impl HttpServer {
             listener,
             addr,
             stats: HttpStats::new(limits),
+            from_systemd,
         })
+    }
+
+    /// Whether the listener is systemd's (socket activation), so that
+    /// clients wait in its backlog, not refused, while nothing accepts.
+    pub fn from_systemd(&self) -> bool {
+        self.from_systemd
+    }
+
+    /// Records how long start waited for the first funding data before
+    /// serving (0: it did not wait), for `/health`, `/metrics`, the log.
+    pub fn set_first_data_wait(&mut self, bound: std::time::Duration) {
+        let mut limits = self.stats.limits();
+        limits.first_data_wait_seconds = bound.as_secs();
+        self.stats = HttpStats::new(limits);
     }
 
     /// The address actually bound (port 0 resolved).
@@ -125,11 +147,11 @@ impl HttpServer {
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::with_capacity(limits.workers + 1);
         for i in 0..limits.workers {
-            let (rx, ctx, shutdown) = (rx.clone(), ctx.clone(), shutdown.clone());
+            let (rx, ctx) = (rx.clone(), ctx.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
-                    .spawn(move || work(&rx, &ctx, &shutdown))
+                    .spawn(move || work(&rx, &ctx))
                     .map_err(|e| anyhow::anyhow!("cannot start an HTTP handler thread: {e}"))?,
             );
         }
@@ -144,6 +166,7 @@ impl HttpServer {
             jobs: tx,
             requests: ctx.requests.clone(),
             busy_log: RateLimitedLog::default(),
+            stop: shutdown.clone(),
         });
         let listener = self.listener;
         threads.push(
@@ -152,11 +175,20 @@ impl HttpServer {
                 .spawn(move || {
                     runtime.block_on(async move {
                         match tokio::net::TcpListener::from_std(listener) {
-                            Ok(listener) => accept_loop(listener, shared, heartbeat, shutdown).await,
+                            // Returns at shutdown, dropping our copy of the listener.
+                            Ok(listener) => accept_loop(listener, shared.clone(), heartbeat, shutdown).await,
                             Err(e) => tracing::error!(error = %e, "cannot register the HTTP listener; not serving"),
                         }
+                        let drained = drain::wait_for_connections(&shared.stats, drain::DRAIN_LIMIT).await;
+                        if drained.cut > 0 {
+                            tracing::warn!(open_at_stop = drained.open_at_start, cut = drained.cut, limit_seconds = drain::DRAIN_LIMIT.as_secs(), "HTTP connections still open at the drain limit were cut");
+                        } else {
+                            tracing::info!(open_at_stop = drained.open_at_start, took_ms = drained.took.as_millis() as u64, "HTTP connections drained: each answered what it had sent, with Connection: close");
+                        }
                     });
-                    runtime.shutdown_timeout(DRAIN);
+                    // Cuts what outlived the drain; dropping the tasks drops
+                    // the handler queue's senders, which ends the handler threads.
+                    runtime.shutdown_background();
                 })
                 .map_err(|e| anyhow::anyhow!("cannot start the HTTP accept thread: {e}"))?,
         );
@@ -178,6 +210,9 @@ async fn accept_loop(
     loop {
         heartbeat.beat().await;
         let accepted = tokio::select! {
+            // Shutdown first: under a stream of connections, stop accepting
+            // at once rather than on a coin toss.
+            biased;
             _ = shutdown.wait() => return,
             accepted = listener.accept() => Some(accepted),
             _ = tokio::time::sleep(BEAT_EVERY) => None,
@@ -238,8 +273,10 @@ async fn accept_loop(
 }
 
 /// One handler thread: takes queued requests, routes, sends the reply back.
-fn work(rx: &Mutex<Receiver<Job>>, ctx: &HttpContext, shutdown: &Shutdown) {
-    while !shutdown.is_triggered() {
+/// It keeps serving while the connections drain at shutdown and ends when
+/// the last sender is gone (the accept thread's runtime has ended).
+fn work(rx: &Mutex<Receiver<Job>>, ctx: &HttpContext) {
+    loop {
         let next = {
             let rx = match rx.lock() {
                 Ok(rx) => rx,
