@@ -1299,7 +1299,11 @@ mod tests {
         }
         let stats = q.stats(T0);
         assert_eq!(
-            (stats.dead_letters, stats.dropped, stats.dead_letters_deleted),
+            (
+                stats.dead_letters,
+                stats.dropped,
+                stats.dead_letters_deleted
+            ),
             (3, 5, 2)
         );
         assert_eq!(stats.dead_letters_max, 3);
@@ -1315,7 +1319,10 @@ mod tests {
         );
         match stats.condition() {
             DeliveryCondition::DeadLetters(why) => {
-                assert!(why.contains("2 older ones deleted at the cap of 3"), "{why}")
+                assert!(
+                    why.contains("2 older ones deleted at the cap of 3"),
+                    "{why}"
+                )
             }
             other => panic!("{other:?}"),
         }
