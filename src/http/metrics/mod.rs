@@ -222,6 +222,22 @@ fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
             count(kind),
         );
     }
+    let omitted = crate::jobs::oi_change_omissions::totals();
+    e.family(
+        "volspike_volume_alerts_oi_change_omitted_total",
+        Kind::Counter,
+        "Volume alerts sent without oiChange: the hour-start lookup missed the tick's budget, or the backend's snapshot was too far from the hour start.",
+    );
+    for (reason, count) in [
+        ("budget", omitted.past_budget),
+        ("stale_snapshot", omitted.stale_snapshot),
+    ] {
+        e.sample(
+            "volspike_volume_alerts_oi_change_omitted_total",
+            &[("reason", reason)],
+            count as f64,
+        );
+    }
     let stats = ctx.outbox.as_ref().map(|o| o.stats()).unwrap_or_default();
     // Counted where the outbox records the backend's 2xx: an alert sent to
     // two backends counts once on each.
@@ -629,6 +645,10 @@ mod tests {
         assert!(text
             .contains("volspike_job_duration_seconds_count{volspike_job=\"liquid_universe\"} 2\n"));
         assert!(text.contains("volspike_alerts_enqueued_total{type=\"volume_alert\"} 0\n"));
+        assert!(text.contains("volspike_volume_alerts_oi_change_omitted_total{reason=\"budget\"} "));
+        assert!(text.contains(
+            "volspike_volume_alerts_oi_change_omitted_total{reason=\"stale_snapshot\"} "
+        ));
         assert!(
             !text.contains("{job="),
             "a job label clashes with Prometheus's"
