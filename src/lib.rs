@@ -14,6 +14,7 @@ pub mod http;
 pub mod jobs;
 pub mod logging;
 pub mod net;
+pub(crate) mod outage;
 pub mod run;
 pub mod shutdown;
 pub mod state;

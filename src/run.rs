@@ -102,6 +102,7 @@ pub fn run(args: RunArgs) -> i32 {
     } else {
         let settings = OutboxSettings {
             capacity: config.outbox_capacity,
+            dead_letters_max: config.dead_letters_max,
             ..OutboxSettings::default()
         };
         match Outbox::open(&state, &config.backends, settings) {

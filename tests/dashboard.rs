@@ -421,6 +421,74 @@ fn chromium_explains_an_empty_table() {
     );
 }
 
+/// The delivery panel names what holds a backend back: a dead letter kept
+/// from a previous run, and the pause after the backend refused the key
+/// (401) on the post that run left pending.
+#[test]
+fn chromium_shows_dead_letters_and_a_paused_backend() {
+    let dir = TempDir::new("dashboard-delivery");
+    let outbox = dir.join("state").join("outbox").join("primary");
+    std::fs::create_dir_all(outbox.join("dead")).expect("outbox folders");
+    let post = |seq: u64| {
+        json!({
+            "seq": seq, "enqueued_ms": 1_764_770_700_000u64, "kind": "volume_alert",
+            "path": "/api/volume-alerts/ingest", "auth": "Header", "key": null,
+            "dedup_until_ms": 0, "coalesce": null, "label": format!("volume alert {seq}"),
+            "body": {"symbol": "XUSDT"}
+        })
+    };
+    let letter = json!({"post": post(1), "reason": "HTTP 400: bad symbol", "deadAtMs": 1_764_770_800_000u64});
+    common::write(
+        &outbox.join("dead").join("0000000000000001.json"),
+        &letter.to_string(),
+    );
+    common::write(&outbox.join("0000000000000002.json"), &post(2).to_string());
+    let backend = volspike_fakes::FakeBackend::start().expect("fake backend");
+    backend.fail_next(1_000_000, 401);
+    let fake = fake_binance();
+    let url = backend.url();
+    let app = common::Running::start(
+        &dir,
+        &["--only", "funding_stream"],
+        &[
+            ("BINANCE_WS_URL", &fake.ws_url()),
+            ("BINANCE_FAPI_URL", &fake.rest_url()),
+            ("BACKEND_URL", &url),
+            ("ALERT_INGEST_API_KEY", "refused-key"),
+        ],
+    );
+    assert!(app.wait_http(), "HTTP never came up:\n{}", app.log_text());
+    let paused = wait_until(Duration::from_secs(60), || {
+        let (_, body) = http_get(&app.addr, "/api/dashboard").ok()?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        json["appliance"]["delivery"]["primary"]["paused"]
+            .is_string()
+            .then_some(())
+    });
+    assert!(paused.is_some(), "never paused:\n{}", app.log_text());
+
+    let dom = run_chromium(
+        &dir.join("chromium-dom"),
+        &format!("http://{}/", app.addr),
+        &["--dump-dom"],
+    );
+    assert!(!error_banner_shown(&dom), "error banner shown:\n{dom}");
+    let start = dom.find("id=\"backlog\"").expect("backlog panel");
+    let end = dom[start..].find("</dl>").map_or(dom.len(), |e| start + e);
+    let panel = text_of(&dom[start..end]);
+    assert!(panel.contains("1 pending"), "{panel}");
+    assert!(
+        panel.contains("dead letters1 kept (volspike outbox list)"),
+        "{panel}"
+    );
+    assert!(panel.contains("paused"), "{panel}");
+    assert!(panel.contains("401"), "the pause names the answer: {panel}");
+    assert!(
+        dom[start..end].contains("class=\"trouble\""),
+        "the pause stands out: {panel}"
+    );
+}
+
 /// Clicking a column header sorts (a second click reverses), typing in the
 /// search box filters: the real event handlers, through DevTools.
 #[test]

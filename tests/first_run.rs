@@ -49,3 +49,42 @@ fn unreachable_binance_is_one_line_and_the_dashboard_url_is_printed() {
         "{health}"
     );
 }
+
+/// Every scheduled job with Binance unreachable: the scheduler retries a
+/// failed tick after 5 s, 10 s, 20 s, then every 30 s, and logs one
+/// WARN/ERROR line per job for the stretch (the retries go to debug), not
+/// one per retry.
+#[test]
+fn a_job_failing_on_unreachable_binance_logs_once_not_per_retry() {
+    let dir = TempDir::new("first-run-jobs");
+    let app = Running::start(&dir, &["--local"], &[]);
+    assert!(app.wait_http(), "HTTP never came up:\n{}", app.log_text());
+    // Retries at 5 s and 15 s after the first failure.
+    let retried = wait_until(Duration::from_secs(60), || {
+        let (_, health) = common::http_get(&app.addr, "/health").ok()?;
+        let json: serde_json::Value = serde_json::from_str(&health).ok()?;
+        let jobs = json["jobs"].as_object()?;
+        let failing: Vec<String> = jobs
+            .iter()
+            .filter(|(_, s)| s["state"] == "failing" && s["failures"].as_u64().unwrap_or(0) >= 3)
+            .map(|(name, _)| name.clone())
+            .collect();
+        (!failing.is_empty()).then_some(failing)
+    })
+    .unwrap_or_else(|| panic!("no job failed three times in a row:\n{}", app.log_text()));
+    let log = app.log_text();
+    for job in &retried {
+        let loud: Vec<&str> = log
+            .lines()
+            // `job{JOB="name"}` on a terminal, `JOB=name` in the journal.
+            .filter(|l| l.contains(&format!("JOB=\"{job}\"")) || l.contains(&format!("JOB={job} ")))
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        assert_eq!(
+            loud.len(),
+            1,
+            "{job} failed 3 times: one WARN/ERROR line, not one per retry:\n{}\n--- log ---\n{log}",
+            loud.join("\n")
+        );
+    }
+}

@@ -286,3 +286,271 @@ fn metrics_parse_and_counters_move() {
         "raw paths leaked into labels:\n{text}"
     );
 }
+
+/// An alert the fake backend answers 503 to, then accepts.
+fn spike_alert() -> volspike::backend::VolumeAlert {
+    volspike::backend::VolumeAlert {
+        symbol: "BTCUSDT".into(),
+        asset: "BTC".into(),
+        current_volume: 150e6,
+        previous_volume: 45e6,
+        volume_ratio: 3.33,
+        price: Some(65000.5),
+        funding_rate: None,
+        candle_direction: None,
+        message: "BTCUSDT hourly volume 150.00M (3.33× prev) — VOLUME SPIKE!".into(),
+        timestamp: "2025-12-03T14:05:00Z".into(),
+        detection_time: None,
+        hour_timestamp: "2025-12-03T14:00:00Z".into(),
+        is_update: Some(false),
+        alert_type: Some(volspike::backend::VolumeAlertType::Spike),
+        price_change: None,
+        oi_change: None,
+    }
+}
+
+/// The outbox the appliance runs, with its delivery loop, against the fake
+/// backend, and the HTTP context `/metrics` and `/health` read.
+struct OutboxRig {
+    /// Runs the delivery loop.
+    _runtime: tokio::runtime::Runtime,
+    /// Stops the loop at the end.
+    trigger: volspike::shutdown::ShutdownTrigger,
+    /// The outbox under test.
+    outbox: volspike::backend::Outbox,
+    /// What the HTTP routes read.
+    ctx: volspike::http::HttpContext,
+}
+
+impl OutboxRig {
+    fn start(
+        dir: &TempDir,
+        fake: &volspike_fakes::FakeBackend,
+        settings: volspike::backend::OutboxSettings,
+    ) -> OutboxRig {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let state = volspike::state::StateDir::open(&dir.0).expect("state dir");
+        let backends = [volspike::config::BackendConfig {
+            name: "primary",
+            url: fake.url(),
+            key: volspike::config::Secret::new("metrics-key"),
+            kinds: None,
+        }];
+        let outbox = volspike::backend::Outbox::open(&state, &backends, settings).expect("outbox");
+        let (trigger, shutdown) = volspike::shutdown::channel();
+        let liveness = volspike::systemd::liveness::Liveness::new(None);
+        {
+            let _guard = runtime.enter();
+            outbox.start_delivery(&liveness, shutdown);
+        }
+        let ctx = volspike::http::HttpContext {
+            started: std::time::Instant::now(),
+            board: Default::default(),
+            liveness,
+            local: false,
+            outbox: Some(outbox.clone()),
+            governor: None,
+            funding: Default::default(),
+            universe: None,
+            requests: Default::default(),
+            http: Default::default(),
+        };
+        OutboxRig {
+            _runtime: runtime,
+            trigger,
+            outbox,
+            ctx,
+        }
+    }
+
+    /// The body of `GET path`.
+    fn get(&self, path: &str) -> String {
+        String::from_utf8(volspike::http::route(&self.ctx, "GET", path).body.to_vec())
+            .expect("utf-8")
+    }
+
+    /// `/metrics`, as text and parsed.
+    fn metrics(&self) -> (String, Vec<(String, Sample)>) {
+        let text = self.get("/metrics");
+        let samples = parse(&text);
+        (text, samples)
+    }
+}
+
+impl Drop for OutboxRig {
+    fn drop(&mut self) {
+        self.trigger.trigger();
+    }
+}
+
+/// In process: the outbox the appliance runs, the fake backend, and the
+/// same `/metrics` handler. Delivered alerts move only on the backend's
+/// 2xx (enqueued moves at once); the oldest pending post is a timestamp,
+/// present while it waits.
+#[test]
+fn alerts_delivered_move_only_once_the_backend_accepts() {
+    use volspike::backend::Post;
+    use volspike_fakes::FakeBackend;
+
+    let dir = TempDir::new("metrics-delivered");
+    let fake = FakeBackend::start().expect("fake backend");
+    fake.fail_next(1_000_000, 503);
+    let rig = OutboxRig::start(&dir, &fake, common::jobs::fast_outbox());
+    let metrics = || rig.metrics();
+    let outbox = &rig.outbox;
+    let delivered = |samples: &[(String, Sample)]| {
+        value(
+            samples,
+            "volspike_alerts_delivered_total",
+            &[("backend", "primary"), ("type", "volume_alert")],
+        )
+    };
+    let (_, before) = metrics();
+    assert_eq!(delivered(&before), Some(0.0));
+    assert_eq!(
+        value(
+            &before,
+            "volspike_outbox_oldest_pending_timestamp_seconds",
+            &[("backend", "primary")]
+        ),
+        None,
+        "nothing pending: no timestamp (zero would read 1970)"
+    );
+
+    let enqueued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64();
+    outbox
+        .enqueue_blocking(Post::volume_alert(&spike_alert()))
+        .expect("enqueue");
+    // Several 503s answered: still pending, enqueued but not delivered.
+    let refused = wait_until(Duration::from_secs(30), || {
+        (fake.requests().len() >= 3).then_some(())
+    });
+    assert!(refused.is_some(), "the outbox never tried the backend");
+    let (text, waiting) = metrics();
+    promtool_check(&text);
+    assert_eq!(
+        value(
+            &waiting,
+            "volspike_alerts_enqueued_total",
+            &[("type", "volume_alert")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        delivered(&waiting),
+        Some(0.0),
+        "a 503 is no delivery:\n{text}"
+    );
+    let oldest = value(
+        &waiting,
+        "volspike_outbox_oldest_pending_timestamp_seconds",
+        &[("backend", "primary")],
+    )
+    .unwrap_or_else(|| panic!("no oldest pending timestamp while one waits:\n{text}"));
+    assert!(
+        (oldest - enqueued_at).abs() < 60.0,
+        "oldest pending at {oldest}, enqueued at {enqueued_at}"
+    );
+
+    // The backend accepts: delivered moves to 1, the timestamp goes.
+    fake.fail_next(0, 503);
+    let accepted = wait_until(Duration::from_secs(30), || {
+        let (text, now) = metrics();
+        (delivered(&now) == Some(1.0)).then_some((text, now))
+    });
+    let (text, after) =
+        accepted.unwrap_or_else(|| panic!("delivered never reached 1:\n{}", metrics().0));
+    promtool_check(&text);
+    assert_eq!(
+        value(
+            &after,
+            "volspike_outbox_oldest_pending_timestamp_seconds",
+            &[("backend", "primary")]
+        ),
+        None,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "volspike_outbox_delivered_total",
+            &[("backend", "primary")]
+        ),
+        Some(1.0)
+    );
+}
+
+/// Dead letters beyond the cap: the oldest are deleted, and how many is in
+/// `/metrics` and `/health`.
+#[test]
+fn dead_letters_beyond_the_cap_are_deleted_and_counted() {
+    use volspike::backend::Post;
+    use volspike_fakes::FakeBackend;
+
+    let dir = TempDir::new("metrics-dead-cap");
+    let fake = FakeBackend::start().expect("fake backend");
+    // A 400 refuses a post for good: each one becomes a dead letter.
+    fake.fail_next(1_000_000, 400);
+    let settings = volspike::backend::OutboxSettings {
+        dead_letters_max: 2,
+        ..common::jobs::fast_outbox()
+    };
+    let rig = OutboxRig::start(&dir, &fake, settings);
+    for symbol in ["AUSDT", "BUSDT", "CUSDT", "DUSDT", "EUSDT"] {
+        let mut alert = spike_alert();
+        alert.symbol = symbol.into();
+        rig.outbox
+            .enqueue_blocking(Post::volume_alert(&alert))
+            .expect("enqueue");
+    }
+    let refused = wait_until(Duration::from_secs(30), || {
+        let (text, now) = rig.metrics();
+        (value(
+            &now,
+            "volspike_outbox_dropped_total",
+            &[("backend", "primary")],
+        ) == Some(5.0))
+        .then_some((text, now))
+    });
+    let (text, now) =
+        refused.unwrap_or_else(|| panic!("five posts never refused:\n{}", rig.metrics().0));
+    promtool_check(&text);
+    let backend = [("backend", "primary")];
+    assert_eq!(
+        value(&now, "volspike_outbox_dead_letters", &backend),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&now, "volspike_outbox_dead_letters_max", &backend),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&now, "volspike_outbox_dead_letters_deleted_total", &backend),
+        Some(3.0),
+        "{text}"
+    );
+    let health: Value = serde_json::from_str(&rig.get("/health")).expect("health JSON");
+    assert_eq!(
+        health["delivery"]["primary"]["deadLettersDeleted"], 3,
+        "{health}"
+    );
+    assert_eq!(health["delivery"]["primary"]["deadLetters"], 2, "{health}");
+    let notes = health["deliveryProblems"].to_string();
+    assert!(
+        notes.contains("3 older ones deleted at the cap of 2"),
+        "{health}"
+    );
+    let files = std::fs::read_dir(dir.join("outbox/primary/dead"))
+        .expect("dead folder")
+        .count();
+    assert_eq!(files, 2);
+}

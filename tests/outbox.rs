@@ -30,6 +30,7 @@ fn settings() -> OutboxSettings {
             initial: Duration::from_millis(20),
             max: Duration::from_millis(200),
         },
+        ..OutboxSettings::default()
     }
 }
 

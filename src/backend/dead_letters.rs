@@ -86,6 +86,23 @@ pub(crate) fn count(queue_dir: &Path) -> usize {
     ids(&dead_dir(queue_dir)).map_or(0, |ids| ids.len())
 }
 
+/// Deletes the oldest dead letters (lowest sequence numbers) until at most
+/// `keep` remain; returns the ids deleted.
+pub(crate) fn delete_oldest(queue_dir: &Path, keep: usize) -> io::Result<Vec<String>> {
+    let all = ids(&dead_dir(queue_dir))?;
+    let excess = all.len().saturating_sub(keep);
+    let mut deleted = Vec::with_capacity(excess);
+    for id in all.into_iter().take(excess) {
+        match fs::remove_file(dead_dir(queue_dir).join(format!("{id}.json"))) {
+            Ok(()) => deleted.push(id),
+            // Dropped by the operator meanwhile: gone all the same.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
 /// Every dead letter with its id, oldest first; unreadable files are
 /// reported as an error text in place of the letter.
 pub(crate) fn list(queue_dir: &Path) -> io::Result<Vec<(String, Result<DeadLetter, String>)>> {

@@ -38,6 +38,9 @@ pub struct OutboxSettings {
     pub capacity: usize,
     /// Retry backoff.
     pub backoff: BackoffPolicy,
+    /// Most dead letters kept per backend; beyond it the oldest are
+    /// deleted (a disk is an input with a limit too).
+    pub dead_letters_max: usize,
 }
 
 impl Default for OutboxSettings {
@@ -45,6 +48,7 @@ impl Default for OutboxSettings {
         OutboxSettings {
             capacity: 20_000,
             backoff: BackoffPolicy::default(),
+            dead_letters_max: 10_000,
         }
     }
 }
@@ -157,12 +161,10 @@ impl Outbox {
             .iter()
             .map(|b| {
                 Ok(Backend {
-                    queue: Arc::new(Queue::open(
-                        state.path(),
-                        b.name,
-                        settings.capacity,
-                        now_ms,
-                    )?),
+                    queue: Arc::new(
+                        Queue::open(state.path(), b.name, settings.capacity, now_ms)?
+                            .with_dead_letters_max(settings.dead_letters_max),
+                    ),
                     client: BackendClient::new(b),
                     wake: Arc::new(Notify::new()),
                     kinds: b.kinds.clone(),

@@ -36,6 +36,9 @@ use super::dead_letters::{self, DeadLetter};
 use super::post::{Kind, Post};
 use crate::state::write_atomic;
 
+/// Dead letters kept per backend unless configured otherwise.
+const DEFAULT_DEAD_LETTERS_MAX: usize = 10_000;
+
 /// Name of the delivered-keys ledger inside a backend's directory.
 const LEDGER_FILE: &str = "delivered.json";
 /// Extension of the "in flight" marks.
@@ -89,14 +92,26 @@ pub struct QueueStats {
     pub pending: usize,
     /// Age in seconds of the oldest waiting post; `None` when empty.
     pub oldest_pending_seconds: Option<u64>,
+    /// When the oldest waiting post was enqueued, unix ms; `None` when
+    /// empty (`/metrics` exports it as a timestamp).
+    #[serde(skip)]
+    pub oldest_pending_enqueued_ms: Option<u64>,
     /// Posts the backend accepted (2xx).
     pub delivered: u64,
+    /// Posts the backend accepted (2xx) by kind name (kinds never
+    /// delivered are absent): `/metrics` counts delivered alerts by type.
+    #[serde(skip)]
+    pub delivered_by_kind: BTreeMap<&'static str, u64>,
     /// Failed attempts that will be retried (network, timeout, 5xx, 429).
     pub retried: u64,
     /// Posts set aside as dead letters since start (refused, or 5xx repeated).
     pub dropped: u64,
     /// Dead letters kept on disk now (`volspike outbox list`).
     pub dead_letters: usize,
+    /// Most dead letters kept; beyond it the oldest are deleted.
+    pub dead_letters_max: usize,
+    /// Dead letters deleted since start because the folder was at its cap.
+    pub dead_letters_deleted: u64,
     /// Older "latest state" posts replaced by a newer one before sending.
     pub coalesced: u64,
     /// Sample posts discarded to make room.
@@ -139,6 +154,12 @@ impl QueueStats {
         }
         if let Some(error) = &self.disk_error {
             return DeliveryCondition::Degraded(format!("outbox cannot write: {error}"));
+        }
+        if self.dead_letters_deleted > 0 {
+            return DeliveryCondition::DeadLetters(format!(
+                "{} dead letters kept (volspike outbox list); {} older ones deleted at the cap of {}",
+                self.dead_letters, self.dead_letters_deleted, self.dead_letters_max
+            ));
         }
         if self.dead_letters > 0 {
             return DeliveryCondition::DeadLetters(format!(
@@ -189,6 +210,8 @@ pub(crate) struct Queue {
     dir: PathBuf,
     /// Most posts kept.
     capacity: usize,
+    /// Most dead letters kept.
+    dead_letters_max: usize,
     /// Test hook: while set, every write of file content fails as a full
     /// disk would (empty marks and removals still work, as on a full tmpfs).
     disk_full: AtomicBool,
@@ -222,6 +245,7 @@ impl Queue {
             name,
             dir,
             capacity: capacity.max(1),
+            dead_letters_max: DEFAULT_DEAD_LETTERS_MAX,
             disk_full: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         };
@@ -290,6 +314,7 @@ impl Queue {
         }
         state.next_seq = files.keys().next_back().map_or(1, |max| max + 1);
         state.stats.dead_letters = dead_letters::count(&queue.dir);
+        state.stats.dead_letters_max = queue.dead_letters_max;
         if !state.pending.is_empty() {
             tracing::info!(
                 backend = name,
@@ -345,6 +370,45 @@ impl Queue {
         }
         marks.extend(new_marks);
         Ok(renumbered)
+    }
+
+    /// Keeps at most `max` dead letters (at least one), deleting the oldest
+    /// beyond it now and whenever another is set aside.
+    pub fn with_dead_letters_max(mut self, max: usize) -> Queue {
+        self.dead_letters_max = max.max(1);
+        {
+            let mut state = self.lock();
+            state.stats.dead_letters_max = self.dead_letters_max;
+            self.enforce_dead_letters_max(&mut state);
+        }
+        self
+    }
+
+    /// Deletes the oldest dead letters beyond the cap, with an error log:
+    /// refused posts must not fill the disk the pending ones need.
+    fn enforce_dead_letters_max(&self, state: &mut State) {
+        if state.stats.dead_letters <= self.dead_letters_max {
+            return;
+        }
+        match dead_letters::delete_oldest(&self.dir, self.dead_letters_max) {
+            Ok(deleted) => {
+                if let (Some(first), Some(last)) = (deleted.first(), deleted.last()) {
+                    tracing::error!(
+                        backend = self.name,
+                        deleted = deleted.len(),
+                        cap = self.dead_letters_max,
+                        "dead letters at their cap (VOLSPIKE_DEAD_LETTERS_MAX): deleted the oldest, {first} to {last}"
+                    );
+                }
+                state.stats.dead_letters_deleted += deleted.len() as u64;
+            }
+            Err(e) => tracing::error!(
+                backend = self.name,
+                error = %e,
+                "dead letters at their cap (VOLSPIKE_DEAD_LETTERS_MAX) but the oldest cannot be deleted"
+            ),
+        }
+        state.stats.dead_letters = dead_letters::count(&self.dir);
     }
 
     /// Backend name.
@@ -591,6 +655,11 @@ impl Queue {
             .removals
             .insert(post.seq, post.key.is_some());
         state.stats.delivered += 1;
+        *state
+            .stats
+            .delivered_by_kind
+            .entry(post.kind.as_str())
+            .or_default() += 1;
         self.write_unwritten(&mut state, now_ms)
     }
 
@@ -666,6 +735,7 @@ impl Queue {
         state.stats.dropped += 1;
         state.stats.dead_letters += 1;
         state.stats.last_error = Some(reason);
+        self.enforce_dead_letters_max(&mut state);
         Ok(())
     }
 
@@ -705,7 +775,10 @@ impl Queue {
             }
         }
         let kept = dead_letters::count(&self.dir);
-        self.lock().stats.dead_letters = kept;
+        let mut state = self.lock();
+        state.stats.dead_letters = kept;
+        // An operator may have copied letters back in by hand.
+        self.enforce_dead_letters_max(&mut state);
     }
 
     /// Records why delivery to this backend is paused (`None`: it is not).
@@ -750,11 +823,9 @@ impl Queue {
         let state = self.lock();
         let mut stats = state.stats.clone();
         stats.pending = state.pending.len();
-        stats.oldest_pending_seconds = state
-            .pending
-            .values()
-            .map(|p| p.enqueued_ms)
-            .min()
+        stats.oldest_pending_enqueued_ms = state.pending.values().map(|p| p.enqueued_ms).min();
+        stats.oldest_pending_seconds = stats
+            .oldest_pending_enqueued_ms
             .map(|oldest| now_ms.saturating_sub(oldest) / 1000);
         stats
     }
@@ -1207,6 +1278,81 @@ mod tests {
         assert!(root
             .join("outbox/primary/0000000000000007.corrupt")
             .exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn dead_letters_beyond_the_cap_delete_the_oldest_and_are_counted() {
+        let root = temp_root("deadcap");
+        let q = Queue::open(&root, "primary", 100, T0)
+            .expect("open")
+            .with_dead_letters_max(3);
+        for (i, symbol) in ["AUSDT", "BUSDT", "CUSDT", "DUSDT", "EUSDT"]
+            .iter()
+            .enumerate()
+        {
+            q.push(&volume_post(symbol, VolumeAlertType::Spike), T0)
+                .expect("push");
+            let (post, _) = q.next(|_| true).expect("pending");
+            q.dead_letter(&post, format!("HTTP 400: {i}"), T0)
+                .expect("dead");
+        }
+        let stats = q.stats(T0);
+        assert_eq!(
+            (
+                stats.dead_letters,
+                stats.dropped,
+                stats.dead_letters_deleted
+            ),
+            (3, 5, 2)
+        );
+        assert_eq!(stats.dead_letters_max, 3);
+        let kept: Vec<String> = dead_letters::list(&root.join("outbox/primary"))
+            .expect("list")
+            .into_iter()
+            .filter_map(|(_, letter)| letter.ok().map(|l| l.post.label))
+            .collect();
+        assert_eq!(kept.len(), 3);
+        assert!(
+            kept[0].contains("CUSDT") && kept[2].contains("EUSDT"),
+            "the newest stay: {kept:?}"
+        );
+        match stats.condition() {
+            DeliveryCondition::DeadLetters(why) => {
+                assert!(
+                    why.contains("2 older ones deleted at the cap of 3"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // A lower cap at the next start trims what the folder holds.
+        drop(q);
+        let q = Queue::open(&root, "primary", 100, T0)
+            .expect("reopen")
+            .with_dead_letters_max(1);
+        let stats = q.stats(T0);
+        assert_eq!((stats.dead_letters, stats.dead_letters_deleted), (1, 2));
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn delivered_posts_are_counted_by_kind_and_the_oldest_pending_time_is_kept() {
+        let root = temp_root("bykind");
+        let q = Queue::open(&root, "primary", 100, T0).expect("open");
+        q.push(&volume_post("AUSDT", VolumeAlertType::Spike), T0)
+            .expect("push");
+        q.push(&volume_post("BUSDT", VolumeAlertType::Spike), T0 + 7_000)
+            .expect("push");
+        let stats = q.stats(T0 + 10_000);
+        assert_eq!(stats.oldest_pending_enqueued_ms, Some(T0));
+        assert_eq!(stats.oldest_pending_seconds, Some(10));
+        assert!(stats.delivered_by_kind.is_empty());
+        let (post, _) = q.next(|_| true).expect("pending");
+        q.delivered(&post, T0 + 10_000).expect("delivered");
+        let stats = q.stats(T0 + 10_000);
+        assert_eq!(stats.delivered_by_kind.get("volume_alert"), Some(&1));
+        assert_eq!(stats.oldest_pending_enqueued_ms, Some(T0 + 7_000));
         let _ = fs::remove_dir_all(&root);
     }
 }

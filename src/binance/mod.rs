@@ -16,7 +16,6 @@ mod error;
 pub mod frames;
 pub mod governor;
 pub mod models;
-pub(crate) mod outage;
 pub mod proxy;
 pub mod rest;
 pub mod stream;

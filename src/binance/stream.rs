@@ -30,10 +30,10 @@ use tungstenite::{Message, WebSocket};
 
 use super::cache::FundingCache;
 use super::frames::{self, Frame};
-use super::outage::{lasting_text, OutageLog, Say, SUMMARY_EVERY};
 use super::proxy::BinanceProxy;
 use crate::clock::{iso, unix_ms};
 use crate::jobs::status::StatusBoard;
+use crate::outage::{lasting_text, OutageLog, Say, SUMMARY_EVERY};
 use crate::shutdown::Shutdown;
 use crate::systemd::liveness::Heartbeat;
 

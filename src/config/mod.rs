@@ -300,6 +300,8 @@ pub struct Config {
     pub update_url: Option<String>,
     /// Undelivered posts kept per backend before shedding.
     pub outbox_capacity: usize,
+    /// Dead letters kept per backend before the oldest are deleted.
+    pub dead_letters_max: usize,
     /// Job names switched off by configuration.
     pub disabled_jobs: Vec<String>,
     /// tracing env-filter directive.
@@ -574,6 +576,9 @@ impl Config {
         let outbox_capacity = r
             .number(&settings::OUTBOX_CAPACITY, (100, 1_000_000))
             .unwrap_or(20_000);
+        let dead_letters_max = r
+            .number(&settings::DEAD_LETTERS_MAX, (10, 1_000_000))
+            .unwrap_or(10_000);
         let mut binance = BinanceConfig {
             rest_url: r
                 .url(&settings::BINANCE_FAPI_URL, http_schemes)
@@ -741,6 +746,7 @@ impl Config {
             state_dir,
             update_url,
             outbox_capacity,
+            dead_letters_max,
             disabled_jobs,
             log_filter,
             wedge,

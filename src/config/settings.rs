@@ -186,6 +186,13 @@ pub const OUTBOX_CAPACITY: Setting = setting!(
     false,
     "undelivered posts kept per backend; when full, OI samples are shed first (100-1000000)"
 );
+/// Dead letters kept per backend.
+pub const DEAD_LETTERS_MAX: Setting = setting!(
+    ["VOLSPIKE_DEAD_LETTERS_MAX"],
+    Some("10000"),
+    false,
+    "dead letters kept per backend; beyond it the oldest are deleted with an error log (10-1000000)"
+);
 /// Jobs switched off.
 pub const DISABLED_JOBS: Setting = setting!(
     ["VOLSPIKE_DISABLED_JOBS"],
@@ -360,6 +367,7 @@ pub const ALL: &[&Setting] = &[
     &STATE_DIR,
     &UPDATE_URL,
     &OUTBOX_CAPACITY,
+    &DEAD_LETTERS_MAX,
     &SPIKE_RATIO,
     &SPIKE_MIN_VOLUME,
     &LIQUID_ENTER_USD,

@@ -115,6 +115,9 @@ pub struct FundingHealth {
     limits: Limits,
     /// When the last REST cross-check ran.
     last_cross_check: Option<SystemTime>,
+    /// The stretch without a listing: warned once, then summarized, as
+    /// the scheduler does for the failed ticks it retries.
+    no_listing: crate::outage::OutageLog,
 }
 
 impl FundingHealth {
@@ -130,6 +133,7 @@ impl FundingHealth {
                 stale_after: services.funding.stale_after,
             },
             last_cross_check: None,
+            no_listing: crate::outage::OutageLog::default(),
         }
     }
 
@@ -165,8 +169,29 @@ impl Job for FundingHealth {
         // The listing as of the last good exchangeInfo (refreshed hourly at
         // most, and by liquid_universe every 5 minutes); without one, only
         // silence evicts and every symbol is judged.
-        if let Err(e) = self.universe.symbols().await {
-            tracing::warn!("no Binance listing yet; judging every cached symbol: {e}");
+        use crate::outage::Say;
+        match self.universe.symbols().await {
+            Err(e) => match self
+                .no_listing
+                .failed_because(std::time::Instant::now(), &e.to_string())
+            {
+                Say::First | Say::Summary { .. } => {
+                    tracing::warn!("no Binance listing yet; judging every cached symbol: {e}")
+                }
+                Say::Quiet => {
+                    tracing::debug!("no Binance listing yet; judging every cached symbol: {e}")
+                }
+            },
+            Ok(_) => {
+                if let Some((failures, lasting)) =
+                    self.no_listing.recovered(std::time::Instant::now())
+                {
+                    tracing::info!(
+                        "Binance listing read again after {failures} failed reads over {}",
+                        crate::outage::lasting_text(lasting)
+                    );
+                }
+            }
         }
         let listed = self.universe.listed();
         let evicted = self.cache.evict(

@@ -9,6 +9,7 @@
 
 pub mod funding_health;
 pub mod liquid_universe;
+pub mod oi_change_omissions;
 pub mod open_interest;
 pub mod scheduler;
 pub mod services;

@@ -6,6 +6,11 @@
 //! failure, and the job runs again at its next time: one bad tick never takes
 //! the other jobs down. A tick still running when the next is due is not
 //! doubled up; the due run is skipped and logged.
+//!
+//! A job that keeps failing for one cause (Binance unreachable) logs its
+//! first failure at error, then a summary every five minutes while it lasts,
+//! then one line when a tick succeeds again; each retry is at debug
+//! ([`crate::outage`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +23,7 @@ use tracing::Instrument;
 
 use super::status::StatusBoard;
 use super::{Job, Schedule};
+use crate::outage::{lasting_text, OutageLog, Say, SUMMARY_EVERY};
 use crate::shutdown::Shutdown;
 use crate::systemd::liveness::Heartbeat;
 
@@ -62,6 +68,9 @@ pub struct ScheduledJob {
     schedule: Schedule,
     /// Starts one tick.
     tick: TickFn,
+    /// The job's current stretch of failed ticks, for how loudly to log
+    /// the next one.
+    failing: Arc<std::sync::Mutex<OutageLog>>,
 }
 
 impl ScheduledJob {
@@ -77,6 +86,7 @@ impl ScheduledJob {
                 let job = job.clone();
                 Box::pin(async move { job.lock().await.tick(now).await })
             }),
+            failing: Arc::default(),
         }
     }
 
@@ -146,7 +156,7 @@ pub async fn run(
             if slot.running.is_none() && now < slot.next_run {
                 if let Some((_, due)) = slot.retry.filter(|(at, _)| now >= *at) {
                     slot.retry = None;
-                    tracing::info!(
+                    tracing::debug!(
                         JOB = slot.job.name,
                         failures = slot.failures,
                         "retrying the failed tick"
@@ -222,6 +232,7 @@ fn start_tick(
     let span = tracing::info_span!("job", JOB = name);
     let tick = tokio::spawn((job.tick)(due).instrument(span.clone()));
     let board = board.clone();
+    let failing = job.failing.clone();
     tokio::spawn(async move {
         let started = Instant::now();
         let outcome = match tick.await {
@@ -232,13 +243,36 @@ fn start_tick(
             Err(_) => Err("tick was cancelled".to_string()),
         };
         let elapsed = started.elapsed();
+        let duration_ms = elapsed.as_millis() as u64;
+        let mut failing = match failing.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         span.in_scope(|| match &outcome {
-            Ok(summary) => tracing::info!(duration_ms = elapsed.as_millis() as u64, "{summary}"),
-            Err(error) => tracing::error!(
-                duration_ms = elapsed.as_millis() as u64,
-                "tick failed: {error}"
-            ),
+            Ok(summary) => {
+                if let Some((failures, lasting)) = failing.recovered(Instant::now()) {
+                    tracing::info!(
+                        "recovered: {failures} ticks failed over {}",
+                        lasting_text(lasting)
+                    );
+                }
+                tracing::info!(duration_ms, "{summary}")
+            }
+            Err(error) => match failing.failed_because(Instant::now(), error) {
+                Say::First => tracing::error!(
+                    duration_ms,
+                    "tick failed: {error} (retried with backoff; while this lasts, one summary every {})",
+                    lasting_text(SUMMARY_EVERY)
+                ),
+                Say::Summary { failures, lasting } => tracing::error!(
+                    duration_ms,
+                    "still failing: {failures} ticks failed over {}; last: {error}",
+                    lasting_text(lasting)
+                ),
+                Say::Quiet => tracing::debug!(duration_ms, "tick failed again: {error}"),
+            },
         });
+        drop(failing);
         let ok = outcome.is_ok();
         board.update(name, |s| {
             s.running = false;

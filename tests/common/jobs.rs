@@ -52,6 +52,7 @@ pub fn fast_outbox() -> OutboxSettings {
             initial: Duration::from_millis(20),
             max: Duration::from_millis(200),
         },
+        ..OutboxSettings::default()
     }
 }
 

@@ -222,6 +222,40 @@ fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
             count(kind),
         );
     }
+    let omitted = crate::jobs::oi_change_omissions::totals();
+    e.family(
+        "volspike_volume_alerts_oi_change_omitted_total",
+        Kind::Counter,
+        "Volume alerts sent without oiChange: the hour-start lookup missed the tick's budget, or the backend's snapshot was too far from the hour start.",
+    );
+    for (reason, count) in [
+        ("budget", omitted.past_budget),
+        ("stale_snapshot", omitted.stale_snapshot),
+    ] {
+        e.sample(
+            "volspike_volume_alerts_oi_change_omitted_total",
+            &[("reason", reason)],
+            count as f64,
+        );
+    }
+    let stats = ctx.outbox.as_ref().map(|o| o.stats()).unwrap_or_default();
+    // Counted where the outbox records the backend's 2xx: an alert sent to
+    // two backends counts once on each.
+    e.family(
+        "volspike_alerts_delivered_total",
+        Kind::Counter,
+        "Alerts a backend accepted (2xx), by backend and type.",
+    );
+    for (backend, s) in &stats {
+        for kind in PostKind::ALL.into_iter().filter(|k| k.is_alert()) {
+            let delivered = s.delivered_by_kind.get(kind.as_str()).copied().unwrap_or(0);
+            e.sample(
+                "volspike_alerts_delivered_total",
+                &[("backend", backend), ("type", kind.as_str())],
+                delivered as f64,
+            );
+        }
+    }
     e.family(
         "volspike_posts_enqueued_total",
         Kind::Counter,
@@ -234,9 +268,8 @@ fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
             count(kind),
         );
     }
-    let stats = ctx.outbox.as_ref().map(|o| o.stats()).unwrap_or_default();
     type Pick = fn(&crate::backend::DeliveryStats) -> Option<f64>;
-    let families: [(&str, Kind, &str, Pick); 11] = [
+    let families: [(&str, Kind, &str, Pick); 13] = [
         (
             "volspike_outbox_pending",
             Kind::Gauge,
@@ -244,10 +277,11 @@ fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
             |s| Some(s.pending as f64),
         ),
         (
-            "volspike_outbox_oldest_pending_age_seconds",
+            // Absent when nothing is pending: zero would read 1970.
+            "volspike_outbox_oldest_pending_timestamp_seconds",
             Kind::Gauge,
-            "Age of the oldest undelivered post (0 when none), per backend.",
-            |s| Some(s.oldest_pending_seconds.unwrap_or(0) as f64),
+            "When the oldest undelivered post was enqueued, seconds since the epoch (absent when none), per backend.",
+            |s| s.oldest_pending_enqueued_ms.map(|ms| ms as f64 / 1000.0),
         ),
         (
             "volspike_outbox_delivered_total",
@@ -284,6 +318,18 @@ fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
             Kind::Gauge,
             "Refused posts kept in the dead-letter folder (volspike outbox list), per backend.",
             |s| Some(s.dead_letters as f64),
+        ),
+        (
+            "volspike_outbox_dead_letters_max",
+            Kind::Gauge,
+            "Most dead letters kept per backend (VOLSPIKE_DEAD_LETTERS_MAX); the oldest are deleted beyond it.",
+            |s| Some(s.dead_letters_max as f64),
+        ),
+        (
+            "volspike_outbox_dead_letters_deleted_total",
+            Kind::Counter,
+            "Dead letters deleted because the folder was at its cap.",
+            |s| Some(s.dead_letters_deleted as f64),
         ),
         (
             "volspike_outbox_coalesced_total",
@@ -617,6 +663,10 @@ mod tests {
         assert!(text
             .contains("volspike_job_duration_seconds_count{volspike_job=\"liquid_universe\"} 2\n"));
         assert!(text.contains("volspike_alerts_enqueued_total{type=\"volume_alert\"} 0\n"));
+        assert!(text.contains("volspike_volume_alerts_oi_change_omitted_total{reason=\"budget\"} "));
+        assert!(text.contains(
+            "volspike_volume_alerts_oi_change_omitted_total{reason=\"stale_snapshot\"} "
+        ));
         assert!(
             !text.contains("{job="),
             "a job label clashes with Prometheus's"

@@ -131,6 +131,7 @@ impl OiLookup {
                 }
             }
         }
+        crate::jobs::oi_change_omissions::record(found.timed_out, found.stale);
         found
     }
 

@@ -1,8 +1,10 @@
-//! How a stretch of failed connection attempts is logged: the first
-//! failure at warn, then one summary line every [`SUMMARY_EVERY`] while it
-//! lasts (each attempt only at debug), and one line when it ends. Without
-//! this, an appliance started without network prints a retry line every few
-//! seconds forever and the cause scrolls away.
+//! How a stretch of failed attempts is logged (the funding stream's
+//! connections, a scheduled job's retried ticks): the first failure in
+//! full, then one summary line every [`SUMMARY_EVERY`] while it lasts (each
+//! attempt only at debug), and one line when it ends. Without this, an
+//! appliance started without network prints a retry line every few seconds
+//! forever and the cause scrolls away. A failure with another cause than
+//! the stretch's is logged in full again: it is news.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,14 @@ pub struct OutageLog {
     failures: u64,
     /// When it was last summarized (or began).
     last_said: Option<Instant>,
+    /// The cause last logged in full, as [`same_cause`] compares it.
+    cause: Option<String>,
+}
+
+/// A failure's text with its digits removed: counts, ports of a retry or
+/// elapsed times vary between two failures of one cause.
+fn same_cause(error: &str) -> String {
+    error.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 
 impl OutageLog {
@@ -57,12 +67,28 @@ impl OutageLog {
         }
     }
 
+    /// Records a failed attempt at `now` caused by `error`: like
+    /// [`OutageLog::failed`], except that a cause other than the one last
+    /// logged is [`Say::First`] again (the stretch and its count go on).
+    pub fn failed_because(&mut self, now: Instant, error: &str) -> Say {
+        let cause = same_cause(error);
+        let say = self.failed(now);
+        if say == Say::First || self.cause.as_deref() == Some(cause.as_str()) {
+            self.cause = Some(cause);
+            return say;
+        }
+        self.cause = Some(cause);
+        self.last_said = Some(now);
+        Say::First
+    }
+
     /// Records a success at `now`; returns the stretch it ended (failed
     /// attempts, duration), if there was one.
     pub fn recovered(&mut self, now: Instant) -> Option<(u64, Duration)> {
         let since = self.since.take()?;
         let failures = std::mem::take(&mut self.failures);
         self.last_said = None;
+        self.cause = None;
         Some((failures, now.saturating_duration_since(since)))
     }
 }
@@ -115,5 +141,39 @@ mod tests {
             lasting_text(Duration::from_secs(3 * 3600 + 300)),
             "3 h 5 min"
         );
+    }
+
+    #[test]
+    fn a_job_failing_with_one_cause_logs_once_then_summaries_and_a_new_cause_again() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut log = OutageLog::default();
+        let refused = |port: u16| format!("cannot reach Binance at 127.0.0.1:{port}: refused");
+        assert_eq!(log.failed_because(at(0), &refused(9)), Say::First);
+        // The scheduler's retries: 5, 10, 20 s, then every 30 s; the digits
+        // in the text vary, the cause does not.
+        let mut t = 0;
+        let mut said = Vec::new();
+        for (i, wait) in [5, 10, 20].into_iter().chain([30; 17]).enumerate() {
+            t += wait;
+            said.push(log.failed_because(at(t), &refused(9 + (i % 2) as u16)));
+        }
+        let loud: Vec<&Say> = said.iter().filter(|s| **s != Say::Quiet).collect();
+        assert_eq!(
+            loud,
+            [&Say::Summary {
+                failures: 13,
+                lasting: Duration::from_secs(305)
+            }],
+            "one summary in 9.6 minutes of retries"
+        );
+        // Another cause is news, then quiet again.
+        assert_eq!(log.failed_because(at(t + 30), "disk full"), Say::First);
+        assert_eq!(log.failed_because(at(t + 60), "disk full"), Say::Quiet);
+        assert_eq!(
+            log.recovered(at(t + 90)),
+            Some((23, Duration::from_secs(t + 90)))
+        );
+        assert_eq!(log.failed_because(at(t + 120), "disk full"), Say::First);
     }
 }
