@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod logging;
 pub mod net;
 pub mod run;
+pub mod service;
 pub mod shutdown;
 pub mod state;
 pub mod status;
