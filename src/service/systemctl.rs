@@ -5,9 +5,10 @@
 //! quote the command), and it keeps a D-Bus client out of a static binary.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::child::{wait_within, Finished, WaitError};
 
 /// Properties read for every unit we look at; one `systemctl show` call.
 pub const PROPERTIES: &[&str] = &[
@@ -280,27 +281,14 @@ pub fn output_within<S: AsRef<str>>(args: &[S], timeout: Duration) -> Result<Str
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run systemctl: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("systemctl did not answer within {timeout:?}"));
-            }
-            Err(e) => return Err(format!("systemctl: {e}")),
-        }
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
+    let Finished {
+        status,
+        stdout,
+        stderr,
+    } = wait_within(&mut child, timeout).map_err(|e| match e {
+        WaitError::TimedOut => format!("systemctl did not answer within {timeout:?}"),
+        WaitError::Wait(e) => format!("systemctl: {e}"),
+    })?;
     if status.success() {
         Ok(stdout)
     } else {

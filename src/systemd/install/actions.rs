@@ -343,21 +343,16 @@ pub fn apply(layout: &Layout, action: &Action) -> Result<(), String> {
         }
         Action::Stop { unit } => systemctl::run(&["stop", "--", unit]),
         Action::Disable { unit } => systemctl::run(&["disable", "--", unit]),
-        Action::RemoveFile { path } => {
-            let target = layout.path(path);
-            match fs::remove_file(&target) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("cannot remove {}: {e}", target.display())),
-            }
-        }
-        Action::RemoveDir { path } => {
-            let target = layout.path(path);
-            match fs::remove_dir_all(&target) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("cannot remove {}: {e}", target.display())),
-            }
-        }
+        Action::RemoveFile { path } => remove(&layout.path(path), |p| fs::remove_file(p)),
+        Action::RemoveDir { path } => remove(&layout.path(path), |p| fs::remove_dir_all(p)),
+    }
+}
+
+/// Removes `target` with `how`; already gone is done too.
+fn remove(target: &Path, how: fn(&Path) -> io::Result<()>) -> Result<(), String> {
+    match how(target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", target.display())),
     }
 }
