@@ -173,30 +173,19 @@ mod tests {
 
     #[test]
     fn only_a_new_invocation_counts() {
-        assert_eq!(
-            classify(&state("active", "running", "b"), "a"),
-            Progress::Ready
-        );
-        assert_eq!(
-            classify(&state("active", "running", "b"), "b"),
-            Progress::Waiting
-        );
-        assert_eq!(
-            classify(&state("failed", "failed", "a"), "a"),
-            Progress::Waiting
-        );
-        assert_eq!(
-            classify(&state("activating", "start", "b"), "a"),
-            Progress::Waiting
-        );
-        assert_eq!(
-            classify(&state("activating", "auto-restart", "b"), "a"),
-            Progress::Failed
-        );
-        assert_eq!(
-            classify(&state("inactive", "dead", "b"), "a"),
-            Progress::Failed
-        );
+        // (active, sub, invocation now) against invocation "a" before.
+        let cases = [
+            ("active", "running", "b", Progress::Ready),
+            ("active", "running", "a", Progress::Waiting),
+            ("failed", "failed", "a", Progress::Waiting),
+            ("activating", "start", "b", Progress::Waiting),
+            ("activating", "auto-restart", "b", Progress::Failed),
+            ("inactive", "dead", "b", Progress::Failed),
+        ];
+        for (active, sub, invocation, expected) in cases {
+            let now = state(active, sub, invocation);
+            assert_eq!(classify(&now, "a"), expected, "{active}/{sub} {invocation}");
+        }
     }
 
     #[test]

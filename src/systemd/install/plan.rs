@@ -138,6 +138,28 @@ fn copy_needed(layout: &Layout, source: &Path) -> Result<Option<(PathBuf, PathBu
     }
 }
 
+/// Adds writing a unit file (mode 0644) at `path` when its contents differ
+/// from `rendered`; whether they did.
+fn write_if_changed(
+    layout: &Layout,
+    actions: &mut Vec<Action>,
+    path: &str,
+    rendered: String,
+    what: String,
+) -> Result<bool, String> {
+    let changed = read_text(&layout.path(path))?.as_deref() != Some(rendered.as_str());
+    if changed {
+        actions.push(Action::WriteFile {
+            path: path.into(),
+            contents: rendered,
+            mode: 0o644,
+            backup: None,
+            what,
+        });
+    }
+    Ok(changed)
+}
+
 /// Looks at the machine and computes the plan.
 pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result<Plan, String> {
     let mut plan = Plan::default();
@@ -184,8 +206,7 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
     // whatever --keep-legacy says: the name is the same.
     let mut retire = Vec::new();
     let mut replacing_foreign = false;
-    let own_unit_path = layout.path(UNIT_FILE);
-    let current_unit_path = fragment(layout, &service).unwrap_or_else(|| own_unit_path.clone());
+    let current_unit_path = fragment(layout, &service).unwrap_or_else(|| layout.path(UNIT_FILE));
     if let Some(text) = read_text(&current_unit_path)? {
         if !units::is_ours(&text, BINARY) {
             replacing_foreign = true;
@@ -289,33 +310,23 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
         env_file: ENV_FILE,
         user: USER,
     })?;
-    let service_changed = read_text(&own_unit_path)?.as_deref() != Some(rendered.as_str());
-    if service_changed {
-        actions.push(Action::WriteFile {
-            path: UNIT_FILE.into(),
-            contents: rendered,
-            mode: 0o644,
-            backup: None,
-            what: "the hardened unit".into(),
-        });
-    }
+    let service_changed = write_if_changed(
+        layout,
+        &mut actions,
+        UNIT_FILE,
+        rendered,
+        "the hardened unit".into(),
+    )?;
     // The socket listens where the env file says; an unusable address is
     // already among the configuration problems, so nothing is started.
     let socket_changed = match units::render_socket(&plan.http_addr) {
-        Ok(rendered) => {
-            let changed =
-                read_text(&layout.path(SOCKET_FILE))?.as_deref() != Some(rendered.as_str());
-            if changed {
-                actions.push(Action::WriteFile {
-                    path: SOCKET_FILE.into(),
-                    contents: rendered,
-                    mode: 0o644,
-                    backup: None,
-                    what: format!("the HTTP listener on {}", plan.http_addr),
-                });
-            }
-            changed
-        }
+        Ok(rendered) => write_if_changed(
+            layout,
+            &mut actions,
+            SOCKET_FILE,
+            rendered,
+            format!("the HTTP listener on {}", plan.http_addr),
+        )?,
         Err(e) => {
             if plan.config_problems.is_empty() {
                 plan.config_problems.push(e);
