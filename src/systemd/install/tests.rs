@@ -52,6 +52,13 @@ fn unit(id: &str, active: &str, enabled: &str, fragment: &str) -> UnitState {
     }
 }
 
+/// A unit of the old deployment, loaded from `/etc/systemd/system`, keyed
+/// by its name for [`FakeUnits`].
+fn legacy(id: &str, active: &str, enabled: &str) -> (String, UnitState) {
+    let fragment = format!("/etc/systemd/system/{id}");
+    (id.to_string(), unit(id, active, enabled, &fragment))
+}
+
 /// A scratch root with a source binary, removed when dropped.
 struct Tree {
     /// The temporary root directory.
@@ -353,33 +360,9 @@ fn legacy_units_are_retired_once_with_copies() {
             SERVICE.to_string(),
             unit(SERVICE, "active", "enabled", UNIT_FILE),
         ),
-        (
-            "binance-funding-ws.service".to_string(),
-            unit(
-                "binance-funding-ws.service",
-                "active",
-                "enabled",
-                "/etc/systemd/system/binance-funding-ws.service",
-            ),
-        ),
-        (
-            "oi-liquid-universe.timer".to_string(),
-            unit(
-                "oi-liquid-universe.timer",
-                "active",
-                "enabled",
-                "/etc/systemd/system/oi-liquid-universe.timer",
-            ),
-        ),
-        (
-            "oi-liquid-universe.service".to_string(),
-            unit(
-                "oi-liquid-universe.service",
-                "inactive",
-                "static",
-                "/etc/systemd/system/oi-liquid-universe.service",
-            ),
-        ),
+        legacy("binance-funding-ws.service", "active", "enabled"),
+        legacy("oi-liquid-universe.timer", "active", "enabled"),
+        legacy("oi-liquid-universe.service", "inactive", "static"),
     ]));
     let first = plan(&t.layout, &t.options, &units).expect("plan");
     assert_eq!(
@@ -415,33 +398,9 @@ fn legacy_units_are_retired_once_with_copies() {
     let after = FakeUnits(BTreeMap::from([
         (SERVICE.to_string(), installed_service()),
         (SOCKET.to_string(), listening_socket()),
-        (
-            "binance-funding-ws.service".to_string(),
-            unit(
-                "binance-funding-ws.service",
-                "inactive",
-                "disabled",
-                "/etc/systemd/system/binance-funding-ws.service",
-            ),
-        ),
-        (
-            "oi-liquid-universe.timer".to_string(),
-            unit(
-                "oi-liquid-universe.timer",
-                "inactive",
-                "disabled",
-                "/etc/systemd/system/oi-liquid-universe.timer",
-            ),
-        ),
-        (
-            "oi-liquid-universe.service".to_string(),
-            unit(
-                "oi-liquid-universe.service",
-                "inactive",
-                "static",
-                "/etc/systemd/system/oi-liquid-universe.service",
-            ),
-        ),
+        legacy("binance-funding-ws.service", "inactive", "disabled"),
+        legacy("oi-liquid-universe.timer", "inactive", "disabled"),
+        legacy("oi-liquid-universe.service", "inactive", "static"),
     ]));
     let second = plan(&t.layout, &t.options, &after).expect("plan");
     assert!(second.actions.is_empty(), "{:?}", second.actions);
@@ -458,14 +417,10 @@ fn keep_legacy_warns_and_leaves_them() {
         "/etc/systemd/system/user-alert-checker.service",
         "[Service]\nExecStart=/usr/bin/python3 x.py\n",
     );
-    let units = FakeUnits(BTreeMap::from([(
-        "user-alert-checker.service".to_string(),
-        unit(
-            "user-alert-checker.service",
-            "active",
-            "enabled",
-            "/etc/systemd/system/user-alert-checker.service",
-        ),
+    let units = FakeUnits(BTreeMap::from([legacy(
+        "user-alert-checker.service",
+        "active",
+        "enabled",
     )]));
     let options = Options {
         keep_legacy: true,
