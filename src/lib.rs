@@ -21,5 +21,7 @@ pub mod state;
 pub mod status;
 pub mod systemd;
 pub mod telegram;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod update;
 pub mod version;

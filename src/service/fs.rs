@@ -264,7 +264,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::update::testkit::TempDir;
+    use crate::testkit::TempDir;
 
     fn setup(tag: &str, previous: Option<&[u8]>) -> (TempDir, Layout) {
         let dir = TempDir::new(tag);

@@ -753,38 +753,10 @@ pub(crate) mod testkit {
 
     use std::io::Cursor;
     use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use self_update::zipsign_api::SigningKey;
 
-    /// A directory removed when dropped.
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        /// A fresh, empty directory.
-        pub fn new(tag: &str) -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "volspike-update-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            TempDir(dir)
-        }
-
-        /// The directory.
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    pub use crate::testkit::TempDir;
 
     /// A deterministic throwaway key pair: (signing key, raw public key).
     pub fn key_pair(seed: u8) -> (SigningKey, [u8; 32]) {
