@@ -7,7 +7,7 @@ use crate::cli::CheckConfigArgs;
 use crate::config::{self, Config, Mode, Sources, EXIT_CONFIG};
 
 /// The env file `install` writes and `check-config` reads by default.
-pub const DEFAULT_ENV_FILE: &str = "/etc/volspike/volspike.env";
+pub const DEFAULT_ENV_FILE: &str = crate::service::paths::ENV_FILE;
 
 /// Runs the command; returns the exit code.
 pub fn run(args: CheckConfigArgs) -> i32 {

@@ -16,10 +16,13 @@ pub mod logging;
 pub mod net;
 pub(crate) mod outage;
 pub mod run;
+pub mod service;
 pub mod shutdown;
 pub mod state;
 pub mod status;
 pub mod systemd;
 pub mod telegram;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod update;
 pub mod version;

@@ -5,8 +5,8 @@
 //! power cut, so every write goes to a temporary file in the same directory,
 //! is fsync'd, renamed over the target, and the directory is fsync'd too.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -73,32 +73,8 @@ impl StateDir {
     }
 }
 
-/// Writes `bytes` to `path` via a temporary sibling, fsync and rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename itself lives in the directory: sync it so the new name
-        // survives a power cut.
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(|e| annotate(e, "cannot write", path))
-}
+/// The one atomic write (temp file, fsync, rename, fsync of the directory).
+pub use crate::service::fs::write_atomic;
 
 fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))

@@ -4,13 +4,14 @@
 //! default), so a plain `volspike status` on the droplet finds the unit's
 //! server without flags.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::check_config::DEFAULT_ENV_FILE;
 use crate::config::{settings, Sources};
+use crate::service::paths::ENV_FILE as DEFAULT_ENV_FILE;
+use crate::service::ready::connectable;
 
 /// The address to ask, and where it came from (for the output).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,20 +70,6 @@ pub fn from_sources(sources: &Sources) -> Result<Target, String> {
         addr: connectable(listen),
         origin,
     })
-}
-
-/// A server listening on every address (`0.0.0.0`, `[::]`) is reached on
-/// loopback; one connects to a concrete address, not to a wildcard.
-fn connectable(listen: SocketAddr) -> SocketAddr {
-    match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), listen.port())
-        }
-        _ => listen,
-    }
 }
 
 #[cfg(test)]

@@ -2,18 +2,11 @@
 //! typed by a person waiting for an answer, and a wedged server must not
 //! hang it.
 
-use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde_json::Value;
 
-/// Connecting to loopback either works at once or not at all.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The whole request; `/health` answers from memory in milliseconds.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest answer read (a `/health` body is a few KB).
-const ANSWER_LIMIT: u64 = 4 << 20;
+use crate::service::ready::{get_health, HealthError};
 
 /// What asking `/health` gave.
 #[derive(Debug, Clone)]
@@ -34,32 +27,13 @@ pub enum Probe {
 
 /// Asks `http://addr/health`.
 pub fn health(addr: SocketAddr) -> Probe {
-    let config = ureq::Agent::config_builder()
-        // A 503 is the degraded answer we want to read, not an error.
-        .http_status_as_error(false)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_global(Some(REQUEST_TIMEOUT))
-        .user_agent(format!("volspike-status/{}", crate::version::VERSION))
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
-    let url = format!("http://{addr}/health");
-    match agent.get(&url).call() {
-        Ok(mut response) => {
-            let status = response.status().as_u16();
-            let body = response
-                .body_mut()
-                .with_config()
-                .limit(ANSWER_LIMIT)
-                .read_to_string()
-                .ok()
-                .and_then(|text| serde_json::from_str(&text).ok());
-            Probe::Answer { status, body }
-        }
-        Err(ureq::Error::Io(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            Probe::Refused(format!("nothing listens on {addr} ({e})"))
-        }
-        Err(ureq::Error::ConnectionFailed) => Probe::Refused(format!("cannot connect to {addr}")),
-        Err(e) => Probe::Failed(format!("{url}: {e}")),
+    match get_health(addr) {
+        Ok((status, text)) => Probe::Answer {
+            status,
+            body: serde_json::from_str(&text).ok(),
+        },
+        Err(HealthError::Refused(why)) => Probe::Refused(why),
+        Err(HealthError::Failed(why)) => Probe::Failed(format!("http://{addr}/health: {why}")),
     }
 }
 

@@ -3,19 +3,16 @@
 //! unit are all normal (a developer's `run --local`); they are reported,
 //! not errors.
 
-use std::collections::BTreeMap;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::service::systemctl::{self, Systemctl};
+
 /// The unit `install` writes.
-pub const UNIT: &str = "volspike.service";
+pub const UNIT: &str = crate::service::paths::SERVICE;
 /// `systemctl show` answers at once; a hung D-Bus must not hang `status`.
 const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(3);
-/// The properties read.
-const PROPERTIES: &str = "LoadState,ActiveState,SubState,NRestarts,ActiveEnterTimestamp";
 
 /// What systemd says about the unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,77 +76,40 @@ impl UnitState {
 
 /// Asks systemd about [`UNIT`].
 pub fn query() -> UnitState {
-    let child = Command::new("systemctl")
-        .args(["show", "-p", PROPERTIES, UNIT])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) => {
-            return UnitState::NoSystemd {
-                reason: format!("cannot run systemctl: {e}"),
-            }
-        }
-    };
-    let deadline = Instant::now() + SYSTEMCTL_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return UnitState::NoSystemd {
-                    reason: format!("systemctl did not answer within {SYSTEMCTL_TIMEOUT:?}"),
-                };
-            }
-            Err(e) => {
-                return UnitState::NoSystemd {
-                    reason: format!("systemctl: {e}"),
-                }
-            }
-        }
-    };
-    // The output is a few short lines: reading after exit cannot deadlock.
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
+    match Systemctl.state_within(UNIT, SYSTEMCTL_TIMEOUT) {
+        Ok(state) => UnitState::from(&state),
+        Err(reason) => UnitState::NoSystemd { reason },
     }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
-    if !status.success() {
-        let reason = stderr
-            .lines()
-            .next()
-            .unwrap_or("systemctl failed")
-            .trim()
-            .to_string();
-        return UnitState::NoSystemd { reason };
-    }
-    parse(&stdout)
 }
 
 /// Parses `systemctl show` output (`Key=value` lines).
 pub fn parse(text: &str) -> UnitState {
-    let props: BTreeMap<&str, &str> = text
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect();
-    if props.get("LoadState").is_some_and(|s| *s == "not-found") {
-        return UnitState::NotInstalled;
+    match systemctl::parse_show(&[UNIT.to_string()], text).pop() {
+        Some(state) => UnitState::from(&state),
+        None => UnitState::NotInstalled,
     }
-    let get = |key: &str| props.get(key).map(|v| v.to_string());
-    UnitState::Unit {
-        active_state: get("ActiveState").unwrap_or_else(|| "unknown".into()),
-        sub_state: get("SubState").unwrap_or_else(|| "unknown".into()),
-        n_restarts: props.get("NRestarts").and_then(|v| v.parse().ok()),
-        // systemd prints an empty value (or "n/a") for "never".
-        active_since: get("ActiveEnterTimestamp").filter(|v| !v.is_empty() && v != "n/a"),
+}
+
+impl From<&systemctl::UnitState> for UnitState {
+    fn from(state: &systemctl::UnitState) -> UnitState {
+        if !state.exists() {
+            return UnitState::NotInstalled;
+        }
+        let known = |v: &str| {
+            if v.is_empty() {
+                "unknown".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        let since = state.active_enter_timestamp.as_str();
+        UnitState::Unit {
+            active_state: known(&state.active_state),
+            sub_state: known(&state.sub_state),
+            n_restarts: state.n_restarts.parse().ok(),
+            // systemd prints an empty value (or "n/a") for "never".
+            active_since: (!since.is_empty() && since != "n/a").then(|| since.to_string()),
+        }
     }
 }
 

@@ -6,6 +6,5 @@ pub mod install;
 pub mod listen_fds;
 pub mod liveness;
 pub mod notify;
-pub mod systemctl;
 pub mod uninstall;
 pub mod units;

@@ -25,12 +25,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::cli::UninstallArgs;
-use crate::systemd::install::{
-    self, Action, Layout, BINARY, DROPIN_DIR, ENV_DIR, LEGACY_DIR, PREVIOUS_BINARY, SOCKET_FILE,
-    STATE_DIR, UNIT_FILE,
+use crate::service::fs::is_root;
+use crate::service::paths::{
+    Layout, BINARY, DROPIN_DIR, ENV_DIR, LEGACY_DIR, PREVIOUS_BINARY, SERVICE, SOCKET, SOCKET_FILE,
+    STATE_DIR, UNIT_FILE, USER,
 };
-use crate::systemd::systemctl::{self, Systemctl, UnitQuery, UnitState};
-use crate::systemd::units::{self, SERVICE, SOCKET};
+use crate::service::systemctl::{self, Systemctl, UnitQuery, UnitState};
+use crate::systemd::install::{self, Action};
+use crate::systemd::units;
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -178,8 +180,7 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
         if !plan.actions.is_empty() {
             plan.notes.push(format!(
                 "the system user {} is kept (remove it with `userdel {}`)",
-                install::USER,
-                install::USER
+                USER, USER
             ));
         }
     } else {
@@ -210,7 +211,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// Runs the command; returns the exit code.
 pub fn run(args: UninstallArgs) -> i32 {
-    if install::effective_uid() != Some(0) {
+    if !is_root() {
         eprintln!("volspike uninstall: uninstall must run as root; try sudo volspike uninstall (nothing was changed)");
         return 1;
     }

@@ -8,15 +8,9 @@
 /// The unit template, placeholders `@BINARY@`, `@ENV_FILE@`, `@USER@`.
 pub const SERVICE_TEMPLATE: &str = include_str!("../../packaging/volspike.service");
 
-/// The service's unit name.
-pub const SERVICE: &str = "volspike.service";
-
 /// The socket unit template, placeholder `@LISTEN@`: systemd holds the HTTP
 /// listener so that restarts and updates refuse no connection.
 pub const SOCKET_TEMPLATE: &str = include_str!("../../packaging/volspike.socket");
-
-/// The socket's unit name (it activates [`SERVICE`], the same name).
-pub const SOCKET: &str = "volspike.socket";
 
 /// Units of the Python deployment that the appliance replaces. Running them
 /// next to it would post every alert twice. (`volspike.service` itself is

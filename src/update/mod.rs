@@ -28,14 +28,12 @@ pub mod keys;
 pub mod manifest;
 pub mod record;
 pub mod restart;
-pub mod swap;
 pub mod verify;
 
 use std::fmt;
 use std::fs;
 use std::io::{BufRead, IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::unix::fs::MetadataExt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,14 +42,11 @@ use crate::config::settings::{self, Setting};
 use crate::config::Sources;
 use crate::version::TARGET;
 
+use crate::service::fs::{self as service_fs, is_root, Staging};
+use crate::service::paths::{Layout, BINARY, SERVICE};
+use crate::service::ready::connectable;
 use keys::KeySet;
 use record::UpdateRecord;
-use swap::{Layout, Staging};
-
-/// The unit that runs the appliance.
-pub const SERVICE: &str = "volspike.service";
-/// Where `volspike install` puts the binary.
-pub const BINARY: &str = "/usr/local/bin/volspike";
 
 /// Writes a line to stdout and ignores failures: an operator's ssh session
 /// dropping mid-update must not panic the updater before it can roll back.
@@ -153,7 +148,7 @@ impl Context {
             value(&sources, &settings::STATE_DIR).unwrap_or_else(|| "/var/lib/volspike".into()),
         );
         Ok(Context {
-            layout: Layout::new(BINARY),
+            layout: Layout::system(),
             unit: SERVICE.to_string(),
             keys: KeySet::load(Path::new(keys::KEYS_FILE)),
             update_url: value(&sources, &settings::UPDATE_URL),
@@ -194,15 +189,7 @@ fn health_addr(http_addr: &str) -> Result<SocketAddr, String> {
     let addr: SocketAddr = http_addr.parse().map_err(|_| {
         format!("VOLSPIKE_HTTP_ADDR: `{http_addr}` is not an address like 127.0.0.1:8080")
     })?;
-    Ok(match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
-        }
-        _ => addr,
-    })
+    Ok(connectable(addr))
 }
 
 /// Runs the command; returns the exit code.
@@ -243,7 +230,10 @@ pub fn run(args: SelfUpdateArgs) -> i32 {
         None
     };
     let (action, source) = if args.rollback {
-        ("rollback", ctx.layout.previous().display().to_string())
+        (
+            "rollback",
+            ctx.layout.previous_binary().display().to_string(),
+        )
     } else if let Some(from) = &args.from {
         ("update", from.display().to_string())
     } else {
@@ -424,7 +414,7 @@ fn update(ctx: &Context, args: &SelfUpdateArgs, rec: &mut UpdateRecord) -> Resul
 fn rollback(ctx: &Context, args: &SelfUpdateArgs, rec: &mut UpdateRecord) -> Result<Done, Problem> {
     let current = installed_version(&ctx.layout)?;
     rec.from = Some(current.version.clone());
-    let previous = ctx.layout.previous();
+    let previous = ctx.layout.previous_binary();
     if !previous.exists() {
         return Err(Problem::Refused(format!(
             "no previous binary at {}: nothing to roll back to",
@@ -492,22 +482,22 @@ fn activate(
     // From here on, losing the terminal or a Ctrl-C must not stop us
     // between the swap and the verdict (new version healthy, or old back).
     ignore_interruptions();
-    let swapped = swap::swap_in(&ctx.layout, new_binary)
+    let swapped = service_fs::swap_in(&ctx.layout, new_binary)
         .map_err(|e| Problem::Failed(format!("cannot swap in the new binary: {e}")))?;
     say!(
         "{} is now {to}; {from} kept as {}",
-        ctx.layout.binary.display(),
-        ctx.layout.previous().display()
+        ctx.layout.binary().display(),
+        ctx.layout.previous_binary().display()
     );
-    if !before.loaded() || !before.wants_running() {
+    if before.load_state != "loaded" || !before.is_running_or_starting() {
         if let Err(e) = swapped.commit() {
             complain!("warning: {e}");
         }
         say!(
             "{} is {}: not restarted (start it with `systemctl start {}`)",
             ctx.unit,
-            if before.loaded() {
-                before.get("ActiveState")
+            if before.load_state == "loaded" {
+                before.active_state.as_str()
             } else {
                 "not installed"
             },
@@ -523,7 +513,7 @@ fn activate(
         );
         restart::wait_ready(
             &ctx.unit,
-            before.invocation(),
+            &before.invocation_id,
             to,
             ctx.health,
             ctx.start_timeout,
@@ -555,7 +545,7 @@ fn activate(
                 Ok(()) => Err(Problem::RolledBack(format!(
                     "{to} did not come up healthy within {} s ({why}); {from} is back in {} and running, READY and healthy",
                     ctx.start_timeout.as_secs(),
-                    ctx.layout.binary.display()
+                    ctx.layout.binary().display()
                 ))),
                 Err(e) => Err(Problem::Failed(format!(
                     "{to} did not come up ({why}), and restoring {from} failed too: {e}; check `systemctl status {}`",
@@ -567,7 +557,7 @@ fn activate(
 }
 
 /// Undo the swap and bring the old binary back up.
-fn restore(ctx: &Context, swapped: swap::Swapped, from: &str) -> Result<(), String> {
+fn restore(ctx: &Context, swapped: service_fs::Swapped, from: &str) -> Result<(), String> {
     swapped
         .undo()
         .map_err(|e| format!("cannot put the old binary back: {e}"))?;
@@ -575,7 +565,7 @@ fn restore(ctx: &Context, swapped: swap::Swapped, from: &str) -> Result<(), Stri
     restart::restart_outside(&ctx.unit)?;
     restart::wait_ready(
         &ctx.unit,
-        before.invocation(),
+        &before.invocation_id,
         from,
         ctx.health,
         ctx.start_timeout,
@@ -585,13 +575,14 @@ fn restore(ctx: &Context, swapped: swap::Swapped, from: &str) -> Result<(), Stri
 
 /// The installed binary's own version.
 fn installed_version(layout: &Layout) -> Result<artifact::VersionLine, Problem> {
-    if !layout.binary.exists() {
+    let binary = layout.binary();
+    if !binary.exists() {
         return Err(Problem::Refused(format!(
             "volspike is not installed at {} (run `volspike install` first)",
-            layout.binary.display()
+            binary.display()
         )));
     }
-    verify::run_version(&layout.binary).map_err(|why| {
+    verify::run_version(&binary).map_err(|why| {
         Problem::Refused(format!(
             "cannot tell the installed version ({why}); reinstall with `volspike install`"
         ))
@@ -618,13 +609,6 @@ fn confirm(args: &SelfUpdateArgs, question: &str) -> Result<(), Problem> {
         "y" | "Y" | "yes" | "YES" | "Yes" => Ok(()),
         _ => Err(Problem::Refused("not confirmed".to_string())),
     }
-}
-
-/// Root, judged by the owner of `/proc/self` (our effective uid).
-fn is_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
 }
 
 fn in_service_cgroup(unit: &str) -> bool {
@@ -717,7 +701,7 @@ struct Lock {
 
 impl Lock {
     fn take(layout: &Layout) -> Result<Lock, Problem> {
-        let path = layout.dir().join(".volspike-update.lock");
+        let path = layout.binary_dir().join(".volspike-update.lock");
         for _ in 0..2 {
             match fs::OpenOptions::new()
                 .write(true)
@@ -769,38 +753,10 @@ pub(crate) mod testkit {
 
     use std::io::Cursor;
     use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use self_update::zipsign_api::SigningKey;
 
-    /// A directory removed when dropped.
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        /// A fresh, empty directory.
-        pub fn new(tag: &str) -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "volspike-update-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            TempDir(dir)
-        }
-
-        /// The directory.
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    pub use crate::testkit::TempDir;
 
     /// A deterministic throwaway key pair: (signing key, raw public key).
     pub fn key_pair(seed: u8) -> (SigningKey, [u8; 32]) {

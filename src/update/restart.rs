@@ -8,140 +8,34 @@
 //! that finds itself inside the service's cgroup first moves the whole update
 //! into a transient unit (see [`inside_unit_cgroup`]).
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Properties read on every poll (one `systemctl show`).
-const PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,InvocationID,ExecMainStatus,ExecMainCode,NRestarts,ActiveEnterTimestampMonotonic,ActiveExitTimestampMonotonic";
-/// How often the unit and /health are polled.
+use crate::service::ready::{self, Waited};
+use crate::service::systemctl::{Systemctl, UnitState};
+
+/// How often /health is polled.
 const POLL: Duration = Duration::from_millis(100);
 /// After READY and a healthy answer, the service must still be the same
 /// process this much later: a binary that dies right after READY is caught.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// What systemd says about the unit (`systemctl show`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnitProps {
-    /// Every `KEY=value` line.
-    values: BTreeMap<String, String>,
+/// Reads the unit's state.
+pub fn show(unit: &str) -> Result<UnitState, String> {
+    Systemctl.state(unit)
 }
 
-impl UnitProps {
-    /// Parses `systemctl show` output.
-    pub fn parse(text: &str) -> UnitProps {
-        UnitProps {
-            values: text
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .collect(),
-        }
-    }
-
-    /// One property; empty when absent.
-    pub fn get(&self, key: &str) -> &str {
-        self.values.get(key).map(String::as_str).unwrap_or("")
-    }
-
-    /// `loaded` for an installed unit.
-    pub fn loaded(&self) -> bool {
-        self.get("LoadState") == "loaded"
-    }
-
-    /// Running or on its way up: an update restarts it; a stopped service is
-    /// left stopped (the operator stopped it).
-    pub fn wants_running(&self) -> bool {
-        matches!(
-            self.get("ActiveState"),
-            "active" | "activating" | "reloading"
+/// Why a new invocation that stopped during its start did not come up.
+fn failure(now: &UnitState) -> String {
+    if now.active_state == "failed" {
+        format!("volspike.service failed to start ({})", now.exit_summary())
+    } else {
+        format!(
+            "volspike.service stopped during start ({})",
+            now.exit_summary()
         )
     }
-
-    /// `active/running`, i.e. READY for a Type=notify service.
-    pub fn ready(&self) -> bool {
-        self.get("ActiveState") == "active" && self.get("SubState") == "running"
-    }
-
-    /// The current invocation: changes with every start.
-    pub fn invocation(&self) -> &str {
-        self.get("InvocationID")
-    }
-
-    fn monotonic_us(&self, key: &str) -> Option<u64> {
-        self.get(key).parse().ok().filter(|v| *v > 0)
-    }
-
-    /// Old process told to stop → new READY, from systemd's own timestamps.
-    pub fn downtime(&self) -> Option<Duration> {
-        let left = self.monotonic_us("ActiveExitTimestampMonotonic")?;
-        let entered = self.monotonic_us("ActiveEnterTimestampMonotonic")?;
-        entered.checked_sub(left).map(Duration::from_micros)
-    }
-
-    /// `exit-code, status 1` and the like, for messages.
-    pub fn exit_summary(&self) -> String {
-        let code = self.get("ExecMainCode");
-        let status = self.get("ExecMainStatus");
-        let how = match code {
-            "1" => format!("exited with status {status}"),
-            "2" => format!("killed by signal {status}"),
-            "3" => format!("dumped core (signal {status})"),
-            _ => format!("main process status {status}"),
-        };
-        format!("{how}; result {}", self.get("Result"))
-    }
-}
-
-/// Where a start stands, judged from one `systemctl show`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
-    /// The new invocation has not begun or is still starting.
-    Waiting,
-    /// A new invocation is active/running (READY).
-    Ready,
-    /// The new invocation failed; why.
-    Failed(String),
-}
-
-/// Judges `now` against the invocation that was running before the restart.
-pub fn classify(now: &UnitProps, old_invocation: &str) -> Progress {
-    let new = !now.invocation().is_empty() && now.invocation() != old_invocation;
-    if !new {
-        return Progress::Waiting;
-    }
-    match (now.get("ActiveState"), now.get("SubState")) {
-        ("active", "running") => Progress::Ready,
-        ("failed", _) => Progress::Failed(format!(
-            "volspike.service failed to start ({})",
-            now.exit_summary()
-        )),
-        ("activating", "auto-restart") | ("inactive", _) | ("deactivating", _) => {
-            Progress::Failed(format!(
-                "volspike.service stopped during start ({})",
-                now.exit_summary()
-            ))
-        }
-        _ => Progress::Waiting,
-    }
-}
-
-/// Reads the unit's properties.
-pub fn show(unit: &str) -> Result<UnitProps, String> {
-    let out = Command::new("systemctl")
-        .args(["show", unit, "--property", PROPERTIES])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run `systemctl show {unit}`: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`systemctl show {unit}` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(UnitProps::parse(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// A name for a transient unit: `volspike-update-<what>-<unix ms>`.
@@ -200,29 +94,24 @@ pub fn wait_ready(
     let started = Instant::now();
     let deadline = started + timeout;
     // 1. READY=1 from a new invocation.
-    let props = loop {
-        let now = show(unit)?;
-        match classify(&now, old_invocation) {
-            Progress::Ready => break now,
-            Progress::Failed(why) => return Err(why),
-            Progress::Waiting => {}
-        }
-        if Instant::now() >= deadline {
+    let props = match ready::wait_for_new_invocation(unit, old_invocation, deadline)? {
+        Waited::Ready(now) => now,
+        Waited::Failed(now) => return Err(failure(&now)),
+        Waited::TimedOut(now) => {
             return Err(format!(
                 "volspike.service not READY within {} s (state {}/{})",
                 timeout.as_secs(),
-                now.get("ActiveState"),
-                now.get("SubState")
-            ));
+                now.active_state,
+                now.sub_state
+            ))
         }
-        std::thread::sleep(POLL);
     };
     let ready_after = started.elapsed();
-    let invocation = props.invocation().to_string();
+    let invocation = props.invocation_id.clone();
     let downtime = props.downtime();
     // 2. /health answers 200 with the version we installed.
     loop {
-        let last_health = match get_health(health) {
+        let last_health = match ready::get_health(health) {
             Ok((200, body)) => {
                 let version = serde_json::from_str::<serde_json::Value>(&body)
                     .ok()
@@ -234,10 +123,10 @@ pub fn wait_ready(
                 }
             }
             Ok((status, _)) => format!("HTTP {status}"),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         let now = show(unit)?;
-        if now.invocation() != invocation || !now.ready() {
+        if now.invocation_id != invocation || !now.is_ready() {
             return Err(format!(
                 "volspike.service went down after READY ({})",
                 now.exit_summary()
@@ -254,7 +143,7 @@ pub fn wait_ready(
     // 3. Still the same process a moment later.
     std::thread::sleep(SETTLE);
     let now = show(unit)?;
-    if now.invocation() != invocation || !now.ready() {
+    if now.invocation_id != invocation || !now.is_ready() {
         return Err(format!(
             "volspike.service went down within {} s of READY ({})",
             SETTLE.as_secs(),
@@ -268,36 +157,6 @@ pub fn wait_ready(
     })
 }
 
-/// `GET /health` over plain HTTP/1.0 on loopback: status and body.
-pub fn get_health(addr: SocketAddr) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    stream
-        .write_all(
-            format!("GET /health HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut response = Vec::new();
-    stream
-        .take(1024 * 1024)
-        .read_to_end(&mut response)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{addr} answered no HTTP status line"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
 /// Whether `/proc/self/cgroup` text puts us inside `unit`'s cgroup (v1 or v2).
 pub fn inside_unit_cgroup(proc_self_cgroup: &str, unit: &str) -> bool {
     proc_self_cgroup.lines().any(|line| {
@@ -309,9 +168,13 @@ pub fn inside_unit_cgroup(proc_self_cgroup: &str, unit: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::ready::{classify, Progress};
+    use crate::service::systemctl::parse_show;
 
-    fn props(text: &str) -> UnitProps {
-        UnitProps::parse(text)
+    fn props(text: &str) -> UnitState {
+        parse_show(&["volspike.service".to_string()], text)
+            .pop()
+            .expect("one unit")
     }
 
     #[test]
@@ -329,19 +192,15 @@ mod tests {
         let now = props(
             "ActiveState=activating\nSubState=auto-restart\nInvocationID=bbb\nResult=exit-code\nExecMainCode=1\nExecMainStatus=1\n",
         );
-        match classify(&now, "aaa") {
-            Progress::Failed(why) => {
-                assert!(
-                    why.contains("exited with status 1; result exit-code"),
-                    "{why}"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
-        let failed = props("ActiveState=failed\nSubState=failed\nInvocationID=ccc\nExecMainCode=2\nExecMainStatus=6\nResult=signal");
+        assert_eq!(classify(&now, "aaa"), Progress::Failed);
+        let why = failure(&now);
         assert!(
-            matches!(classify(&failed, "aaa"), Progress::Failed(w) if w.contains("killed by signal 6"))
+            why.contains("exited with status 1; result exit-code"),
+            "{why}"
         );
+        let failed = props("ActiveState=failed\nSubState=failed\nInvocationID=ccc\nExecMainCode=2\nExecMainStatus=6\nResult=signal");
+        assert_eq!(classify(&failed, "aaa"), Progress::Failed);
+        assert!(failure(&failed).contains("killed by signal 6"));
     }
 
     #[test]
@@ -362,21 +221,5 @@ mod tests {
         assert!(inside_unit_cgroup(v1_inside, "volspike.service"));
         assert!(!inside_unit_cgroup(v2_outside, "volspike.service"));
         assert!(!inside_unit_cgroup(transient, "volspike.service"));
-    }
-
-    #[test]
-    fn health_over_loopback() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().expect("accept");
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\r\n{\"version\":\"1.0.0\"}");
-        });
-        let (status, body) = get_health(addr).expect("answer");
-        assert_eq!(status, 503);
-        assert!(body.contains("1.0.0"));
-        let _ = server.join();
     }
 }

@@ -11,13 +11,14 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use self_update::zipsign_api;
 use sha2::{Digest as _, Sha256};
 
 use super::artifact::{self, VersionLine};
 use super::keys::{KeySet, TrustedKey};
+use crate::service::child::{wait_within, Finished, WaitError};
 
 /// How long the new binary's `version` may take.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -182,31 +183,18 @@ pub fn run_version(binary: &Path) -> Result<VersionLine, String> {
             Err(e) => return Err(format!("`{} version` does not run: {e}", binary.display())),
         }
     };
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() > VERSION_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "`{} version` did not finish within {} s",
-                    binary.display(),
-                    VERSION_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for `{} version`: {e}", binary.display())),
-        }
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
+    let Finished {
+        status,
+        stdout,
+        stderr,
+    } = wait_within(&mut child, VERSION_TIMEOUT).map_err(|e| match e {
+        WaitError::TimedOut => format!(
+            "`{} version` did not finish within {} s",
+            binary.display(),
+            VERSION_TIMEOUT.as_secs()
+        ),
+        WaitError::Wait(e) => format!("waiting for `{} version`: {e}", binary.display()),
+    })?;
     if !status.success() {
         return Err(format!(
             "`{} version` failed ({status}): {}",

@@ -5,7 +5,10 @@
 //! quote the command), and it keeps a D-Bus client out of a static binary.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::child::{wait_within, Finished, WaitError};
 
 /// Properties read for every unit we look at; one `systemctl show` call.
 pub const PROPERTIES: &[&str] = &[
@@ -19,6 +22,10 @@ pub const PROPERTIES: &[&str] = &[
     "InvocationID",
     "NRestarts",
     "ExecMainStatus",
+    "ExecMainCode",
+    "ActiveEnterTimestamp",
+    "ActiveEnterTimestampMonotonic",
+    "ActiveExitTimestampMonotonic",
 ];
 
 /// What systemd says about one unit (`systemctl show`).
@@ -44,6 +51,14 @@ pub struct UnitState {
     pub n_restarts: String,
     /// Exit status of the main process's last run.
     pub exec_main_status: String,
+    /// How it ended: `1` exited, `2` killed, `3` dumped core.
+    pub exec_main_code: String,
+    /// When it last became active, as systemd prints it (empty or `n/a`: never).
+    pub active_enter_timestamp: String,
+    /// The same in µs of the monotonic clock (0: never).
+    pub active_enter_monotonic: String,
+    /// When it last left the active state, µs of the monotonic clock (0: never).
+    pub active_exit_monotonic: String,
 }
 
 impl UnitState {
@@ -85,6 +100,31 @@ impl UnitState {
             && (self.sub_state == "running" || !self.id.ends_with(".service"))
     }
 
+    /// `active/running`: READY for a Type=notify service.
+    pub fn is_ready(&self) -> bool {
+        self.active_state == "active" && self.sub_state == "running"
+    }
+
+    /// Old process told to stop → new READY, from systemd's own timestamps.
+    pub fn downtime(&self) -> Option<Duration> {
+        let monotonic_us = |v: &str| v.parse::<u64>().ok().filter(|v| *v > 0);
+        let left = monotonic_us(&self.active_exit_monotonic)?;
+        let entered = monotonic_us(&self.active_enter_monotonic)?;
+        entered.checked_sub(left).map(Duration::from_micros)
+    }
+
+    /// `exited with status 1; result exit-code` and the like, for messages.
+    pub fn exit_summary(&self) -> String {
+        let status = &self.exec_main_status;
+        let how = match self.exec_main_code.as_str() {
+            "1" => format!("exited with status {status}"),
+            "2" => format!("killed by signal {status}"),
+            "3" => format!("dumped core (signal {status})"),
+            _ => format!("main process status {status}"),
+        };
+        format!("{how}; result {}", self.result)
+    }
+
     fn from_map(id: &str, map: &BTreeMap<String, String>) -> UnitState {
         let get = |k: &str| map.get(k).cloned().unwrap_or_default();
         UnitState {
@@ -98,6 +138,10 @@ impl UnitState {
             invocation_id: get("InvocationID"),
             n_restarts: get("NRestarts"),
             exec_main_status: get("ExecMainStatus"),
+            exec_main_code: get("ExecMainCode"),
+            active_enter_timestamp: get("ActiveEnterTimestamp"),
+            active_enter_monotonic: get("ActiveEnterTimestampMonotonic"),
+            active_exit_monotonic: get("ActiveExitTimestampMonotonic"),
         }
     }
 }
@@ -115,7 +159,7 @@ pub fn parse_show(units: &[String], text: &str) -> Vec<UnitState> {
         }
         if let Some((k, v)) = line.split_once('=') {
             if let Some(block) = blocks.last_mut() {
-                block.insert(k.to_string(), v.to_string());
+                block.insert(k.trim().to_string(), v.trim().to_string());
             }
         }
     }
@@ -152,28 +196,45 @@ pub struct Systemctl;
 
 impl UnitQuery for Systemctl {
     fn states(&self, units: &[String]) -> Result<Vec<UnitState>, String> {
-        if units.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args = vec![
-            "show".to_string(),
-            format!("--property={}", PROPERTIES.join(",")),
-        ];
-        args.push("--".into());
-        args.extend(units.iter().cloned());
-        let out = output(&args)?;
-        Ok(parse_show(units, &out))
+        show(units, None)
     }
 }
 
 impl Systemctl {
     /// The state of one unit.
     pub fn state(&self, unit: &str) -> Result<UnitState, String> {
-        let units = [unit.to_string()];
-        self.states(&units)?
-            .pop()
-            .ok_or_else(|| format!("systemctl show {unit}: no answer"))
+        one(unit, None)
     }
+
+    /// The state of one unit, or an error when systemctl does not answer
+    /// within `timeout` (a hung D-Bus must not hang a command a person waits on).
+    pub fn state_within(&self, unit: &str, timeout: Duration) -> Result<UnitState, String> {
+        one(unit, Some(timeout))
+    }
+}
+
+fn one(unit: &str, timeout: Option<Duration>) -> Result<UnitState, String> {
+    show(&[unit.to_string()], timeout)?
+        .pop()
+        .ok_or_else(|| format!("systemctl show {unit}: no answer"))
+}
+
+/// One `systemctl show` for `units`.
+fn show(units: &[String], timeout: Option<Duration>) -> Result<Vec<UnitState>, String> {
+    if units.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = vec![
+        "show".to_string(),
+        format!("--property={}", PROPERTIES.join(",")),
+    ];
+    args.push("--".into());
+    args.extend(units.iter().cloned());
+    let out = match timeout {
+        None => output(&args)?,
+        Some(timeout) => output_within(&args, timeout)?,
+    };
+    Ok(parse_show(units, &out))
 }
 
 /// Runs `systemctl ARGS`; an error quotes the command and systemctl's stderr.
@@ -202,6 +263,42 @@ pub fn output<S: AsRef<str>>(args: &[S]) -> Result<String, String> {
             if stderr.is_empty() { "" } else { ": " },
             stderr
         ))
+    }
+}
+
+/// [`output`] for a command that answers at once (`show`): killed and an
+/// error after `timeout`. The output is a few short lines, so reading it
+/// after the exit cannot deadlock on a full pipe.
+pub fn output_within<S: AsRef<str>>(args: &[S], timeout: Duration) -> Result<String, String> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let shown = format!("systemctl {}", args.join(" "));
+    let mut child = Command::new("systemctl")
+        .args(&args)
+        .env("SYSTEMD_PAGER", "")
+        .env("SYSTEMD_COLORS", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+    let Finished {
+        status,
+        stdout,
+        stderr,
+    } = wait_within(&mut child, timeout).map_err(|e| match e {
+        WaitError::TimedOut => format!("systemctl did not answer within {timeout:?}"),
+        WaitError::Wait(e) => format!("systemctl: {e}"),
+    })?;
+    if status.success() {
+        Ok(stdout)
+    } else {
+        // The first line says why (e.g. "System has not been booted with systemd").
+        let first = stderr.lines().next().map(str::trim).unwrap_or("");
+        Err(if first.is_empty() {
+            format!("{shown} failed ({status})")
+        } else {
+            first.to_string()
+        })
     }
 }
 
