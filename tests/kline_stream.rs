@@ -1,0 +1,236 @@
+//! The kline streams end to end at the protocol level: the library's
+//! subscription planner and pacer against the fake Binance's `/market`
+//! route, its frames read by the library's parser and fed to the stream
+//! detector. An injected crossing is detected once, a quiet tape never, a
+//! closed candle arrives as `k.x` true, UNSUBSCRIBE stops a stream.
+//!
+//! No timing assertions: waits are "eventually, within a generous patience".
+
+use std::collections::BTreeSet;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+use volspike::binance::klines::{self, KlineEvent, NotKline, SendPacer};
+use volspike::jobs::volume_spike::detect::{Candle, Rules};
+use volspike::jobs::volume_spike::stream::StreamDetector;
+use volspike_fakes::{FakeBinance, Market, SymbolState};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+const HOUR_MS: u64 = 3_600_000;
+
+type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn connect(fake: &FakeBinance) -> Socket {
+    let url = format!("{}/stream", fake.ws_url());
+    let (socket, _) = tungstenite::connect(url.as_str()).expect("fake ws connects");
+    if let MaybeTlsStream::Plain(tcp) = socket.get_ref() {
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("read timeout");
+    }
+    socket
+}
+
+/// The next kline event, skipping acknowledgements; `None` on a read timeout.
+fn next_event(socket: &mut Socket) -> Option<KlineEvent> {
+    match socket.read() {
+        Ok(Message::Text(text)) => match klines::parse_event(text.as_str()) {
+            Ok(event) => Some(event),
+            Err(NotKline::Control) => None,
+            Err(NotKline::Garbage(e)) => panic!("fake sent garbage: {e}"),
+        },
+        Ok(_) => None,
+        Err(tungstenite::Error::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            None
+        }
+        Err(e) => panic!("fake ws failed: {e}"),
+    }
+}
+
+/// Sends `messages` no faster than the library's pacer allows.
+fn send_paced(socket: &mut Socket, messages: Vec<String>) {
+    let mut pacer = SendPacer::new(klines::SEND_PER_SECOND);
+    for text in messages {
+        std::thread::sleep(pacer.wait_before_next(Instant::now()));
+        pacer.record(Instant::now());
+        socket.send(Message::text(text)).expect("send control");
+    }
+}
+
+#[test]
+fn an_injected_crossing_is_detected_once_and_quiet_tapes_never() {
+    let mut market = Market::new();
+    for (symbol, daily) in [("SPIKEUSDT", 240e6), ("QUIETUSDT", 240e6)] {
+        market.insert(SymbolState::perpetual(symbol, 10.0, daily));
+    }
+    let fake = FakeBinance::start(market).expect("fake binance");
+    let mut socket = connect(&fake);
+
+    let desired: BTreeSet<String> = ["SPIKEUSDT", "QUIETUSDT"].map(String::from).into();
+    let plans = klines::plan(&[], &desired);
+    assert_eq!(plans.len(), 1);
+    send_paced(&mut socket, klines::control_messages(&plans[0], 1));
+
+    // The previous hour closed at 10 M (1/24 of 240 M) for both, as REST
+    // would report it; the detector is seeded with it.
+    let now = volspike::clock::unix_ms(std::time::SystemTime::now());
+    let hour = now - now % HOUR_MS;
+    let mut detector = StreamDetector::new(Rules::default());
+    for symbol in &desired {
+        detector.seed_closed(
+            symbol,
+            Candle {
+                open_time_ms: hour - HOUR_MS,
+                close_time_ms: hour - 1,
+                open: 10.0,
+                close: 10.0,
+                quote_volume: 10e6,
+            },
+        );
+    }
+
+    // Both streams flow (every 250 ms); the quiet tape (10 M so far, 1×) never fires.
+    let mut ledger: BTreeSet<(String, u64)> = BTreeSet::new();
+    let mut crossings = Vec::new();
+    let mut updates = std::collections::BTreeMap::<String, usize>::new();
+    let deadline = Instant::now() + PATIENCE;
+    while updates.len() < 2 || updates.values().any(|n| *n < 3) {
+        assert!(Instant::now() < deadline, "kline updates: {updates:?}");
+        if let Some(event) = next_event(&mut socket) {
+            assert!(!event.closed);
+            *updates.entry(event.symbol.clone()).or_default() += 1;
+            let at = volspike::clock::unix_ms(std::time::SystemTime::now());
+            if let Some(c) = detector.on_event(&event, at, |s, h| ledger.contains(&(s.into(), h))) {
+                crossings.push(c);
+            }
+        }
+    }
+    assert!(crossings.is_empty(), "quiet tapes fired: {crossings:?}");
+
+    // Push SPIKEUSDT to 35 M (3.5×) at a known instant: the next update
+    // carries it, and it is detected on that update and never again.
+    let injected_ms = fake.set_open_hour_volume("SPIKEUSDT", 35e6);
+    let deadline = Instant::now() + PATIENCE;
+    let mut after_crossing = 0;
+    while after_crossing < 8 {
+        assert!(Instant::now() < deadline, "no crossing seen");
+        let Some(event) = next_event(&mut socket) else {
+            continue;
+        };
+        let at = volspike::clock::unix_ms(std::time::SystemTime::now());
+        if let Some(c) = detector.on_event(&event, at, |s, h| ledger.contains(&(s.into(), h))) {
+            ledger.insert((c.symbol.clone(), c.current.open_time_ms));
+            crossings.push(c);
+        }
+        if !crossings.is_empty() && event.symbol == "SPIKEUSDT" {
+            after_crossing += 1;
+        }
+    }
+    assert_eq!(crossings.len(), 1, "{crossings:?}");
+    let crossing = &crossings[0];
+    assert_eq!(crossing.symbol, "SPIKEUSDT");
+    assert_eq!(crossing.current.quote_volume, 35e6);
+    assert_eq!(crossing.previous.quote_volume, 10e6);
+    assert_eq!(crossing.current.open_time_ms, hour);
+    assert!(crossing.event_time_ms >= u64::try_from(injected_ms).unwrap_or(0));
+
+    // A closed candle arrives as k.x true.
+    let closed_candle = volspike_fakes::Candle::flat(i64::try_from(hour).unwrap_or(0), 10.0, 36e6);
+    fake.ws_send_closed_kline("SPIKEUSDT", closed_candle);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(Instant::now() < deadline, "no closed candle");
+        if let Some(event) = next_event(&mut socket) {
+            if event.closed {
+                assert_eq!(event.symbol, "SPIKEUSDT");
+                assert_eq!(event.quote_volume, 36e6);
+                break;
+            }
+        }
+    }
+
+    // UNSUBSCRIBE QUIETUSDT: after the acknowledgement, only SPIKEUSDT flows.
+    let assigned = vec![desired.clone()];
+    let fewer: BTreeSet<String> = ["SPIKEUSDT".to_string()].into();
+    let change = klines::plan(&assigned, &fewer);
+    assert_eq!(change[0].unsubscribe, vec!["QUIETUSDT".to_string()]);
+    send_paced(&mut socket, klines::control_messages(&change[0], 10));
+    let deadline = Instant::now() + PATIENCE;
+    while !fake
+        .ws_subscriptions()
+        .iter()
+        .any(|(method, _)| method == "UNSUBSCRIBE")
+    {
+        assert!(Instant::now() < deadline, "unsubscribe not received");
+        next_event(&mut socket);
+    }
+    // Drain what was in flight, then watch a second of pushes.
+    for _ in 0..10 {
+        next_event(&mut socket);
+    }
+    let watch_until = Instant::now() + Duration::from_secs(1);
+    let mut spike_updates = 0;
+    while Instant::now() < watch_until {
+        if let Some(event) = next_event(&mut socket) {
+            assert_eq!(event.symbol, "SPIKEUSDT", "unsubscribed stream still flows");
+            spike_updates += 1;
+        }
+    }
+    assert!(spike_updates > 0, "the subscribed stream stopped too");
+    assert_eq!(
+        fake.ws_subscriptions(),
+        vec![
+            (
+                "SUBSCRIBE".to_string(),
+                vec![
+                    "quietusdt@kline_1h".to_string(),
+                    "spikeusdt@kline_1h".to_string()
+                ]
+            ),
+            (
+                "UNSUBSCRIBE".to_string(),
+                vec!["quietusdt@kline_1h".to_string()]
+            ),
+        ]
+    );
+    assert!(fake.ws_peak_client_rate() <= 10);
+}
+
+#[test]
+fn a_full_universe_subscribes_within_binance_message_limit() {
+    let fake = FakeBinance::start(Market::synthetic(600)).expect("fake binance");
+    let mut socket = connect(&fake);
+    let desired: BTreeSet<String> = fake.market().symbols().into_iter().collect();
+    let plans = klines::plan(&[], &desired);
+    assert!(desired.len() >= 600);
+    assert_eq!(
+        plans.len(),
+        1,
+        "{} streams fit one connection",
+        desired.len()
+    );
+    let messages = klines::control_messages(&plans[0], 1);
+    let expected = desired.len().div_ceil(klines::STREAMS_PER_MESSAGE);
+    assert_eq!(messages.len(), expected, "batched SUBSCRIBE messages");
+    send_paced(&mut socket, messages);
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + PATIENCE;
+    while seen.len() < desired.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 600 streams seen",
+            seen.len()
+        );
+        if let Some(event) = next_event(&mut socket) {
+            seen.insert(event.symbol);
+        }
+    }
+    assert!(fake.ws_peak_client_rate() <= 10);
+    assert_eq!(fake.ws_subscriptions().len(), expected);
+}
