@@ -2,17 +2,21 @@
 //! subscription planner and pacer against the fake Binance's `/market`
 //! route, its frames read by the library's parser and fed to the stream
 //! detector. An injected crossing is detected once, a quiet tape never, a
-//! closed candle arrives as `k.x` true, UNSUBSCRIBE stops a stream.
+//! closed candle arrives as `k.x` true, UNSUBSCRIBE stops a stream; the
+//! link thread follows the symbol set and survives drops and silence.
 //!
 //! No timing assertions: waits are "eventually, within a generous patience".
 
 use std::collections::BTreeSet;
 use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
+use volspike::binance::kline_link::{self, LinkEvent};
 use volspike::binance::klines::{self, KlineEvent, NotKline, SendPacer};
+use volspike::binance::stream::StreamSettings;
 use volspike::jobs::volume_spike::detect::{Candle, Rules};
 use volspike::jobs::volume_spike::stream::StreamDetector;
 use volspike_fakes::{FakeBinance, Market, SymbolState};
@@ -233,4 +237,77 @@ fn a_full_universe_subscribes_within_binance_message_limit() {
     }
     assert!(fake.ws_peak_client_rate() <= 10);
     assert_eq!(fake.ws_subscriptions().len(), expected);
+}
+
+/// The next link event within the patience.
+fn next_link_event(rx: &std::sync::mpsc::Receiver<LinkEvent>) -> LinkEvent {
+    rx.recv_timeout(PATIENCE).expect("a link event in time")
+}
+
+/// Waits for a kline of `symbol`, skipping others; fails on a Down.
+fn wait_kline(rx: &std::sync::mpsc::Receiver<LinkEvent>, symbol: &str) -> KlineEvent {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(Instant::now() < deadline, "no kline of {symbol}");
+        match next_link_event(rx) {
+            LinkEvent::Kline(event) if event.symbol == symbol => return event,
+            LinkEvent::Down(why) => panic!("link went down: {why}"),
+            _ => {}
+        }
+    }
+}
+
+/// Waits for the link to report itself down, then up again.
+fn wait_down_then_up(rx: &std::sync::mpsc::Receiver<LinkEvent>) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    let why = loop {
+        assert!(Instant::now() < deadline, "never went down");
+        if let LinkEvent::Down(why) = next_link_event(rx) {
+            break why;
+        }
+    };
+    loop {
+        assert!(Instant::now() < deadline, "never came back");
+        if next_link_event(rx) == LinkEvent::Up {
+            return why;
+        }
+    }
+}
+
+#[test]
+fn the_link_follows_the_universe_and_comes_back_after_a_drop_or_silence() {
+    let fake = FakeBinance::start(Market::synthetic(5)).expect("fake binance");
+    let all = fake.market().symbols();
+    let (first, second) = (all[0].clone(), all[1].clone());
+    let symbols = Arc::new(Mutex::new(BTreeSet::from([first.clone()])));
+    let mut settings = StreamSettings::new(&fake.ws_url(), Duration::from_secs(2));
+    settings.backoff_min = Duration::from_millis(100);
+    settings.backoff_max = Duration::from_millis(400);
+    let (trigger, shutdown) = volspike::shutdown::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = kline_link::spawn(settings, symbols.clone(), tx, shutdown).expect("thread");
+
+    assert_eq!(next_link_event(&rx), LinkEvent::Up);
+    wait_kline(&rx, &first);
+    // A new listing is subscribed on the open connection.
+    symbols.lock().expect("set").insert(second.clone());
+    wait_kline(&rx, &second);
+    assert_eq!(fake.ws_total_connections(), 1);
+
+    // Dropped: down, back up, both streams resubscribed.
+    fake.ws_drop_all();
+    wait_down_then_up(&rx);
+    wait_kline(&rx, &first);
+    wait_kline(&rx, &second);
+
+    // Connected but silent: dead after the silence limit, replaced.
+    fake.ws_set_stalled(true);
+    let why = wait_down_then_up(&rx);
+    assert!(why.contains("no kline"), "{why}");
+    fake.ws_set_stalled(false);
+    wait_kline(&rx, &first);
+
+    assert!(fake.ws_peak_client_rate() <= 10);
+    trigger.trigger();
+    thread.join().expect("link thread ends at shutdown");
 }
