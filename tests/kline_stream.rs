@@ -311,3 +311,54 @@ fn the_link_follows_the_universe_and_comes_back_after_a_drop_or_silence() {
     trigger.trigger();
     thread.join().expect("link thread ends at shutdown");
 }
+
+/// By hand (`cargo test --release --test kline_stream -- --ignored --nocapture`):
+/// the CPU cost of reading and checking one minute of a 600-symbol universe
+/// at 4 updates a second (144,000 kline frames). Prints the figure; asserts
+/// only a generous bound.
+#[test]
+#[ignore]
+fn measure_parse_and_detect_cost_of_a_minute_of_600_streams() {
+    let hour: u64 = 1_764_770_400_000;
+    let mut detector = StreamDetector::new(Rules::default());
+    let frames: Vec<String> = (0..600)
+        .map(|i| {
+            let symbol = format!("S{i:03}USDT");
+            detector.seed_closed(
+                &symbol,
+                Candle {
+                    open_time_ms: hour - HOUR_MS,
+                    close_time_ms: hour - 1,
+                    open: 1.0,
+                    close: 1.0,
+                    quote_volume: 50e6,
+                },
+            );
+            format!(
+                r#"{{"stream":"{}@kline_1h","data":{{"e":"kline","E":{},"s":"{symbol}","k":{{"t":{hour},"T":{},"s":"{symbol}","i":"1h","f":1,"L":2,"o":"1.0","c":"1.01","h":"1.02","l":"0.99","v":"123.4","n":100,"x":false,"q":"12345678.9","V":"60.1","Q":"6000000.0","B":"0"}}}}}}"#,
+                symbol.to_ascii_lowercase(),
+                hour + 60_000,
+                hour + HOUR_MS - 1
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut checked = 0u64;
+    for _ in 0..240 {
+        for frame in &frames {
+            let event = klines::parse_event(frame).expect("frame");
+            assert!(detector
+                .on_event(&event, hour + 60_000, |_, _| false)
+                .is_none());
+            checked += 1;
+        }
+    }
+    let spent = started.elapsed();
+    println!(
+        "{checked} kline frames parsed and checked in {:.1} ms: {:.2} µs each, {:.3} % of a core for 600 symbols at 4/s",
+        spent.as_secs_f64() * 1e3,
+        spent.as_secs_f64() * 1e6 / checked as f64,
+        spent.as_secs_f64() / 60.0 * 100.0
+    );
+    assert!(spent < Duration::from_secs(60), "slower than real time");
+}

@@ -5,6 +5,8 @@
 //! closed previous hour), so a 5-minute slot sweeps only those over REST.
 //!
 //! No I/O: the caller feeds events and the ledger's answer, and posts.
+//! The rules (ledger minute, which slot reads what) are in
+//! docs/jobs.md "From the kline streams".
 
 use std::collections::BTreeMap;
 
