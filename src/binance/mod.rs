@@ -15,6 +15,8 @@ mod endpoint;
 mod error;
 pub mod frames;
 pub mod governor;
+pub mod kline_link;
+pub mod klines;
 pub mod models;
 pub mod proxy;
 pub mod rest;

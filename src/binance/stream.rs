@@ -772,7 +772,7 @@ impl Runner {
 }
 
 /// Whether a tungstenite error is only a read or write timeout.
-fn is_timeout(e: &tungstenite::Error) -> bool {
+pub(crate) fn is_timeout(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
@@ -785,7 +785,10 @@ fn tcp(stream: &MaybeTlsStream<TcpStream>) -> Option<&TcpStream> {
     }
 }
 
-fn set_read_timeout(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>, t: Duration) -> io::Result<()> {
+pub(crate) fn set_read_timeout(
+    ws: &mut WebSocket<MaybeTlsStream<TcpStream>>,
+    t: Duration,
+) -> io::Result<()> {
     match tcp(ws.get_ref()) {
         Some(s) => s.set_read_timeout(Some(t)),
         None => Err(io::Error::other("unknown stream type")),
@@ -793,7 +796,7 @@ fn set_read_timeout(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>, t: Duration) 
 }
 
 /// Sends a close frame and waits briefly for the server's reply.
-fn close(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>) {
+pub(crate) fn close(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>) {
     if ws.close(None).is_err() {
         return;
     }
@@ -826,7 +829,7 @@ fn direct(host: &str, port: u16) -> Result<TcpStream, String> {
     Err(last_error)
 }
 
-fn connect(
+pub(crate) fn connect(
     url: &str,
     proxy: Option<&BinanceProxy>,
 ) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {

@@ -6,6 +6,7 @@
 
 pub mod detect;
 mod oi_change;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

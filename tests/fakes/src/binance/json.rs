@@ -240,3 +240,20 @@ pub(crate) fn ws_ticker(state: &SymbolState, now: i64) -> Value {
 pub(crate) fn error(code: i32, msg: &str) -> Value {
     json!({"code": code, "msg": msg})
 }
+
+/// One `<symbol>@kline_1h` event in its combined-stream envelope, stamped
+/// with event time `now`; `closed` is `k.x`.
+pub(crate) fn ws_kline(symbol: &str, c: &Candle, now: i64, closed: bool) -> String {
+    let stream = format!("{}@kline_1h", symbol.to_ascii_lowercase());
+    json!({"stream": stream, "data": {
+        "e": "kline", "E": now, "s": symbol,
+        "k": {
+            "t": c.open_time_ms, "T": c.close_time_ms(), "s": symbol, "i": "1h",
+            "f": 1, "L": c.trades, "o": dec8(c.open), "c": dec8(c.close),
+            "h": dec8(c.high), "l": dec8(c.low), "v": dec8(c.base_volume),
+            "n": c.trades, "x": closed, "q": dec8(c.quote_volume),
+            "V": dec8(c.base_volume / 2.0), "Q": dec8(c.quote_volume / 2.0), "B": "0"
+        }
+    }})
+    .to_string()
+}

@@ -217,6 +217,41 @@ impl FakeBinance {
     }
 
     /// Payloads of the pongs received from clients, in arrival order.
+    /// Pushes a closed-candle event (`k.x` true) for `symbol` on every
+    /// connection subscribed to its kline stream (besides the one the fake
+    /// sends by itself when the wall-clock hour turns).
+    pub fn ws_send_closed_kline(&self, symbol: &str, candle: market::Candle) {
+        self.ws.state.send_closed_kline(symbol, candle);
+    }
+
+    /// Sets `symbol`'s open-hour quote volume to `quote_volume` now and
+    /// returns the instant (unix ms): the next kline push, within 250 ms,
+    /// carries it. How a test puts one symbol across the spike threshold at
+    /// a known time.
+    pub fn set_open_hour_volume(&self, symbol: &str, quote_volume: f64) -> i64 {
+        let now = crate::sync::now_ms();
+        let hour = market::Candle::hour_start(now);
+        self.market.update(symbol, |s| {
+            if let Some(open) = s.candles.iter_mut().find(|c| c.open_time_ms == hour) {
+                open.quote_volume = quote_volume;
+            } else {
+                s.candles
+                    .push(market::Candle::flat(hour, s.last_price, quote_volume));
+            }
+        });
+        now
+    }
+
+    /// Every SUBSCRIBE/UNSUBSCRIBE received on the WebSocket, in order.
+    pub fn ws_subscriptions(&self) -> Vec<(String, Vec<String>)> {
+        self.ws.state.subscriptions()
+    }
+
+    /// The most messages one client connection sent within one second.
+    pub fn ws_peak_client_rate(&self) -> usize {
+        self.ws.state.peak_client_rate()
+    }
+
     pub fn ws_pongs(&self) -> Vec<Vec<u8>> {
         self.ws.state.pongs()
     }

@@ -16,7 +16,7 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::{Bytes, Message, WebSocket};
 
 use super::json;
-use super::market::MarketHandle;
+use super::market::{Candle, MarketHandle};
 use crate::http_util::{parse_query, query_value};
 use crate::sync::{lock, now_ms};
 use crate::tcp_server::{ConnGuard, Connections};
@@ -30,12 +30,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default push interval of the array streams.
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often Binance pushes each subscribed kline stream.
+pub(crate) const KLINE_INTERVAL: Duration = Duration::from_millis(250);
+/// Binance's limit on messages a client sends per second and connection.
+const CLIENT_MESSAGES_PER_SECOND: usize = 10;
 
 /// Something to send once on every live connection.
 #[derive(Debug, Clone)]
 enum Broadcast {
     Ping(Vec<u8>),
     Garbage,
+    /// A closed-candle event (`k.x` true) for one symbol.
+    ClosedKline(String, Candle),
 }
 
 /// What a connection serves, decided at the handshake.
@@ -58,6 +64,10 @@ pub(crate) struct WsState {
     /// Append-only log; each connection remembers how far it got.
     broadcasts: Mutex<Vec<Broadcast>>,
     pongs: Mutex<Vec<Vec<u8>>>,
+    /// Every SUBSCRIBE/UNSUBSCRIBE received, in order (method, streams).
+    subscriptions: Mutex<Vec<(String, Vec<String>)>>,
+    /// The most client messages any connection sent within one second.
+    peak_client_rate: AtomicUsize,
 }
 
 impl WsState {
@@ -70,6 +80,8 @@ impl WsState {
             total: AtomicUsize::new(0),
             broadcasts: Mutex::new(Vec::new()),
             pongs: Mutex::new(Vec::new()),
+            subscriptions: Mutex::new(Vec::new()),
+            peak_client_rate: AtomicUsize::new(0),
         }
     }
 
@@ -95,6 +107,18 @@ impl WsState {
 
     pub(crate) fn send_ping(&self, payload: &[u8]) {
         lock(&self.broadcasts).push(Broadcast::Ping(payload.to_vec()));
+    }
+
+    pub(crate) fn send_closed_kline(&self, symbol: &str, candle: Candle) {
+        lock(&self.broadcasts).push(Broadcast::ClosedKline(symbol.to_string(), candle));
+    }
+
+    pub(crate) fn subscriptions(&self) -> Vec<(String, Vec<String>)> {
+        lock(&self.subscriptions).clone()
+    }
+
+    pub(crate) fn peak_client_rate(&self) -> usize {
+        self.peak_client_rate.load(Ordering::SeqCst)
     }
 
     pub(crate) fn pongs(&self) -> Vec<Vec<u8>> {
@@ -168,6 +192,7 @@ impl WsState {
     fn serve_live(&self, mut socket: WebSocket<TcpStream>, guard: &ConnGuard, streams: &[String]) {
         let mut seen = lock(&self.broadcasts).len();
         let mut last_push: Option<Instant> = None;
+        let mut klines = KlineSubscriptions::default();
         while guard.is_open() {
             if self.stalled.load(Ordering::SeqCst) {
                 // Not even reading: no pong goes out either.
@@ -197,6 +222,14 @@ impl WsState {
                             ])),
                         )
                     }),
+                    Broadcast::ClosedKline(symbol, candle) => {
+                        if klines.streams.contains_key(&symbol) {
+                            let frame = json::ws_kline(&symbol, &candle, now_ms(), true);
+                            send(&mut socket, Message::text(frame))
+                        } else {
+                            Ok(())
+                        }
+                    }
                 };
                 if sent.is_err() {
                     return;
@@ -211,8 +244,34 @@ impl WsState {
                     }
                 }
             }
+            if klines
+                .last_push
+                .is_none_or(|t| t.elapsed() >= KLINE_INTERVAL)
+            {
+                klines.last_push = Some(Instant::now());
+                for frame in self.kline_frames(&mut klines) {
+                    if send(&mut socket, Message::text(frame)).is_err() {
+                        return;
+                    }
+                }
+            }
             match socket.read() {
-                Ok(Message::Pong(payload)) => lock(&self.pongs).push(payload.to_vec()),
+                Ok(Message::Pong(payload)) => {
+                    if klines.count_client_message(&self.peak_client_rate) {
+                        return;
+                    }
+                    lock(&self.pongs).push(payload.to_vec())
+                }
+                Ok(Message::Text(text)) => {
+                    if klines.count_client_message(&self.peak_client_rate) {
+                        return;
+                    }
+                    if let Some(reply) = self.on_control(&mut klines, text.as_str()) {
+                        if send(&mut socket, Message::text(reply)).is_err() {
+                            return;
+                        }
+                    }
+                }
                 // Pings are answered by tungstenite on the next read/flush.
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
@@ -224,6 +283,70 @@ impl WsState {
                 Err(_) => return,
             }
         }
+    }
+
+    /// Applies a SUBSCRIBE/UNSUBSCRIBE; the reply Binance sends, if any.
+    fn on_control(&self, klines: &mut KlineSubscriptions, text: &str) -> Option<String> {
+        let request: Value = serde_json::from_str(text).ok()?;
+        let method = request.get("method")?.as_str()?.to_string();
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let params: Vec<String> = request
+            .get("params")?
+            .as_array()?
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect();
+        for stream in &params {
+            let Some(symbol) = stream.strip_suffix("@kline_1h") else {
+                continue;
+            };
+            let symbol = symbol.to_ascii_uppercase();
+            match method.as_str() {
+                "SUBSCRIBE" => {
+                    klines.streams.entry(symbol).or_insert(None);
+                }
+                "UNSUBSCRIBE" => {
+                    klines.streams.remove(&symbol);
+                }
+                _ => {}
+            }
+        }
+        lock(&self.subscriptions).push((method, params));
+        Some(json!({"result": null, "id": id}).to_string())
+    }
+
+    /// One frame per subscribed symbol: its candle of the hour holding now
+    /// (`k.x` false), preceded once by the previous hour closed (`k.x` true)
+    /// when the hour turned since the last push.
+    fn kline_frames(&self, klines: &mut KlineSubscriptions) -> Vec<String> {
+        let now = now_ms();
+        let hour = Candle::hour_start(now);
+        self.market.read(|m| {
+            let mut frames = Vec::new();
+            for (symbol, last_hour) in klines.streams.iter_mut() {
+                let Some(state) = m.get(symbol) else {
+                    continue;
+                };
+                if let Some(seen) = *last_hour {
+                    if seen < hour {
+                        if let Some(closed) = state.candles.iter().find(|c| c.open_time_ms == seen)
+                        {
+                            frames.push(json::ws_kline(symbol, closed, now, true));
+                        }
+                    }
+                }
+                let open = state
+                    .candles
+                    .iter()
+                    .find(|c| c.open_time_ms == hour)
+                    .or(state.candles.last());
+                if let Some(open) = open {
+                    frames.push(json::ws_kline(symbol, open, now, false));
+                    *last_hour = Some(open.open_time_ms);
+                }
+            }
+            frames
+        })
     }
 
     /// The combined-stream frames for the requested streams, rendered now.
@@ -243,6 +366,36 @@ impl WsState {
                 Some(json!({"stream": stream, "data": data}).to_string())
             })
             .collect()
+    }
+}
+
+/// One connection's kline subscriptions and its client-message rate.
+#[derive(Debug, Default)]
+struct KlineSubscriptions {
+    /// Subscribed symbol → open time of the candle last pushed.
+    streams: std::collections::BTreeMap<String, Option<i64>>,
+    /// When the last kline push went out.
+    last_push: Option<Instant>,
+    /// When the client's messages of the last second arrived.
+    received: std::collections::VecDeque<Instant>,
+}
+
+impl KlineSubscriptions {
+    /// Counts one message from the client and raises `peak` to the most seen
+    /// in one second; true when the client went past
+    /// [`CLIENT_MESSAGES_PER_SECOND`], where Binance disconnects it.
+    fn count_client_message(&mut self, peak: &AtomicUsize) -> bool {
+        let now = Instant::now();
+        while self
+            .received
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.received.pop_front();
+        }
+        self.received.push_back(now);
+        peak.fetch_max(self.received.len(), Ordering::SeqCst);
+        self.received.len() > CLIENT_MESSAGES_PER_SECOND
     }
 }
 

@@ -1,0 +1,175 @@
+//! One kline connection: `{base}/stream` on the `/market` route, carrying the
+//! `<symbol>@kline_1h` streams of a shared symbol set, read on its own thread
+//! (tungstenite is blocking) and handed over as [`LinkEvent`]s.
+//!
+//! It follows the funding stream's rules and reuses its connect, backoff and
+//! close: a link without a kline for the silence limit is dead, a failed or
+//! closed link is reconnected with jittered exponential backoff, and the
+//! connection is replaced before Binance's 24 h cut-off. The symbol set may
+//! change at any time: the difference goes out as SUBSCRIBE/UNSUBSCRIBE
+//! batches no faster than [`klines::SEND_PER_SECOND`].
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tungstenite::Message;
+
+use super::klines::{self, KlineEvent, NotKline, SendPacer};
+use super::stream::{self, Backoff, StreamSettings};
+use crate::shutdown::Shutdown;
+
+/// How long one read may block, so subscriptions and shutdown are seen fast.
+const READ_TICK: Duration = Duration::from_millis(100);
+
+/// What the link reports to its reader.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    /// Connected: the streams are being (re)subscribed.
+    Up,
+    /// One kline update.
+    Kline(KlineEvent),
+    /// The link is down (failed, closed, silent or replaced): a gap starts.
+    Down(String),
+}
+
+/// Starts the link's thread. It ends at shutdown or when `sink` is dropped.
+pub fn spawn(
+    settings: StreamSettings,
+    symbols: Arc<Mutex<BTreeSet<String>>>,
+    sink: Sender<LinkEvent>,
+    shutdown: Shutdown,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("kline-link".into())
+        .spawn(move || run(&settings, &symbols, &sink, &shutdown))
+}
+
+fn run(
+    settings: &StreamSettings,
+    symbols: &Mutex<BTreeSet<String>>,
+    sink: &Sender<LinkEvent>,
+    shutdown: &Shutdown,
+) {
+    let url = format!("{}/stream", settings.base_url);
+    let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
+    while !shutdown.is_triggered() {
+        let why = match stream::connect(&url, settings.proxy.as_ref()) {
+            Ok(ws) => {
+                if sink.send(LinkEvent::Up).is_err() {
+                    return;
+                }
+                let started = Instant::now();
+                let why = session(ws, settings, symbols, sink, shutdown);
+                if started.elapsed() >= Duration::from_secs(60) {
+                    backoff.reset();
+                }
+                why
+            }
+            Err(e) => Some(e),
+        };
+        let Some(why) = why else {
+            return; // shutdown or no reader
+        };
+        tracing::warn!(JOB = "volume_spike", "kline stream down: {why}");
+        if sink.send(LinkEvent::Down(why)).is_err() {
+            return;
+        }
+        let until = Instant::now() + backoff.next_delay();
+        while Instant::now() < until && !shutdown.is_triggered() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Reads one connection; `Some(why)` when it must be replaced, `None` to stop.
+fn session(
+    mut ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    settings: &StreamSettings,
+    symbols: &Mutex<BTreeSet<String>>,
+    sink: &Sender<LinkEvent>,
+    shutdown: &Shutdown,
+) -> Option<String> {
+    if let Err(e) = stream::set_read_timeout(&mut ws, READ_TICK) {
+        return Some(format!("socket options: {e}"));
+    }
+    let opened = Instant::now();
+    let mut carried: BTreeSet<String> = BTreeSet::new();
+    let mut outgoing: VecDeque<String> = VecDeque::new();
+    let mut pacer = SendPacer::new(klines::SEND_PER_SECOND);
+    let mut next_id = 1;
+    let mut last_data = Instant::now();
+    loop {
+        if shutdown.is_triggered() {
+            stream::close(&mut ws);
+            return None;
+        }
+        if opened.elapsed() >= settings.max_connection_age {
+            stream::close(&mut ws);
+            return Some("replaced before the 24 h cut-off".into());
+        }
+        // Subscriptions follow the symbol set; this connection carries at
+        // most the first 1024 (the universe is ~600).
+        let desired = match symbols.lock() {
+            Ok(set) => set.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if desired != carried {
+            let plans = klines::plan(std::slice::from_ref(&carried), &desired);
+            if let Some(plan) = plans.first() {
+                let messages = klines::control_messages(plan, next_id);
+                next_id += messages.len() as u64;
+                outgoing.extend(messages);
+                carried.retain(|s| !plan.unsubscribe.contains(s));
+                carried.extend(plan.subscribe.iter().cloned());
+            }
+            if plans.len() > 1 {
+                tracing::warn!(
+                    JOB = "volume_spike",
+                    "{} symbols past the {} streams of one connection are not streamed",
+                    desired.len() - carried.len(),
+                    klines::MAX_STREAMS_PER_CONNECTION
+                );
+            }
+        }
+        while !outgoing.is_empty() && pacer.wait_before_next(Instant::now()).is_zero() {
+            if let Some(text) = outgoing.pop_front() {
+                pacer.record(Instant::now());
+                if let Err(e) = ws.send(Message::text(text)) {
+                    return Some(format!("subscribing: {e}"));
+                }
+            }
+        }
+        if !carried.is_empty() && last_data.elapsed() >= settings.silence {
+            stream::close(&mut ws);
+            return Some(format!("no kline for {} s", settings.silence.as_secs()));
+        }
+        match ws.read() {
+            Ok(Message::Text(text)) => match klines::parse_event(text.as_str()) {
+                Ok(event) => {
+                    last_data = Instant::now();
+                    if sink.send(LinkEvent::Kline(event)).is_err() {
+                        stream::close(&mut ws);
+                        return None;
+                    }
+                }
+                Err(NotKline::Control) => {}
+                Err(NotKline::Garbage(e)) => {
+                    tracing::debug!(JOB = "volume_spike", "skipped a kline frame: {e}")
+                }
+            },
+            Ok(Message::Close(_)) => return Some("closed by the server".into()),
+            Ok(_) => {}
+            Err(e) if stream::is_timeout(&e) => {}
+            Err(e) => return Some(format!("read failed: {e}")),
+        }
+        // Pongs queued by the read go out now.
+        match ws.flush() {
+            Ok(()) => {}
+            Err(e) if stream::is_timeout(&e) => {}
+            Err(e) => return Some(format!("write failed: {e}")),
+        }
+    }
+}
