@@ -366,14 +366,7 @@ pub(crate) async fn run(
             } => {
                 // The answer is lost: the mark stays, the next attempt checks first.
                 let delay = Backoff::fail(&mut gates.unreachable, &policy, now);
-                tracing::warn!(
-                    backend,
-                    route = %post.path,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "{} not delivered ({reason}); will retry",
-                    post.label
-                );
-                queue.retried(format!("{}: {reason}", post.label));
+                will_retry(&queue, backend, &post, delay, &reason);
             }
             SendOutcome::Retry {
                 status: Some(status),
@@ -389,14 +382,7 @@ pub(crate) async fn run(
                     dead_letter(&queue, &post, reason, &mut gates, &policy).await;
                     continue;
                 }
-                tracing::warn!(
-                    backend,
-                    route = %post.path,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "{} not delivered ({reason}); will retry",
-                    post.label
-                );
-                queue.retried(format!("{}: {reason}", post.label));
+                will_retry(&queue, backend, &post, delay, &reason);
             }
         }
     }
@@ -404,6 +390,18 @@ pub(crate) async fn run(
 }
 
 /// Unix ms now.
+/// Logs and counts a failed attempt that `post` will retry after `delay`.
+fn will_retry(queue: &Queue, backend: &str, post: &StoredPost, delay: Duration, reason: &str) {
+    tracing::warn!(
+        backend,
+        route = %post.path,
+        retry_in_ms = delay.as_millis() as u64,
+        "{} not delivered ({reason}); will retry",
+        post.label
+    );
+    queue.retried(format!("{}: {reason}", post.label));
+}
+
 fn now_ms() -> u64 {
     unix_ms(std::time::SystemTime::now())
 }

@@ -284,15 +284,8 @@ impl WeightGovernor {
         let started = Instant::now();
         let _queued = QueuedGuard::new(self);
         let _turn = self.turnstile.lock().await;
-        loop {
-            match self.try_take(weight, Instant::now()) {
-                Ok(permit) => {
-                    self.log_long_wait(started, permit.granted_at);
-                    return permit;
-                }
-                Err(wake_at) => tokio::time::sleep_until(wake_at).await,
-            }
-        }
+        self.wait_until_taken(started, |now| self.try_take(weight, now))
+            .await
     }
 
     /// Like [`Self::acquire`] for a caller that yields to regular ones: a
@@ -305,8 +298,19 @@ impl WeightGovernor {
     pub async fn acquire_yielding(&self, weight: u32) -> Permit {
         let started = Instant::now();
         let _queued = QueuedGuard::new(self);
+        self.wait_until_taken(started, |now| self.try_take_yielding(weight, now))
+            .await
+    }
+
+    /// Tries `take` until it grants, sleeping until the instant each refusal
+    /// names; logs a long wait. The one loop behind both kinds of caller.
+    async fn wait_until_taken(
+        &self,
+        started: Instant,
+        take: impl Fn(Instant) -> Result<Permit, Instant>,
+    ) -> Permit {
         loop {
-            match self.try_take_yielding(weight, Instant::now()) {
+            match take(Instant::now()) {
                 Ok(permit) => {
                     self.log_long_wait(started, permit.granted_at);
                     return permit;
