@@ -655,6 +655,11 @@ impl Queue {
             .removals
             .insert(post.seq, post.key.is_some());
         state.stats.delivered += 1;
+        if post.kind == Kind::VolumeAlert {
+            crate::http::metrics::latency::record_delivered(
+                now_ms.saturating_sub(post.enqueued_ms),
+            );
+        }
         *state
             .stats
             .delivered_by_kind

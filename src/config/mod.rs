@@ -265,6 +265,8 @@ pub struct JobThresholds {
     pub spike_ratio: f64,
     /// volume_spike: minimum hourly quote volume.
     pub spike_min_volume: f64,
+    /// volume_spike: from the kline streams (`stream`) or the REST sweep.
+    pub volume_from_stream: bool,
     /// liquid_universe: enter above this 24h quote volume.
     pub liquid_enter: f64,
     /// liquid_universe: stay while at or above this.
@@ -648,6 +650,16 @@ impl Config {
             spike_min_volume: r
                 .number(&settings::SPIKE_MIN_VOLUME, (0.0, 1e13))
                 .unwrap_or(3e6),
+            volume_from_stream: match r.optional(&settings::VOLUME_SOURCE).as_deref() {
+                Some("sweep") => false,
+                Some("stream") | None => true,
+                Some(other) => {
+                    let problem =
+                        format!("VOLSPIKE_VOLUME_SOURCE: `{other}` is not `stream` or `sweep`");
+                    r.report.problems.push(problem);
+                    true
+                }
+            },
             liquid_enter,
             liquid_exit: match r.raw(&settings::LIQUID_EXIT_USD) {
                 Some(_) => r

@@ -308,6 +308,13 @@ pub const SPIKE_MIN_VOLUME: Setting = setting!(
     false,
     "volume_spike: minimum hourly quote volume in USDT"
 );
+/// volume_spike: where spikes are seen.
+pub const VOLUME_SOURCE: Setting = setting!(
+    ["VOLSPIKE_VOLUME_SOURCE"],
+    Some("stream"),
+    false,
+    "volume_spike: `stream` (kline streams, within a second) or `sweep` (REST every 5 minutes)"
+);
 /// liquid_universe: enter threshold.
 pub const LIQUID_ENTER_USD: Setting = setting!(
     ["VOLSPIKE_LIQUID_ENTER_USD"],
@@ -370,6 +377,7 @@ pub const ALL: &[&Setting] = &[
     &DEAD_LETTERS_MAX,
     &SPIKE_RATIO,
     &SPIKE_MIN_VOLUME,
+    &VOLUME_SOURCE,
     &LIQUID_ENTER_USD,
     &LIQUID_EXIT_USD,
     &HEALTH_MIN_SYMBOLS,

@@ -36,6 +36,8 @@ pub struct Services {
     pub funding: FundingApi,
     /// Volume alerts to a Telegram chat, when a bot token and chat id are set.
     pub notifier: TelegramNotifier,
+    /// volume_spike's kline streams (`VOLSPIKE_VOLUME_SOURCE=stream`).
+    pub volume_stream: crate::jobs::volume_spike::live::VolumeStream,
 }
 
 impl Services {
@@ -75,6 +77,7 @@ impl Services {
                 stale_after: config.funding.stale_after,
             },
             notifier: TelegramNotifier::from_config(&config.telegram),
+            volume_stream: crate::jobs::volume_spike::live::VolumeStream::from_config(config),
         })
     }
 }

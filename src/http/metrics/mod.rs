@@ -25,6 +25,7 @@
 //! metrics` on the result.
 
 pub mod encode;
+pub mod latency;
 pub(crate) mod process;
 
 use std::time::SystemTime;
@@ -65,6 +66,7 @@ pub fn render(ctx: &HttpContext, now: SystemTime) -> String {
     process::write(&mut e, &process::read());
     jobs(&mut e, ctx, now);
     alerts_and_delivery(&mut e, ctx);
+    latency::write(&mut e);
     websocket(&mut e, ctx, now);
     binance(&mut e, ctx);
     binance_bodies(&mut e);
