@@ -229,7 +229,7 @@ impl FakeBinance {
     /// carries it. How a test puts one symbol across the spike threshold at
     /// a known time.
     pub fn set_open_hour_volume(&self, symbol: &str, quote_volume: f64) -> i64 {
-        let now = crate::sync::now_ms();
+        let now = self.ws.state.now();
         let hour = market::Candle::hour_start(now);
         self.market.update(symbol, |s| {
             if let Some(open) = s.candles.iter_mut().find(|c| c.open_time_ms == hour) {
@@ -240,6 +240,12 @@ impl FakeBinance {
             }
         });
         now
+    }
+
+    /// Shifts the WebSocket streams' clock (event times, the open hour) by
+    /// `offset_ms`, as `VOLSPIKE_CLOCK_OFFSET_MS` shifts the appliance's.
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.ws.state.set_clock_offset_ms(offset_ms);
     }
 
     /// Every SUBSCRIBE/UNSUBSCRIBE received on the WebSocket, in order.

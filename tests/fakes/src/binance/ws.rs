@@ -6,7 +6,7 @@
 
 use std::io::{self, ErrorKind, Read};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -68,6 +68,9 @@ pub(crate) struct WsState {
     subscriptions: Mutex<Vec<(String, Vec<String>)>>,
     /// The most client messages any connection sent within one second.
     peak_client_rate: AtomicUsize,
+    /// Added to the wall clock for event times and the open hour, so the
+    /// streams agree with an appliance run with `VOLSPIKE_CLOCK_OFFSET_MS`.
+    clock_offset_ms: AtomicI64,
 }
 
 impl WsState {
@@ -82,7 +85,18 @@ impl WsState {
             pongs: Mutex::new(Vec::new()),
             subscriptions: Mutex::new(Vec::new()),
             peak_client_rate: AtomicUsize::new(0),
+            clock_offset_ms: AtomicI64::new(0),
         }
+    }
+
+    /// Shifts the streams' clock by `offset_ms`.
+    pub(crate) fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.clock_offset_ms.store(offset_ms, Ordering::SeqCst);
+    }
+
+    /// The streams' clock, unix ms.
+    pub(crate) fn now(&self) -> i64 {
+        now_ms() + self.clock_offset_ms.load(Ordering::SeqCst)
     }
 
     pub(crate) fn total_connections(&self) -> usize {
@@ -224,7 +238,7 @@ impl WsState {
                     }),
                     Broadcast::ClosedKline(symbol, candle) => {
                         if klines.streams.contains_key(&symbol) {
-                            let frame = json::ws_kline(&symbol, &candle, now_ms(), true);
+                            let frame = json::ws_kline(&symbol, &candle, self.now(), true);
                             send(&mut socket, Message::text(frame))
                         } else {
                             Ok(())
@@ -319,7 +333,7 @@ impl WsState {
     /// (`k.x` false), preceded once by the previous hour closed (`k.x` true)
     /// when the hour turned since the last push.
     fn kline_frames(&self, klines: &mut KlineSubscriptions) -> Vec<String> {
-        let now = now_ms();
+        let now = self.now();
         let hour = Candle::hour_start(now);
         self.market.read(|m| {
             let mut frames = Vec::new();
@@ -351,7 +365,7 @@ impl WsState {
 
     /// The combined-stream frames for the requested streams, rendered now.
     fn frames(&self, streams: &[String]) -> Vec<String> {
-        let now = now_ms();
+        let now = self.now();
         streams
             .iter()
             .filter_map(|stream| {
