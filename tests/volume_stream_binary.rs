@@ -228,6 +228,7 @@ fn an_injected_crossing_is_posted_once_with_the_exact_payload_and_quiet_tapes_ne
     std::thread::sleep(Duration::from_secs(3));
     let alerts = world.alerts();
     assert_eq!(alerts.len(), 1, "posted once: {alerts:?}");
+    assert_decided_once(&running);
     // The latency of that alert is on /metrics.
     let (_, metrics) = http_get(&running.addr, "/metrics").expect("metrics");
     assert!(
@@ -331,6 +332,7 @@ fn while_the_stream_is_down_the_sweep_posts_and_the_stream_never_repeats_it() {
     assert!(flowing.is_some(), "log:\n{}", running.log_text());
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(world.alerts().len(), 1, "{:?}", world.alerts());
+    assert_decided_once(&running);
 }
 
 #[test]
@@ -359,6 +361,15 @@ fn a_gap_after_the_stream_posted_is_swept_over_rest_without_a_second_post() {
     );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(world.alerts().len(), 1, "{:?}", world.alerts());
+    assert_decided_once(&running);
+}
+
+/// The spike was decided once: the other side saw the ledger, not just the
+/// outbox refusing a duplicate.
+fn assert_decided_once(running: &Running) {
+    let log = running.log_text();
+    assert_eq!(log.matches("VOLUME SPIKE!").count(), 1, "log:\n{log}");
+    assert!(!log.contains("already sent"), "log:\n{log}");
 }
 
 /// SPIKEUSDT's candles with the open hour already at 40 M (4×).
@@ -368,4 +379,29 @@ fn market_spiking(hour: i64) -> Vec<Candle> {
         candle(hour - HOUR, 100.0, 100.0, 10e6),
         candle(hour, 100.0, 102.5, 40e6),
     ]
+}
+
+#[test]
+fn sweep_mode_opens_no_kline_stream_and_sweeps_every_symbol() {
+    let hour = some_hour();
+    let world = World::new("sweep-mode", hour);
+    world
+        .binance
+        .market()
+        .set_candles("SPIKEUSDT", market_spiking(hour));
+    let running = world.start_at(hour + 9 * MINUTE + 50_000, "sweep");
+    let posts = world
+        .backend
+        .wait_for_requests(PATH, 1, Duration::from_secs(40));
+    assert_eq!(posts.len(), 1, "log:\n{}", running.log_text());
+    let body = posts[0].json.clone().unwrap_or_default();
+    assert_eq!(body["timestamp"], iso(hour + 10 * MINUTE));
+    let summary = wait_until(Duration::from_secs(10), || {
+        let s = health_summary(&running);
+        s.contains(":10").then_some(s)
+    })
+    .unwrap_or_default();
+    assert!(summary.starts_with("swept 3 symbols at :10"), "{summary}");
+    assert!(world.binance.ws_subscriptions().is_empty());
+    assert_eq!(world.binance.ws_total_connections(), 0);
 }

@@ -186,3 +186,57 @@ impl VolumeStream {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Mode, Sources};
+
+    fn from_env(env: &[(&str, &str)]) -> Result<VolumeStream, Vec<String>> {
+        let sources = Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Sources::default()
+        };
+        Config::from_sources(&sources, Mode { local: true })
+            .map(|(config, _)| VolumeStream::from_config(&config))
+            .map_err(|report| report.problems)
+    }
+
+    #[test]
+    fn the_source_is_the_stream_unless_sweep_is_asked_and_nothing_else_is_taken() {
+        assert!(from_env(&[]).is_ok_and(|s| s.enabled()));
+        let source = "VOLSPIKE_VOLUME_SOURCE";
+        assert!(from_env(&[(source, "stream")]).is_ok_and(|s| s.enabled()));
+        assert!(from_env(&[(source, "sweep")]).is_ok_and(|s| !s.enabled()));
+        let problems = from_env(&[(source, "websocket")]).err().unwrap_or_default();
+        assert_eq!(
+            problems,
+            vec!["VOLSPIKE_VOLUME_SOURCE: `websocket` is not `stream` or `sweep`".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn in_sweep_mode_every_symbol_is_swept_and_nothing_is_kept() {
+        let Ok(stream) = from_env(&[("VOLSPIKE_VOLUME_SOURCE", "sweep")]) else {
+            panic!("valid configuration");
+        };
+        let symbols = vec!["AUSDT".to_string(), "BUSDT".to_string()];
+        let c = Candle {
+            open_time_ms: 0,
+            close_time_ms: 1,
+            open: 1.0,
+            close: 1.0,
+            quote_volume: 1.0,
+        };
+        stream.seed("AUSDT", &[c], 10);
+        let (answered, swept) = stream.split_slot(&symbols, 10, 0).await;
+        assert!(answered.is_empty());
+        assert_eq!(swept, symbols);
+        assert!(lock(&stream.inner.detector)
+            .missing_previous(&symbols, 10)
+            .contains(&"AUSDT".to_string()));
+    }
+}
