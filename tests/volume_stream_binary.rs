@@ -229,11 +229,17 @@ fn an_injected_crossing_is_posted_once_with_the_exact_payload_and_quiet_tapes_ne
     let alerts = world.alerts();
     assert_eq!(alerts.len(), 1, "posted once: {alerts:?}");
     assert_decided_once(&running);
-    // The latency of that alert is on /metrics.
-    let (_, metrics) = http_get(&running.addr, "/metrics").expect("metrics");
+    // The latency of that alert, both stages, is on /metrics.
+    let both = wait_until(Duration::from_secs(10), || {
+        let (_, metrics) = http_get(&running.addr, "/metrics").ok()?;
+        (metrics.contains("volspike_volume_alert_event_to_queued_seconds_count 1")
+            && metrics.contains("volspike_volume_alert_queued_to_delivered_seconds_count 1"))
+        .then_some(())
+    });
     assert!(
-        metrics.contains("volspike_volume_alert_event_to_queued_seconds_count 1"),
-        "{metrics}"
+        both.is_some(),
+        "{:?}",
+        http_get(&running.addr, "/metrics").map(|(_, m)| m)
     );
 }
 
