@@ -23,6 +23,9 @@ use crate::systemd::liveness::Heartbeat;
 
 /// How long one read may block, so subscriptions and shutdown are seen fast.
 const READ_TICK: Duration = Duration::from_millis(100);
+/// How often the symbol set is compared with what is subscribed: not on
+/// every frame (2400 a second for 600 symbols), a copy of the set each time.
+const SYNC_EVERY: Duration = Duration::from_millis(500);
 
 /// What the link reports to its reader.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +131,7 @@ fn session(
     let mut pacer = SendPacer::new(klines::SEND_PER_SECOND);
     let mut next_id = 1;
     let mut last_data = Instant::now();
+    let mut last_sync: Option<Instant> = None;
     loop {
         beat();
         if shutdown.is_triggered() {
@@ -140,26 +144,29 @@ fn session(
         }
         // Subscriptions follow the symbol set; this connection carries at
         // most the first 1024 (the universe is ~600).
-        let desired = match symbols.lock() {
-            Ok(set) => set.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        if desired != carried {
-            let plans = klines::plan(std::slice::from_ref(&carried), &desired);
-            if let Some(plan) = plans.first() {
-                let messages = klines::control_messages(plan, next_id);
-                next_id += messages.len() as u64;
-                outgoing.extend(messages);
-                carried.retain(|s| !plan.unsubscribe.contains(s));
-                carried.extend(plan.subscribe.iter().cloned());
-            }
-            if plans.len() > 1 {
-                tracing::warn!(
-                    JOB = "volume_spike",
-                    "{} symbols past the {} streams of one connection are not streamed",
-                    desired.len() - carried.len(),
-                    klines::MAX_STREAMS_PER_CONNECTION
-                );
+        if last_sync.is_none_or(|t: Instant| t.elapsed() >= SYNC_EVERY) {
+            last_sync = Some(Instant::now());
+            let desired = match symbols.lock() {
+                Ok(set) => set.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            if desired != carried {
+                let plans = klines::plan(std::slice::from_ref(&carried), &desired);
+                if let Some(plan) = plans.first() {
+                    let messages = klines::control_messages(plan, next_id);
+                    next_id += messages.len() as u64;
+                    outgoing.extend(messages);
+                    carried.retain(|s| !plan.unsubscribe.contains(s));
+                    carried.extend(plan.subscribe.iter().cloned());
+                }
+                if plans.len() > 1 {
+                    tracing::warn!(
+                        JOB = "volume_spike",
+                        "{} symbols past the {} streams of one connection are not streamed",
+                        desired.len() - carried.len(),
+                        klines::MAX_STREAMS_PER_CONNECTION
+                    );
+                }
             }
         }
         while !outgoing.is_empty() && pacer.wait_before_next(Instant::now()).is_zero() {
