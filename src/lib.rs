@@ -4,6 +4,7 @@
 //! Start at [`cli`] (the commands) and [`run`] (how `volspike run` wires the
 //! loops together); each folder is one concern.
 
+pub mod alert_latency;
 pub mod backend;
 pub mod binance;
 pub mod check_config;

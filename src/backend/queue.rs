@@ -656,9 +656,7 @@ impl Queue {
             .insert(post.seq, post.key.is_some());
         state.stats.delivered += 1;
         if post.kind == Kind::VolumeAlert {
-            crate::http::metrics::latency::record_delivered(
-                now_ms.saturating_sub(post.enqueued_ms),
-            );
+            crate::alert_latency::record_delivered(now_ms.saturating_sub(post.enqueued_ms));
         }
         *state
             .stats

@@ -62,7 +62,7 @@ pub struct HealthBody {
     /// The caps on Binance answers and how many answers they cut.
     pub binance_bodies: crate::binance::rest::BodyLimits,
     /// Volume alerts' detection latency (kline event → queued → delivered).
-    pub volume_latency: crate::http::metrics::latency::LatencyView,
+    pub volume_latency: crate::alert_latency::LatencyView,
 }
 
 /// How much a problem matters.
@@ -223,7 +223,7 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         websocket: ctx.funding.stream.view(),
         http: ctx.http.view(),
         binance_bodies: crate::binance::rest::body_limits(),
-        volume_latency: crate::http::metrics::latency::view(),
+        volume_latency: crate::alert_latency::view(),
     };
     (body, status != "critical")
 }

@@ -215,9 +215,7 @@ impl Poster {
                 // announced when it was first queued.
                 Ok(Enqueued::Queued) => {
                     if let Some(event_ms) = d.event_time_ms {
-                        crate::http::metrics::latency::record_queued(
-                            unix_ms(now).saturating_sub(event_ms),
-                        );
+                        crate::alert_latency::record_queued(unix_ms(now).saturating_sub(event_ms));
                     }
                     self.notifier.send_alert(&payload.message).await
                 }
