@@ -36,16 +36,7 @@ fn iso(ms: i64) -> String {
 }
 
 fn candle(open_time_ms: i64, open: f64, close: f64, quote_volume: f64) -> Candle {
-    Candle {
-        open_time_ms,
-        open,
-        high: open.max(close),
-        low: open.min(close),
-        close,
-        base_volume: quote_volume / close,
-        quote_volume,
-        trades: 1000,
-    }
+    Candle::moving(open_time_ms, open, close, quote_volume)
 }
 
 /// SPIKEUSDT and QUIETUSDT closed the hour before `hour` at 10 M and trade
