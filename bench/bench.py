@@ -280,7 +280,10 @@ def main_run(setup, seconds):
     state = os.path.join(setup.tmp, "state")
     addr = f"127.0.0.1:{free_port()}"
     offset, due_s, boundary_ms = clock_offset_ms(LEAD_MS)
-    env = setup.volspike_env(state, addr, {"VOLSPIKE_CLOCK_OFFSET_MS": str(offset)})
+    # The sweep's rows (duration, busiest minute) measure the REST sweep; the
+    # stream mode is measured in the volume detection phase.
+    env = setup.volspike_env(state, addr, {"VOLSPIKE_CLOCK_OFFSET_MS": str(offset),
+                                           "VOLSPIKE_VOLUME_SOURCE": "sweep"})
     logpath = os.path.join(setup.tmp, "volspike.log")
     started_ms = int(time.time() * 1000)
     t0 = time.monotonic()

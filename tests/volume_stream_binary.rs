@@ -172,6 +172,17 @@ fn an_injected_crossing_is_posted_once_with_the_exact_payload_and_quiet_tapes_ne
     let running = world.start_at(hour + 7 * MINUTE, "stream");
     world.wait_streaming(&running);
     assert!(world.alerts().is_empty(), "nothing crossed yet");
+    // The detect thread and the one connection are critical loops, alive.
+    let health = http_get(&running.addr, "/health")
+        .ok()
+        .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
+        .unwrap_or_default();
+    let loops: Vec<&Value> = health["loops"]
+        .as_array()
+        .map(|l| l.iter().filter(|l| l["name"] == "volume_stream").collect())
+        .unwrap_or_default();
+    assert_eq!(loops.len(), 2, "{health}");
+    assert!(loops.iter().all(|l| l["alive"] == true), "{health}");
 
     let injected = world.binance.set_open_hour_volume("SPIKEUSDT", 35e6);
     let posts = world
