@@ -145,7 +145,8 @@ impl Context {
         let http_addr = value(&sources, &settings::HTTP_ADDR).unwrap_or_default();
         let health = health_addr(&http_addr)?;
         let state_dir = PathBuf::from(
-            value(&sources, &settings::STATE_DIR).unwrap_or_else(|| "/var/lib/volspike".into()),
+            value(&sources, &settings::STATE_DIR)
+                .unwrap_or_else(|| settings::STATE_DIR.default.into()),
         );
         Ok(Context {
             layout: Layout::system(),
