@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::Kind;
+use crate::backend::kind::Kind;
 
 pub use display::effective;
 pub use sources::{Origin, Sources};

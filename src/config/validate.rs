@@ -13,7 +13,7 @@ use super::{
     legacy, BackendConfig, BinanceConfig, Config, FundingConfig, JobThresholds, Mode,
     OpenInterestConfig, Report, Secret, TelegramConfig, UserAlertsConfig,
 };
-use crate::backend::Kind;
+use crate::backend::kind::Kind;
 
 const HTTP_SCHEMES: &[&str] = &["https", "http"];
 
