@@ -5,7 +5,7 @@
 //! - [`sources`]: the environment and the env file, and which wins;
 //! - `reader`, `validate`: typed reading and [`Config::from_sources`];
 //! - [`display`]: `check-config`'s listing; [`template`]: env files written;
-//!   [`legacy`]: the old scripts' names.
+//!   `docs`: README's settings table; [`legacy`]: the old scripts' names.
 
 pub mod display;
 pub mod envfile;
@@ -14,6 +14,8 @@ pub mod settings;
 pub mod sources;
 pub mod template;
 
+#[cfg(test)]
+mod docs;
 mod reader;
 mod validate;
 
