@@ -103,18 +103,21 @@ impl<T: fmt::Display> Number<T> {
 }
 
 /// Declares each setting as a typed constant and lists them all in [`ALL`].
+/// An entry is `NAME: kind(...) "help line";`, the help line doubling as
+/// the constant's doc (more doc lines may precede the entry):
 ///
-/// - `NAME = number<T> { names: [...], default: 12, range: 1..=64, help: "..." }`
-///   gives a [`Number<T>`]; the default's text is the literal as written.
-/// - `NAME = text { names: [...], default: "...", help: "..." }` gives a [`Text`].
-/// - `NAME = plain { names: [...], unset: Off, secret: false, help: "..." }`
-///   gives a [`Setting`] without a default (`unset`: an [`Unset`] variant).
+/// - `number<T>([names], default, lo..=hi)`: a [`Number<T>`]; the default's
+///   text is the literal as written;
+/// - `text([names], "default")`: a [`Text`];
+/// - `plain([names], Off | Required | Computed("how"), secret?)`: a
+///   [`Setting`] without a default, saying what unset means.
 macro_rules! declare {
-    ($($(#[doc = $doc:literal])* $id:ident = $kind:ident $(<$ty:ty>)? { $($body:tt)* };)*) => {
+    ($($(#[doc = $doc:literal])* $id:ident: $kind:ident $(<$ty:ty>)? ($($spec:tt)*) $help:literal;)*) => {
         $(
+            #[doc = $help]
             $(#[doc = $doc])*
             #[allow(clippy::unnecessary_cast)]
-            pub const $id: declare!(@type $kind $($ty)?) = declare!(@value $kind { $($body)* });
+            pub const $id: declare!(@type $kind $($ty)?) = declare!(@value $kind ($($spec)*) $help);
         )*
         /// Every setting, in the order `check-config`, the template and the
         /// docs list them.
@@ -125,12 +128,9 @@ macro_rules! declare {
     (@type plain) => { Setting };
     (@ref plain $id:ident) => { &$id };
     (@ref $kind:ident $id:ident) => { &$id.setting };
-    (@value number {
-        names: [$($name:literal),+],
-        default: $default:literal,
-        range: $lo:literal ..= $hi:literal,
-        help: $help:literal $(,)?
-    }) => {
+    (@secret) => { false };
+    (@secret secret) => { true };
+    (@value number ([$($name:literal),+], $default:literal, $lo:literal ..= $hi:literal) $help:literal) => {
         Number {
             setting: Setting {
                 names: &[$($name),+],
@@ -143,7 +143,7 @@ macro_rules! declare {
             range: ($lo as _, $hi as _),
         }
     };
-    (@value text { names: [$($name:literal),+], default: $default:literal, help: $help:literal $(,)? }) => {
+    (@value text ([$($name:literal),+], $default:literal) $help:literal) => {
         Text {
             setting: Setting {
                 names: &[$($name),+],
@@ -155,328 +155,116 @@ macro_rules! declare {
             default: $default,
         }
     };
-    (@value plain {
-        names: [$($name:literal),+],
-        unset: $unset:ident $(($note:literal))?,
-        secret: $secret:literal,
-        help: $help:literal $(,)?
-    }) => {
+    (@value plain ([$($name:literal),+], $unset:ident $(($note:literal))? $(, $secret:ident)?) $help:literal) => {
         Setting {
             names: &[$($name),+],
             default: None,
             unset: Unset::$unset $(($note))?,
-            secret: $secret,
+            secret: declare!(@secret $($secret)?),
             help: $help,
         }
     };
 }
 
 declare! {
-    /// Primary backend base URL.
-    BACKEND_URL = plain {
-        names: ["BACKEND_URL", "VOLSPIKE_API_URL"],
-        unset: Required,
-        secret: false,
-        help: "primary VolSpike backend base URL (required unless `run --local`)",
-    };
-    /// Primary backend API key.
-    BACKEND_KEY = plain {
-        names: ["ALERT_INGEST_API_KEY", "VOLSPIKE_API_KEY"],
-        unset: Required,
-        secret: true,
-        help: "primary backend key (required unless `run --local`)",
-    };
-    /// Second (development) backend URL.
-    DEV_BACKEND_URL = plain {
-        names: ["VOLSPIKE_API_URL_DEV"],
-        unset: Off,
-        secret: false,
-        help: "second backend base URL (optional, needs its key)",
-    };
-    /// Second backend key.
-    DEV_BACKEND_KEY = plain {
-        names: ["VOLSPIKE_API_KEY_DEV"],
-        unset: Off,
-        secret: true,
-        help: "second backend key",
-    };
-    /// Which kinds of post go to the second backend.
-    DEV_BACKEND_KINDS = text {
-        names: ["VOLSPIKE_DEV_BACKEND_KINDS"],
-        default: "volume_alert",
-        help: "kinds of post the second backend receives, comma-separated (volume_alert, oi_alert, oi_samples, universe, user_alert_trigger, user_alert_checked, telegram) or `all`; user alerts are only checked on a backend that takes user_alert_trigger",
-    };
-    /// Telegram bot token.
-    TELEGRAM_TOKEN = plain {
-        names: ["TELEGRAM_BOT_TOKEN", "TELEGRAM_TOKEN"],
-        unset: Off,
-        secret: true,
-        help: "Telegram bot token (optional)",
-    };
-    /// Telegram channels to ingest.
-    TELEGRAM_CHANNELS = plain {
-        names: ["TELEGRAM_CHANNEL_IDS", "TELEGRAM_CHANNELS"],
-        unset: Off,
-        secret: false,
-        help: "channels to ingest, comma-separated usernames or numeric ids (optional)",
-    };
-    /// Telegram chat that receives alert messages.
-    TELEGRAM_CHAT = plain {
-        names: ["TELEGRAM_ALERT_CHAT_ID", "CHAT_ID"],
-        unset: Off,
-        secret: false,
-        help: "chat id for alert messages (optional)",
-    };
-    /// Telegram Bot API base URL.
-    TELEGRAM_API_URL = text {
-        names: ["TELEGRAM_API_URL"],
-        default: "https://api.telegram.org",
-        help: "Telegram Bot API base URL",
-    };
-    /// Telegram public preview base URL.
-    TELEGRAM_PREVIEW_URL = text {
-        names: ["TELEGRAM_PREVIEW_URL"],
-        default: "https://t.me/s",
-        help: "public channel preview base URL",
-    };
-    /// Telegram channel → news category map.
-    TELEGRAM_CATEGORIES = text {
-        names: ["TELEGRAM_CATEGORIES"],
-        default: "marketfeed=macro,watcherguru=crypto",
-        help: "news category per channel, channel=category pairs; other channels are `general`",
-    };
-    /// Binance futures REST base URL.
-    BINANCE_FAPI_URL = text {
-        names: ["BINANCE_FAPI_URL"],
-        default: "https://fapi.binance.com",
-        help: "Binance USDⓈ-M REST base URL",
-    };
-    /// Binance futures WebSocket base URL.
-    BINANCE_WS_URL = text {
-        names: ["BINANCE_WS_URL"],
-        default: "wss://fstream.binance.com/market",
-        help: "Binance USDⓈ-M WebSocket base URL (the /market route)",
-    };
-    /// HTTP CONNECT proxy for every Binance call.
-    BINANCE_PROXY = plain {
-        names: ["VOLSPIKE_BINANCE_PROXY"],
-        unset: Off,
-        secret: true,
-        help: "http://[user:password@]host:port of a CONNECT proxy for every Binance call, REST and WebSocket (Binance answers 451 to some regions, the US among them); default: HTTPS_PROXY / HTTP_PROXY, minus NO_PROXY hosts",
-    };
-    /// Age after which funding data counts as stale (the funding API answers 503).
-    FUNDING_STALE_SECS = number<u64> {
-        names: ["VOLSPIKE_FUNDING_STALE_SECS"],
-        default: 180,
-        range: 1..=86_400,
-        help: "seconds after which funding data is stale: the funding API answers 503 (1-86400)",
-    };
-    /// Silence after which the WebSocket counts as dead and is reconnected.
-    WS_SILENCE_SECS = number<u64> {
-        names: ["VOLSPIKE_WS_SILENCE_SECS"],
-        default: 30,
-        range: 1..=600,
-        help: "seconds without a data message before the WebSocket is treated as dead and reconnected (1-600)",
-    };
+    BACKEND_URL: plain(["BACKEND_URL", "VOLSPIKE_API_URL"], Required)
+        "primary VolSpike backend base URL (required unless `run --local`)";
+    BACKEND_KEY: plain(["ALERT_INGEST_API_KEY", "VOLSPIKE_API_KEY"], Required, secret)
+        "primary backend key (required unless `run --local`)";
+    DEV_BACKEND_URL: plain(["VOLSPIKE_API_URL_DEV"], Off)
+        "second backend base URL (optional, needs its key)";
+    DEV_BACKEND_KEY: plain(["VOLSPIKE_API_KEY_DEV"], Off, secret)
+        "second backend key";
+    DEV_BACKEND_KINDS: text(["VOLSPIKE_DEV_BACKEND_KINDS"], "volume_alert")
+        "kinds of post the second backend receives, comma-separated (volume_alert, oi_alert, oi_samples, universe, user_alert_trigger, user_alert_checked, telegram) or `all`; user alerts are only checked on a backend that takes user_alert_trigger";
+    TELEGRAM_TOKEN: plain(["TELEGRAM_BOT_TOKEN", "TELEGRAM_TOKEN"], Off, secret)
+        "Telegram bot token (optional)";
+    TELEGRAM_CHANNELS: plain(["TELEGRAM_CHANNEL_IDS", "TELEGRAM_CHANNELS"], Off)
+        "channels to ingest, comma-separated usernames or numeric ids (optional)";
+    TELEGRAM_CHAT: plain(["TELEGRAM_ALERT_CHAT_ID", "CHAT_ID"], Off)
+        "chat id for alert messages (optional)";
+    TELEGRAM_API_URL: text(["TELEGRAM_API_URL"], "https://api.telegram.org")
+        "Telegram Bot API base URL";
+    TELEGRAM_PREVIEW_URL: text(["TELEGRAM_PREVIEW_URL"], "https://t.me/s")
+        "public channel preview base URL";
+    TELEGRAM_CATEGORIES: text(["TELEGRAM_CATEGORIES"], "marketfeed=macro,watcherguru=crypto")
+        "news category per channel, channel=category pairs; other channels are `general`";
+    BINANCE_FAPI_URL: text(["BINANCE_FAPI_URL"], "https://fapi.binance.com")
+        "Binance USDⓈ-M REST base URL";
+    BINANCE_WS_URL: text(["BINANCE_WS_URL"], "wss://fstream.binance.com/market")
+        "Binance USDⓈ-M WebSocket base URL (the /market route)";
+    BINANCE_PROXY: plain(["VOLSPIKE_BINANCE_PROXY"], Off, secret)
+        "http://[user:password@]host:port of a CONNECT proxy for every Binance call, REST and WebSocket (Binance answers 451 to some regions, the US among them); default: HTTPS_PROXY / HTTP_PROXY, minus NO_PROXY hosts";
+    FUNDING_STALE_SECS: number<u64>(["VOLSPIKE_FUNDING_STALE_SECS"], 180, 1..=86_400)
+        "seconds after which funding data is stale: the funding API answers 503 (1-86400)";
+    WS_SILENCE_SECS: number<u64>(["VOLSPIKE_WS_SILENCE_SECS"], 30, 1..=600)
+        "seconds without a data message before the WebSocket is treated as dead and reconnected (1-600)";
     /// Share of Binance's 2400/min weight limit the appliance may use. 40 %:
     /// the minute holding a 600-symbol volume sweep, liquid_universe and two
     /// open-interest polls of 200 symbols asks about 1,040 of the 960; the sweep
     /// yields to the polls (its tail waits for the next minute), so no poll is
     /// held (measured in tests/binance_budget.rs).
-    WEIGHT_CEILING_PCT = number<u32> {
-        names: ["VOLSPIKE_WEIGHT_CEILING_PCT"],
-        default: 40,
-        range: 1..=100,
-        help: "percent of Binance's 2400/min request weight the appliance may use (1-100)",
-    };
+    WEIGHT_CEILING_PCT: number<u32>(["VOLSPIKE_WEIGHT_CEILING_PCT"], 40, 1..=100)
+        "percent of Binance's 2400/min request weight the appliance may use (1-100)";
     /// Concurrent Binance REST requests. 12 slots: 600 klines at 50 ms take
     /// ~2.6 s instead of ~3.9 s with 8 (bench/run.sh); the weight per minute
     /// does not depend on it.
-    BINANCE_CONCURRENCY = number<usize> {
-        names: ["VOLSPIKE_BINANCE_CONCURRENCY"],
-        default: 12,
-        range: 1..=64,
-        help: "concurrent Binance REST requests (1-64)",
-    };
-    /// HTTP listen address.
-    HTTP_ADDR = text {
-        names: ["VOLSPIKE_HTTP_ADDR"],
-        default: "127.0.0.1:8080",
-        help: "listen address of the funding API, /health and the dashboard",
-    };
-    /// State directory.
-    STATE_DIR = text {
-        names: ["VOLSPIKE_STATE_DIR", "STATE_DIRECTORY"],
-        default: "/var/lib/volspike",
-        help: "state directory (systemd sets STATE_DIRECTORY); `run --local` without it uses ~/.local/state/volspike",
-    };
-    /// Release manifest URL.
-    UPDATE_URL = plain {
-        names: ["VOLSPIKE_UPDATE_URL"],
-        unset: Off,
-        secret: false,
-        help: "release manifest URL for self-update (a manifest.json on any static host)",
-    };
-    /// Undelivered posts kept per backend.
-    OUTBOX_CAPACITY = number<usize> {
-        names: ["VOLSPIKE_OUTBOX_CAPACITY"],
-        default: 20000,
-        range: 100..=1_000_000,
-        help: "undelivered posts kept per backend; when full, OI samples are shed first (100-1000000)",
-    };
-    /// Dead letters kept per backend.
-    DEAD_LETTERS_MAX = number<usize> {
-        names: ["VOLSPIKE_DEAD_LETTERS_MAX"],
-        default: 10000,
-        range: 10..=1_000_000,
-        help: "dead letters kept per backend; beyond it the oldest are deleted with an error log (10-1000000)",
-    };
-    /// volume_spike: minimum current/previous hourly quote-volume ratio.
-    SPIKE_RATIO = number<f64> {
-        names: ["VOLSPIKE_SPIKE_RATIO"],
-        default: 3.0,
-        range: 1.0..=1000.0,
-        help: "volume_spike: minimum current/previous hourly quote-volume ratio",
-    };
-    /// volume_spike: minimum hourly quote volume.
-    SPIKE_MIN_VOLUME = number<f64> {
-        names: ["VOLSPIKE_SPIKE_MIN_VOLUME"],
-        default: 3000000,
-        range: 0.0..=1e13,
-        help: "volume_spike: minimum hourly quote volume in USDT",
-    };
-    /// liquid_universe: enter threshold.
-    LIQUID_ENTER_USD = number<f64> {
-        names: ["VOLSPIKE_LIQUID_ENTER_USD"],
-        default: 100000000,
-        range: 0.0..=1e13,
-        help: "liquid_universe: a symbol enters above this 24h quote volume (USDT)",
-    };
-    /// liquid_universe: exit threshold.
-    LIQUID_EXIT_USD = plain {
-        names: ["VOLSPIKE_LIQUID_EXIT_USD"],
-        unset: Computed("half of VOLSPIKE_LIQUID_ENTER_USD"),
-        secret: false,
-        help: "liquid_universe: a liquid symbol stays while at or above this (default: half the enter threshold)",
-    };
-    /// funding_health: minimum symbol count.
-    HEALTH_MIN_SYMBOLS = number<usize> {
-        names: ["VOLSPIKE_HEALTH_MIN_SYMBOLS"],
-        default: 500,
-        range: 0..=100_000,
-        help: "funding_health: fewer symbols with funding than this is unhealthy",
-    };
-    /// Jobs switched off.
-    DISABLED_JOBS = plain {
-        names: ["VOLSPIKE_DISABLED_JOBS"],
-        unset: Off,
-        secret: false,
-        help: "jobs to switch off, comma-separated job names",
-    };
-    /// Log filter.
-    LOG_FILTER = text {
-        names: ["VOLSPIKE_LOG"],
-        default: "info",
-        help: "log filter (error, warn, info, debug, or tracing's env-filter syntax)",
-    };
-    /// open_interest: seconds between polls of the liquid set.
-    OI_POLL_SECS = number<u64> {
-        names: ["VOLSPIKE_OI_POLL_SECS"],
-        default: 30,
-        range: 10..=3600,
-        help: "open_interest: seconds between open-interest polls of the liquid set; stretched automatically when the weight budget is short (10-3600)",
-    };
-    /// open_interest: minimum |current − baseline| in contracts for an alert.
-    OI_MIN_CONTRACTS = number<f64> {
-        names: ["VOLSPIKE_OI_MIN_CONTRACTS", "OI_MIN_DELTA_CONTRACTS"],
-        default: 5000,
-        range: 0.0..=1e9,
-        help: "open_interest: an alert also needs |current - baseline| of at least this many contracts (0-1000000000)",
-    };
-    /// open_interest: 5-minute threshold, percent.
-    OI_PCT_5M = number<f64> {
-        names: ["VOLSPIKE_OI_PCT_5M"],
-        default: 3,
-        range: 0.01..=1000.0,
-        help: "open_interest: percent change over 5 minutes that alerts (0.01-1000)",
-    };
-    /// open_interest: 15-minute threshold, percent.
-    OI_PCT_15M = number<f64> {
-        names: ["VOLSPIKE_OI_PCT_15M"],
-        default: 5,
-        range: 0.01..=1000.0,
-        help: "open_interest: percent change over 15 minutes that alerts (0.01-1000)",
-    };
-    /// open_interest: 1-hour threshold, percent.
-    OI_PCT_1H = number<f64> {
-        names: ["VOLSPIKE_OI_PCT_1H"],
-        default: 10,
-        range: 0.01..=1000.0,
-        help: "open_interest: percent change over 1 hour that alerts (0.01-1000)",
-    };
-    /// open_interest: 5-minute cooldown.
-    OI_COOLDOWN_5M_SECS = number<u64> {
-        names: ["VOLSPIKE_OI_COOLDOWN_5M_SECS", "OI_ALERT_COOLDOWN_5MIN"],
-        default: 600,
-        range: 0..=86_400,
-        help: "open_interest: seconds without a second 5-minute alert in the same direction per symbol (0-86400)",
-    };
-    /// open_interest: 15-minute cooldown.
-    OI_COOLDOWN_15M_SECS = number<u64> {
-        names: ["VOLSPIKE_OI_COOLDOWN_15M_SECS", "OI_ALERT_COOLDOWN_15MIN"],
-        default: 900,
-        range: 0..=86_400,
-        help: "open_interest: seconds without a second 15-minute alert in the same direction per symbol (0-86400)",
-    };
-    /// open_interest: 1-hour cooldown.
-    OI_COOLDOWN_1H_SECS = number<u64> {
-        names: ["VOLSPIKE_OI_COOLDOWN_1H_SECS", "OI_ALERT_COOLDOWN_60MIN"],
-        default: 3600,
-        range: 0..=86_400,
-        help: "open_interest: seconds without a second 1-hour alert in the same direction per symbol (0-86400)",
-    };
-    /// open_interest: share of the weight ceiling the poll may use.
-    OI_WEIGHT_SHARE_PCT = number<u32> {
-        names: ["VOLSPIKE_OI_WEIGHT_SHARE_PCT"],
-        default: 50,
-        range: 1..=100,
-        help: "open_interest: percent of the appliance's weight ceiling the poll may use before it is stretched (1-100)",
-    };
-    /// user_alerts: seconds between checks of pro/elite alerts.
-    USER_ALERTS_FAST_SECS = number<u64> {
-        names: ["VOLSPIKE_USER_ALERTS_FAST_SECS"],
-        default: 30,
-        range: 10..=3600,
-        help: "user_alerts: seconds between checks of pro and elite alerts (10-3600)",
-    };
-    /// user_alerts: seconds between checks of free alerts.
-    USER_ALERTS_FREE_SECS = number<u64> {
-        names: ["VOLSPIKE_USER_ALERTS_FREE_SECS"],
-        default: 300,
-        range: 10..=86_400,
-        help: "user_alerts: free alerts are checked once per wall-clock window of this many seconds (10-86400)",
-    };
-    /// user_alerts: least time between two update-checked posts of one alert.
-    USER_ALERTS_CHECKED_SECS = number<u64> {
-        names: ["VOLSPIKE_USER_ALERTS_CHECKED_SECS"],
-        default: 300,
-        range: 0..=86_400,
-        help: "user_alerts: an uncrossed alert's lastCheckedValue is refreshed at most this often, unless it was null or sits on the threshold (0-86400)",
-    };
+    BINANCE_CONCURRENCY: number<usize>(["VOLSPIKE_BINANCE_CONCURRENCY"], 12, 1..=64)
+        "concurrent Binance REST requests (1-64)";
+    HTTP_ADDR: text(["VOLSPIKE_HTTP_ADDR"], "127.0.0.1:8080")
+        "listen address of the funding API, /health and the dashboard";
+    STATE_DIR: text(["VOLSPIKE_STATE_DIR", "STATE_DIRECTORY"], "/var/lib/volspike")
+        "state directory (systemd sets STATE_DIRECTORY); `run --local` without it uses ~/.local/state/volspike";
+    UPDATE_URL: plain(["VOLSPIKE_UPDATE_URL"], Off)
+        "release manifest URL for self-update (a manifest.json on any static host)";
+    OUTBOX_CAPACITY: number<usize>(["VOLSPIKE_OUTBOX_CAPACITY"], 20000, 100..=1_000_000)
+        "undelivered posts kept per backend; when full, OI samples are shed first (100-1000000)";
+    DEAD_LETTERS_MAX: number<usize>(["VOLSPIKE_DEAD_LETTERS_MAX"], 10000, 10..=1_000_000)
+        "dead letters kept per backend; beyond it the oldest are deleted with an error log (10-1000000)";
+    SPIKE_RATIO: number<f64>(["VOLSPIKE_SPIKE_RATIO"], 3.0, 1.0..=1000.0)
+        "volume_spike: minimum current/previous hourly quote-volume ratio";
+    SPIKE_MIN_VOLUME: number<f64>(["VOLSPIKE_SPIKE_MIN_VOLUME"], 3000000, 0.0..=1e13)
+        "volume_spike: minimum hourly quote volume in USDT";
+    LIQUID_ENTER_USD: number<f64>(["VOLSPIKE_LIQUID_ENTER_USD"], 100000000, 0.0..=1e13)
+        "liquid_universe: a symbol enters above this 24h quote volume (USDT)";
+    LIQUID_EXIT_USD: plain(["VOLSPIKE_LIQUID_EXIT_USD"], Computed("half of VOLSPIKE_LIQUID_ENTER_USD"))
+        "liquid_universe: a liquid symbol stays while at or above this (default: half the enter threshold)";
+    HEALTH_MIN_SYMBOLS: number<usize>(["VOLSPIKE_HEALTH_MIN_SYMBOLS"], 500, 0..=100_000)
+        "funding_health: fewer symbols with funding than this is unhealthy";
+    DISABLED_JOBS: plain(["VOLSPIKE_DISABLED_JOBS"], Off)
+        "jobs to switch off, comma-separated job names";
+    LOG_FILTER: text(["VOLSPIKE_LOG"], "info")
+        "log filter (error, warn, info, debug, or tracing's env-filter syntax)";
+    OI_POLL_SECS: number<u64>(["VOLSPIKE_OI_POLL_SECS"], 30, 10..=3600)
+        "open_interest: seconds between open-interest polls of the liquid set; stretched automatically when the weight budget is short (10-3600)";
+    OI_MIN_CONTRACTS: number<f64>(["VOLSPIKE_OI_MIN_CONTRACTS", "OI_MIN_DELTA_CONTRACTS"], 5000, 0.0..=1e9)
+        "open_interest: an alert also needs |current - baseline| of at least this many contracts (0-1000000000)";
+    OI_PCT_5M: number<f64>(["VOLSPIKE_OI_PCT_5M"], 3, 0.01..=1000.0)
+        "open_interest: percent change over 5 minutes that alerts (0.01-1000)";
+    OI_PCT_15M: number<f64>(["VOLSPIKE_OI_PCT_15M"], 5, 0.01..=1000.0)
+        "open_interest: percent change over 15 minutes that alerts (0.01-1000)";
+    OI_PCT_1H: number<f64>(["VOLSPIKE_OI_PCT_1H"], 10, 0.01..=1000.0)
+        "open_interest: percent change over 1 hour that alerts (0.01-1000)";
+    OI_COOLDOWN_5M_SECS: number<u64>(["VOLSPIKE_OI_COOLDOWN_5M_SECS", "OI_ALERT_COOLDOWN_5MIN"], 600, 0..=86_400)
+        "open_interest: seconds without a second 5-minute alert in the same direction per symbol (0-86400)";
+    OI_COOLDOWN_15M_SECS: number<u64>(["VOLSPIKE_OI_COOLDOWN_15M_SECS", "OI_ALERT_COOLDOWN_15MIN"], 900, 0..=86_400)
+        "open_interest: seconds without a second 15-minute alert in the same direction per symbol (0-86400)";
+    OI_COOLDOWN_1H_SECS: number<u64>(["VOLSPIKE_OI_COOLDOWN_1H_SECS", "OI_ALERT_COOLDOWN_60MIN"], 3600, 0..=86_400)
+        "open_interest: seconds without a second 1-hour alert in the same direction per symbol (0-86400)";
+    OI_WEIGHT_SHARE_PCT: number<u32>(["VOLSPIKE_OI_WEIGHT_SHARE_PCT"], 50, 1..=100)
+        "open_interest: percent of the appliance's weight ceiling the poll may use before it is stretched (1-100)";
+    USER_ALERTS_FAST_SECS: number<u64>(["VOLSPIKE_USER_ALERTS_FAST_SECS"], 30, 10..=3600)
+        "user_alerts: seconds between checks of pro and elite alerts (10-3600)";
+    USER_ALERTS_FREE_SECS: number<u64>(["VOLSPIKE_USER_ALERTS_FREE_SECS"], 300, 10..=86_400)
+        "user_alerts: free alerts are checked once per wall-clock window of this many seconds (10-86400)";
+    USER_ALERTS_CHECKED_SECS: number<u64>(["VOLSPIKE_USER_ALERTS_CHECKED_SECS"], 300, 0..=86_400)
+        "user_alerts: an uncrossed alert's lastCheckedValue is refreshed at most this often, unless it was null or sits on the threshold (0-86400)";
     /// Hidden test switch: wedge one critical loop to prove the watchdog.
-    WEDGE = plain {
-        names: ["VOLSPIKE_WEDGE"],
-        unset: Off,
-        secret: false,
-        help: "",
-    };
+    WEDGE: plain(["VOLSPIKE_WEDGE"], Off)
+        "";
     /// Hidden test switch: shift the wall clock (see [`crate::clock::now`]).
-    CLOCK_OFFSET = plain {
-        names: ["VOLSPIKE_CLOCK_OFFSET_MS"],
-        unset: Off,
-        secret: false,
-        help: "",
-    };
+    CLOCK_OFFSET: plain(["VOLSPIKE_CLOCK_OFFSET_MS"], Off)
+        "";
 }
 
 /// The default of [`LIQUID_EXIT_USD`] for an enter threshold: half of it.
