@@ -5,7 +5,6 @@
 //! prefaces, bare-LF requests and non-UTF-8 paths. Figures are printed
 //! (`--nocapture`); the assertions are generous bounds.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{http_get, wait_until, Running, TempDir};
+use crate::common::{http_get, wait_until, Running, TempDir};
 use volspike_fakes::{FakeBinance, Market};
 
 /// systemd's default soft `LimitNOFILE`.
