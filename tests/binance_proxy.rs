@@ -3,7 +3,6 @@
 //! the real binary; `NO_PROXY`; and HTTP 451, Binance's answer to a refused
 //! region, named in the error, the log and `/health`.
 
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! The command line as an operator meets it: `--help`, `version`,
 //! `check-config`, refusing to run on bad configuration, honest stubs.
 
-
 use crate::common::{volspike, write, TempDir};
 
 fn output(cmd: &mut std::process::Command) -> (i32, String, String) {

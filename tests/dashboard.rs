@@ -8,7 +8,6 @@
 //!
 //! Chromium missing is a failure, not a skip: CI must run this.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! lines, so what runs on the droplet is checked without a droplet (the
 //! droplet tests run `install` and `push` for real).
 
-
 use std::path::Path;
 use std::process::Command;
 

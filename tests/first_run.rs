@@ -3,7 +3,6 @@
 //! about Binance being unreachable instead of a retry line every few
 //! seconds (the stream's backoff starts below a second).
 
-
 use std::time::Duration;
 
 use crate::common::{wait_until, Running, TempDir};

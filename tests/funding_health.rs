@@ -2,7 +2,6 @@
 //! fills the cache, the check passes and cross-checks BTCUSDT with REST;
 //! with the stream stalled, the check fails and `/health` says why.
 
-
 use std::time::Duration;
 
 use crate::common::{clock_offset_before_boundary, http_get, wait_until, Running, TempDir};

@@ -3,7 +3,6 @@
 //! memory stays small, and the failing job (optional) leaves `/health` 200
 //! `degraded`, then `ok` once Binance answers normally again.
 
-
 use std::time::Duration;
 
 use crate::common::{http_get, wait_until, Running, TempDir};

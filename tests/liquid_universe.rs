@@ -3,7 +3,6 @@
 //! the backend, and no post at all after a failed or partial Binance read
 //! (the backend deletes whatever a post leaves out).
 
-
 use std::time::Duration;
 
 use serde_json::{json, Value};

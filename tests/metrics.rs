@@ -3,7 +3,6 @@
 //! Debian's python3-prometheus-client, installed by tests/prereqs.sh), and
 //! scraped twice: counters move as the stream delivers and requests arrive.
 
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};

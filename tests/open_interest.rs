@@ -4,7 +4,6 @@
 //!
 //! No timing assertions: waits poll a condition with a generous deadline.
 
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -351,7 +350,11 @@ fn cooldown_and_history_hold_across_a_restart() {
     // A copy of the state for the control run below.
     let control_state = TempDir::new("restart-control");
     std::fs::create_dir_all(control_state.path()).expect("control dir");
-    std::fs::copy(state.path().join(STATE_FILE), control_state.path().join(STATE_FILE)).expect("copy state");
+    std::fs::copy(
+        state.path().join(STATE_FILE),
+        control_state.path().join(STATE_FILE),
+    )
+    .expect("copy state");
 
     // The restarted job gets a brand-new outbox (its own dedup ledger is
     // empty), so only the job's persisted cooldown can stop a second alert.
@@ -417,7 +420,11 @@ fn a_corrupt_state_file_starts_empty() {
     let rig = Rig::start("corrupt");
     let state = TempDir::new("corrupt-state");
     std::fs::create_dir_all(state.path()).expect("dir");
-    std::fs::write(state.path().join(STATE_FILE), b"{\"version\":1,\"symbols\":").expect("write");
+    std::fs::write(
+        state.path().join(STATE_FILE),
+        b"{\"version\":1,\"symbols\":",
+    )
+    .expect("write");
     let mut job = rig.job(&state, Settings::default());
     run(&rig.jobs, &mut job, 0..=1);
     let saved = std::fs::read(state.path().join(STATE_FILE)).expect("state file");

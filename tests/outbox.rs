@@ -1027,7 +1027,7 @@ fn a_backlog_drains_within_a_minute_of_the_backend_returning_after_a_long_outage
 }
 
 /// The field report's 10-minute outage (run by hand: it takes 11 minutes):
-/// `cargo test --test outbox -- --ignored --nocapture ten_minute`.
+/// `cargo test --test integration outbox::a_ten_minute -- --ignored --nocapture`.
 #[test]
 #[ignore = "takes 11 minutes"]
 fn a_ten_minute_outage_is_drained_within_a_minute() {

@@ -4,7 +4,6 @@
 //! Until a job produces alerts, the "previous process" is the library
 //! writing the outbox directly (exactly the files a killed `run` leaves).
 
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,6 @@
 //! the next process instead of being refused, and a client on a kept-alive
 //! connection loses no request when the process is replaced under it.
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};

@@ -4,7 +4,6 @@
 //! a `systemctl` script first on PATH, so the tests do not depend on the
 //! machine having systemd (or not).
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! `NOTIFY_SOCKET` (a unix datagram socket this test reads), plus `/health`,
 //! clean stop on SIGTERM, and the journald-or-stderr choice.
 
-
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

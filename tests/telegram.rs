@@ -1,7 +1,6 @@
 //! The telegram job and the alert notifier against a fake Telegram (Bot API
 //! and preview pages) and a fake backend, through the real durable outbox.
 
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 

@@ -5,11 +5,15 @@
 //!
 //! Every test shares this process with the others, two at a time (cargo's
 //! default on this 2-core machine): no test may set an environment variable,
-//! change the working directory or a process-wide limit of its own, or take a
-//! fixed port. Settings reach the binary under test through its command's
-//! environment (`common::volspike()` starts from an empty one), ports come
-//! from `common::free_port()` or the fakes' port 0, directories from
-//! `common::TempDir`.
+//! change the working directory or take a fixed port. Settings reach the
+//! binary under test through its command's environment (`common::volspike()`
+//! starts from an empty one), ports come from `common::free_port()` or the
+//! fakes' port 0, directories from `common::TempDir` (never a name of their
+//! own: every module shares one process id). The one process-wide change is
+//! `hostile_clients` raising the soft descriptor limit to the hard one for
+//! its 2,000 sockets: it only goes up, and the binaries other tests start
+//! inherit it harmlessly (the descriptor limits a test depends on are set in
+//! the child, `pre_exec`).
 //!
 //! Where a new test goes: in the module below whose subject it tests; a new
 //! subject gets a new file here, declared in the group it belongs to.

@@ -5,7 +5,6 @@
 //! Time is driven by the test (`tick(now)` with chosen times); waits poll a
 //! condition with a generous deadline, no timing assertions.
 
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

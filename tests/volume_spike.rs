@@ -2,7 +2,6 @@
 //! time driven by the test: each tick is called with the wall-clock time it
 //! stands for, and the fake's candles are set for that moment.
 
-
 use std::time::Duration;
 
 use serde_json::{json, Value};

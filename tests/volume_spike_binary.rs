@@ -2,7 +2,6 @@
 //! backend is down survives `kill -9` and arrives exactly once after the
 //! restart; a restart inside the hour re-fires nothing.
 
-
 use std::time::Duration;
 
 use crate::common::{clock_offset_before_boundary, http_get, signal, wait_until, Running, TempDir};
