@@ -2,8 +2,6 @@
 //! time driven by the test: each tick is called with the wall-clock time it
 //! stands for, and the fake's candles are set for that moment.
 
-mod common;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -13,8 +11,8 @@ use volspike::jobs::volume_spike::detect::Rules;
 use volspike::jobs::volume_spike::VolumeSpike;
 use volspike_fakes::{Candle, FakeBackend, FakeBinance, Market, SymbolState};
 
-use common::jobs::JobRig;
-use common::TempDir;
+use crate::common::jobs::JobRig;
+use crate::common::TempDir;
 
 const HOUR: i64 = 3_600_000;
 /// 2025-12-03T13:00:00Z
