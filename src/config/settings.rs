@@ -207,7 +207,7 @@ declare! {
     WEIGHT_CEILING_PCT: number<u32>(["VOLSPIKE_WEIGHT_CEILING_PCT"], 40, 1..=100)
         "percent of Binance's 2400/min request weight the appliance may use (1-100)";
     /// Concurrent Binance REST requests. 12 slots: 600 klines at 50 ms take
-    /// ~2.6 s instead of ~3.9 s with 8 (bench/run.sh); the weight per minute
+    /// ~2.6 s instead of ~3.9 s with 8 (loadtest/run.sh); the weight per minute
     /// does not depend on it.
     BINANCE_CONCURRENCY: number<usize>(["VOLSPIKE_BINANCE_CONCURRENCY"], 12, 1..=64)
         "concurrent Binance REST requests (1-64)";
