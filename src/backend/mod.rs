@@ -50,8 +50,8 @@ mod queue;
 mod ranges;
 mod recheck;
 
+pub use crate::backoff::BackoffPolicy;
 pub use client::{classify, Auth, BackendClient, GetError, SendOutcome, StatusClass};
-pub use delivery::BackoffPolicy;
 pub use local::ALERTS_FILE;
 pub use outbox::{DeliveryStats, Enqueued, Outbox, OutboxError, OutboxSettings, RecentAlert};
 pub use payloads::*;

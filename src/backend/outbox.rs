@@ -14,10 +14,11 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::client::BackendClient;
-use super::delivery::{self, BackoffPolicy};
+use super::delivery;
 use super::local::{LocalLog, Recorded};
 use super::post::{Kind, Post, Target};
 use super::queue::{Pushed, Queue, QueueStats};
+use crate::backoff::BackoffPolicy;
 use crate::clock::{iso, unix_ms};
 use crate::config::BackendConfig;
 use crate::shutdown::Shutdown;

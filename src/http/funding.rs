@@ -28,8 +28,8 @@ use serde::Serialize;
 use super::Reply;
 use crate::binance::cache::{FundingCache, Snapshot};
 use crate::binance::frames::valid_symbol;
-use crate::binance::stream::{StreamState, StreamStatus};
 use crate::clock::unix_ms;
+use crate::jobs::funding_stream::{StreamState, StreamStatus};
 
 /// Most symbols one batch request may name (Binance lists about 700).
 pub const MAX_BATCH: usize = 1000;

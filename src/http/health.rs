@@ -22,7 +22,7 @@ use super::server::limits::HttpView;
 use super::{HttpContext, Reply};
 use crate::backend::{DeliveryCondition, DeliveryStats};
 use crate::binance::governor::GovernorStatus;
-use crate::binance::stream::StreamView;
+use crate::jobs::funding_stream::StreamView;
 use crate::jobs::status::JobView;
 use crate::systemd::liveness::LoopState;
 

@@ -33,8 +33,8 @@ use encode::{Encoder, Kind};
 
 use super::{HttpContext, Reply};
 use crate::backend::Kind as PostKind;
-use crate::binance::stream::StreamState;
 use crate::clock::unix_ms;
+use crate::jobs::funding_stream::StreamState;
 
 /// The exposition format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
