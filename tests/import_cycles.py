@@ -25,14 +25,18 @@ def module_of(path):
     return tuple(rel)
 
 
+# One pass, leftmost first, so a `//` inside a string is not a comment and a
+# quote inside a comment does not open a string. Character literals such as
+# '{' go too: they would unbalance the braces of inline modules.
+TOKENS = re.compile(
+    r'//[^\n]*|/\*.*?\*/|r(#*)"(?:.|\n)*?"\1|b?"(?:\\.|[^"\\])*"'
+    r"|b?'(?:\\.|[^'\\])'",
+    re.S,
+)
+
+
 def strip_comments_and_strings(text):
-    text = re.sub(r"//[^\n]*", "", text)
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    text = re.sub(r'r#*"(?:.|\n)*?"#*', '""', text)
-    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
-    # Character literals such as '{' would unbalance the braces.
-    text = re.sub(r"'(?:\\.|[^'\\])'", "''", text)
-    return text
+    return TOKENS.sub(lambda m: '""' if m.group(0).endswith(('"', "'")) else "", text)
 
 
 def expand_use_trees(text):

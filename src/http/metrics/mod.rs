@@ -31,7 +31,8 @@ use std::time::SystemTime;
 
 use encode::{Encoder, Kind};
 
-use super::{HttpContext, Reply};
+use super::context::HttpContext;
+use super::reply::Reply;
 use crate::backend::Kind as PostKind;
 use crate::clock::unix_ms;
 use crate::jobs::funding_stream::StreamState;
@@ -642,7 +643,7 @@ mod tests {
 
     #[test]
     fn every_family_is_declared_once_and_samples_follow_it() {
-        let ctx = crate::http::tests::ctx();
+        let ctx = crate::http::context::tests::ctx();
         ctx.board.update("liquid_universe", |s| {
             s.runs = 2;
             s.failures = 1;
