@@ -12,7 +12,7 @@ use crate::binance::{BinanceRest, Universe};
 use crate::config::Config;
 use crate::http::funding::FundingApi;
 use crate::jobs::funding_stream::StreamStatus;
-use crate::jobs::liquid_universe::LiquidSet;
+use crate::jobs::liquid_universe::set::LiquidSet;
 use crate::state::StateDir;
 use crate::telegram::notifier::TelegramNotifier;
 

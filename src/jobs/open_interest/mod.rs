@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use self::detect::{AlertState, History, Sample, Timeframe, TIMEFRAMES};
-use super::liquid_universe::LiquidSet;
+use super::liquid_universe::set::LiquidSet;
 use super::services::Services;
 use super::{Job, Schedule};
 use crate::backend::{OiAlert, OiSample, OiSamples, OiTimeframe, Outbox, Post};
