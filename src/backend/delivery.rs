@@ -463,7 +463,7 @@ async fn send(
 mod tests {
     use super::*;
     use crate::backend::client::Auth;
-    use crate::backend::post::Kind;
+    use crate::backend::kind::Kind;
 
     fn post(seq: u64, path: &str) -> StoredPost {
         StoredPost {

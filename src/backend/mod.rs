@@ -42,6 +42,7 @@ mod client;
 pub mod command;
 mod dead_letters;
 mod delivery;
+pub mod kind;
 mod local;
 mod outbox;
 mod payloads;
@@ -52,8 +53,9 @@ mod recheck;
 
 pub use crate::backoff::BackoffPolicy;
 pub use client::{classify, Auth, BackendClient, GetError, SendOutcome, StatusClass};
+pub use kind::Kind;
 pub use local::ALERTS_FILE;
 pub use outbox::{DeliveryStats, Enqueued, Outbox, OutboxError, OutboxSettings, RecentAlert};
 pub use payloads::*;
-pub use post::{Kind, Post, PostError, Target, DEFAULT_DEDUP_WINDOW};
+pub use post::{Post, PostError, Target, DEFAULT_DEDUP_WINDOW};
 pub use queue::DeliveryCondition;

@@ -15,8 +15,9 @@ use tracing::Instrument;
 
 use super::client::BackendClient;
 use super::delivery;
+use super::kind::Kind;
 use super::local::{LocalLog, Recorded};
-use super::post::{Kind, Post, Target};
+use super::post::{Post, Target};
 use super::queue::{Pushed, Queue, QueueStats};
 use crate::backoff::BackoffPolicy;
 use crate::clock::{iso, unix_ms};

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::backend::Kind;
+use crate::backend::kind::Kind;
 use settings::Setting;
 
 /// Exit code for configuration errors (`EX_CONFIG`); the unit has

@@ -41,7 +41,8 @@ use serde_json::Value;
 
 pub use self::stats::{DeliveryCondition, QueueStats};
 use super::client::Auth;
-use super::post::{Kind, Post};
+use super::kind::Kind;
+use super::post::Post;
 
 /// Dead letters kept per backend unless configured otherwise.
 const DEFAULT_DEAD_LETTERS_MAX: usize = 10_000;

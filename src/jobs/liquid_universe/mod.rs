@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-pub use self::set::LiquidSet;
 use self::select::{Member, Thresholds};
+pub use self::set::LiquidSet;
 use super::services::Services;
 use super::{Job, Schedule};
 use crate::backend::{Auth, BackendClient, LiquidUniverseUpdate, Outbox, Post, UniverseSymbol};
