@@ -81,20 +81,26 @@ struct Tally {
     first_no_value: Option<String>,
 }
 
+/// What the job posts to and reads from, handed in by `run` (or a test).
+pub struct Sources {
+    /// Where triggers and update-checked go (to the backend the alert came from).
+    pub outbox: Outbox,
+    /// REST fallbacks and open interest.
+    pub rest: BinanceRest,
+    /// Binance's listing, to skip symbols it does not list as trading.
+    pub universe: Arc<Universe>,
+    /// Last prices, marks and funding rates from the stream.
+    pub cache: FundingCache,
+    /// Cache entries older than this are not used.
+    pub stale_after: Duration,
+}
+
 /// The job.
 pub struct UserAlerts {
     /// Each backend's name and client (the active lists are per backend).
     backends: Vec<(&'static str, BackendClient)>,
-    /// Where triggers and update-checked go (to the backend the alert came from).
-    outbox: Outbox,
-    /// REST fallbacks and open interest.
-    rest: BinanceRest,
-    /// Binance's listing, to skip symbols it does not list as trading.
-    universe: Arc<Universe>,
-    /// Last prices, marks and funding rates from the stream.
-    cache: FundingCache,
-    /// Cache entries older than this are not used.
-    stale_after: Duration,
+    /// Where it posts and reads, as handed in.
+    sources: Sources,
     /// Timing.
     settings: UserAlertsConfig,
     /// When free alerts were last checked (a tick's due time).
@@ -109,16 +115,10 @@ pub struct UserAlerts {
 }
 
 impl UserAlerts {
-    /// Builds the job for every backend of `outbox`; `None` when there is
+    /// Builds the job for every backend of the outbox; `None` when there is
     /// none (`--local`): user alerts live in the backend.
-    pub fn new(
-        outbox: Outbox,
-        rest: BinanceRest,
-        universe: Arc<Universe>,
-        cache: FundingCache,
-        stale_after: Duration,
-        settings: UserAlertsConfig,
-    ) -> Option<UserAlerts> {
+    pub fn new(sources: Sources, settings: UserAlertsConfig) -> Option<UserAlerts> {
+        let outbox = &sources.outbox;
         // Only backends that take user-alert triggers are checked: the old
         // deployment never polled the second backend's alerts.
         let backends: Vec<(&'static str, BackendClient)> = outbox
@@ -131,11 +131,7 @@ impl UserAlerts {
         }
         Some(UserAlerts {
             backends,
-            outbox,
-            rest,
-            universe,
-            cache,
-            stale_after,
+            sources,
             settings,
             last_free: None,
             checked_at: HashMap::new(),
@@ -146,14 +142,14 @@ impl UserAlerts {
 
     /// [`UserAlerts::new`] from the shared services of `volspike run`.
     pub fn from_services(services: &Services, settings: UserAlertsConfig) -> Option<UserAlerts> {
-        UserAlerts::new(
-            services.outbox.clone(),
-            services.rest.clone(),
-            services.universe.clone(),
-            services.funding.cache.clone(),
-            services.funding.stale_after,
-            settings,
-        )
+        let sources = Sources {
+            outbox: services.outbox.clone(),
+            rest: services.rest.clone(),
+            universe: services.universe.clone(),
+            cache: services.funding.cache.clone(),
+            stale_after: services.funding.stale_after,
+        };
+        UserAlerts::new(sources, settings)
     }
 
     /// Whether free alerts are checked at `now`: the first tick of each
@@ -223,6 +219,7 @@ impl UserAlerts {
                         crossed_up: cross == Cross::Up,
                     };
                     match self
+                        .sources
                         .outbox
                         .enqueue(Post::user_alert_trigger(backend, &trigger))
                         .await
@@ -251,6 +248,7 @@ impl UserAlerts {
                         last_checked_value: current,
                     };
                     match self
+                        .sources
                         .outbox
                         .enqueue(Post::user_alert_checked(backend, &checked))
                         .await
@@ -321,8 +319,8 @@ impl Job for UserAlerts {
         // 2. Symbols Binance lists as trading, whatever the contract type (a
         //    TradFi perpetual such as XAUUSDT too, as the old checker read any
         //    symbol over REST); unknown ones are skipped with a warning.
-        let listed: Option<HashSet<String>> = match self.universe.symbols().await {
-            Ok(list) => Some(match self.universe.listed() {
+        let listed: Option<HashSet<String>> = match self.sources.universe.symbols().await {
+            Ok(list) => Some(match self.sources.universe.listed() {
                 Some(listed) => listed.iter().cloned().collect(),
                 None => list.iter().map(|s| s.symbol.clone()).collect(),
             }),
