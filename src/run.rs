@@ -377,6 +377,7 @@ async fn supervise(
                 universe: Some(services.universe.clone()),
                 requests: Default::default(),
                 http: http_stats,
+                oi_change_omissions: services.oi_change_omissions.clone(),
             },
             liveness.register("http", LOOP_DEADLINE),
             shutdown.clone(),

@@ -11,6 +11,7 @@ use super::server::limits::HttpStats;
 use crate::backend::Outbox;
 use crate::binance::governor::WeightGovernor;
 use crate::binance::Universe;
+use crate::jobs::oi_change_omissions::OiChangeOmissionCounters;
 use crate::jobs::status::StatusBoard;
 use crate::systemd::liveness::Liveness;
 
@@ -38,6 +39,8 @@ pub struct HttpContext {
     pub requests: RequestCounters,
     /// The server's limits and what they did, for `/health` and `/metrics`.
     pub http: HttpStats,
+    /// Volume alerts sent without `oiChange`, as the volume job counts them.
+    pub oi_change_omissions: OiChangeOmissionCounters,
 }
 
 #[cfg(test)]
@@ -57,6 +60,7 @@ pub(crate) mod tests {
             universe: None,
             requests: RequestCounters::default(),
             http: HttpStats::default(),
+            oi_change_omissions: OiChangeOmissionCounters::default(),
         }
     }
 }

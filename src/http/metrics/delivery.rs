@@ -29,7 +29,7 @@ pub(super) fn alerts_and_delivery(e: &mut Encoder, ctx: &HttpContext) {
             count(kind),
         );
     }
-    let omitted = crate::jobs::oi_change_omissions::totals();
+    let omitted = ctx.oi_change_omissions.totals();
     e.family(
         "volspike_volume_alerts_oi_change_omitted_total",
         Kind::Counter,
