@@ -39,21 +39,20 @@
 pub mod active;
 pub mod checked;
 pub mod cross;
+mod sources;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 pub use self::active::{parse_active, ActiveAlert, AlertKind, Tier, ACTIVE_PATH};
 pub use self::checked::should_update;
 use self::cross::{crossed, Cross};
+pub use self::sources::Sources;
 use self::values::Values;
 use super::services::Services;
 use super::{Job, Schedule};
-use crate::backend::{Auth, BackendClient, Kind, Outbox, Post, UserAlertChecked, UserAlertTrigger};
-use crate::binance::cache::FundingCache;
-use crate::binance::{BinanceRest, Universe};
+use crate::backend::{Auth, BackendClient, Kind, Post, UserAlertChecked, UserAlertTrigger};
 use crate::clock::floor;
 use crate::config::UserAlertsConfig;
 
@@ -79,20 +78,6 @@ struct Tally {
     no_value: usize,
     /// The first such alert and why, for the one log line.
     first_no_value: Option<String>,
-}
-
-/// What the job posts to and reads from, handed in by `run` (or a test).
-pub struct Sources {
-    /// Where triggers and update-checked go (to the backend the alert came from).
-    pub outbox: Outbox,
-    /// REST fallbacks and open interest.
-    pub rest: BinanceRest,
-    /// Binance's listing, to skip symbols it does not list as trading.
-    pub universe: Arc<Universe>,
-    /// Last prices, marks and funding rates from the stream.
-    pub cache: FundingCache,
-    /// Cache entries older than this are not used.
-    pub stale_after: Duration,
 }
 
 /// The job.
@@ -355,7 +340,7 @@ impl Job for UserAlerts {
         }
 
         // 3. Values once for all backends, then decisions per backend.
-        let values = self.values(&wanted).await;
+        let values = self.sources.values(&wanted).await;
         let mut parts = Vec::new();
         for (name, alerts, mut tally) in lists {
             self.decide(name, &alerts, &values, now, &mut tally).await;

@@ -1,5 +1,7 @@
 //! The active list's reading and the update-checked rule.
 
+use std::time::Duration;
+
 use super::*;
 use crate::clock::from_unix_ms;
 use serde_json::json;

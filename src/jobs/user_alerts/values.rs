@@ -5,7 +5,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
 
-use super::{AlertKind, UserAlerts};
+use super::active::AlertKind;
+use super::sources::Sources;
 use crate::clock::unix_ms;
 
 /// The current values a tick needs, each `Err` with the reason it is unknown.
@@ -15,11 +16,11 @@ pub(super) struct Values {
     pub(super) by_key: HashMap<(AlertKind, String), Result<f64, String>>,
 }
 
-impl UserAlerts {
+impl Sources {
     /// `v` when the cache entry was updated within `stale_after` of now.
     fn fresh(&self, v: Option<f64>, updated_ms: Option<u64>, wall_now_ms: u64) -> Option<f64> {
         let updated = updated_ms?;
-        (wall_now_ms.saturating_sub(updated) <= self.sources.stale_after.as_millis() as u64)
+        (wall_now_ms.saturating_sub(updated) <= self.stale_after.as_millis() as u64)
             .then_some(v)
             .flatten()
             .filter(|x| x.is_finite())
@@ -36,7 +37,7 @@ impl UserAlerts {
         let mut rest_funding: BTreeSet<String> = BTreeSet::new();
         let mut rest_oi: BTreeSet<String> = BTreeSet::new();
         for (kind, symbol) in wanted {
-            let data = self.sources.cache.get(symbol);
+            let data = self.cache.get(symbol);
             let last = data
                 .as_ref()
                 .and_then(|d| self.fresh(d.last_price, d.ticker_updated_ms, wall_now_ms));
@@ -79,21 +80,16 @@ impl UserAlerts {
             }
         }
         let (prices, funding, oi) = tokio::join!(
-            self.sources
-                .rest
-                .for_each_symbol(rest_price, |rest, s| async move {
-                    rest.price(&s).await.map(|p| p.price)
-                }),
-            self.sources
-                .rest
+            self.rest.for_each_symbol(rest_price, |rest, s| async move {
+                rest.price(&s).await.map(|p| p.price)
+            }),
+            self.rest
                 .for_each_symbol(rest_funding, |rest, s| async move {
                     rest.premium_index(&s).await.map(|p| p.last_funding_rate)
                 }),
-            self.sources
-                .rest
-                .for_each_symbol(rest_oi, |rest, s| async move {
-                    rest.open_interest(&s).await.map(|o| o.contracts)
-                }),
+            self.rest.for_each_symbol(rest_oi, |rest, s| async move {
+                rest.open_interest(&s).await.map(|o| o.contracts)
+            }),
         );
         let mut rest_prices: HashMap<String, Result<f64, String>> = HashMap::new();
         for (symbol, result) in prices {
