@@ -1,6 +1,5 @@
-//! What a post is ([`Kind`]): decides shedding, logging and local-mode
-//! handling, and names the kinds a backend takes in the configuration. A
-//! leaf, so the configuration reads it without importing the backend.
+//! The kinds of post: a leaf module, so configuration (which backend takes
+//! which kind) names them without importing the backend client.
 
 use serde::{Deserialize, Serialize};
 
