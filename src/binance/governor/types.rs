@@ -10,7 +10,7 @@ use tokio::time::Instant;
 /// Binance's request-weight limit per minute per IP.
 pub const BINANCE_WEIGHT_LIMIT: u32 = 2400;
 
-/// Settings of a [`WeightGovernor`].
+/// Settings of a [`WeightGovernor`](super::WeightGovernor).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GovernorConfig {
     /// Binance's limit per window (2400 per minute); reported, not enforced.
@@ -49,8 +49,9 @@ impl GovernorConfig {
     }
 }
 
-/// Proof that weight was charged; hand it back to [`WeightGovernor::observe`]
-/// with the response so the governor knows when the request was sent.
+/// Proof that weight was charged; hand it back to
+/// [`WeightGovernor::observe`](super::WeightGovernor::observe) with the
+/// response so the governor knows when the request was sent.
 #[derive(Debug, Clone)]
 pub struct Permit {
     /// Weight charged.
@@ -87,7 +88,7 @@ pub struct ResponseMeta {
     pub used_weight_1m: Option<u32>,
     /// `Retry-After`, if present (seconds).
     pub retry_after: Option<Duration>,
-    /// "IP banned until <ms>" parsed from a -1003 error body, if present.
+    /// "IP banned until `<ms>`" parsed from a -1003 error body, if present.
     pub banned_until_ms: Option<u64>,
 }
 
