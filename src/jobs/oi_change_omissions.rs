@@ -21,6 +21,7 @@ pub struct OiChangeOmissions {
 /// clone (every clone counts into the same totals).
 #[derive(Debug, Clone, Default)]
 pub struct OiChangeOmissionCounters {
+    /// The counts every clone shares.
     inner: Arc<Counters>,
 }
 

@@ -12,6 +12,7 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// its cause happened since the last one.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimitedLog {
+    /// When the last line was logged, and the occurrences since.
     state: Mutex<(Option<Instant>, u64)>,
 }
 

@@ -106,6 +106,7 @@ enum Ended {
 struct Runner {
     /// What `run` handed in.
     job: FundingStream,
+    /// Rate-limits the log lines about unreadable frames.
     garbage: GarbageLog,
     /// Last time data flowed (or the stream started), for `/health`.
     healthy_at: Instant,
