@@ -6,8 +6,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::command::OutboxArgs;
-
 /// One static binary that watches Binance USDⓈ-M futures and feeds the
 /// VolSpike backend: volume spikes, open interest, funding, user alerts,
 /// Telegram news. It installs itself, runs under systemd and updates itself.
@@ -117,6 +115,41 @@ pub struct CheckConfigArgs {
     /// Env file to check (default: /etc/volspike/volspike.env when it exists).
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+}
+
+/// `volspike outbox`.
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: OutboxAction,
+    /// State directory (default: $VOLSPIKE_STATE_DIR, else $STATE_DIRECTORY, else /var/lib/volspike).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Only this backend (primary, dev); default: every backend with an outbox.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub backend: Option<String>,
+}
+
+/// `volspike outbox <action>`.
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// List the dead letters and why each was refused.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead letters again (an ID from `list`, or `all`); a running service picks them up within seconds.
+    Retry {
+        /// Dead-letter ID, or `all`.
+        id: String,
+    },
+    /// Delete dead letters for good (an ID from `list`, or `all`).
+    Drop {
+        /// Dead-letter ID, or `all`.
+        id: String,
+    },
 }
 
 /// Parses the command line and runs the command; returns the exit code.

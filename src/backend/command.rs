@@ -6,46 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::dead_letters;
+use crate::cli::{OutboxAction, OutboxArgs};
 use crate::config::settings;
-
-/// `volspike outbox`.
-#[derive(Debug, Args)]
-pub struct OutboxArgs {
-    /// What to do.
-    #[command(subcommand)]
-    pub action: OutboxAction,
-    /// State directory (default: $VOLSPIKE_STATE_DIR, else $STATE_DIRECTORY, else /var/lib/volspike).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Only this backend (primary, dev); default: every backend with an outbox.
-    #[arg(long, global = true, value_name = "NAME")]
-    pub backend: Option<String>,
-}
-
-/// `volspike outbox <action>`.
-#[derive(Debug, Subcommand)]
-pub enum OutboxAction {
-    /// List the dead letters and why each was refused.
-    List {
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Queue dead letters again (an ID from `list`, or `all`); a running service picks them up within seconds.
-    Retry {
-        /// Dead-letter ID, or `all`.
-        id: String,
-    },
-    /// Delete dead letters for good (an ID from `list`, or `all`).
-    Drop {
-        /// Dead-letter ID, or `all`.
-        id: String,
-    },
-}
 
 /// Runs the command; returns the exit code (0 ok, 1 failure).
 pub fn run(args: &OutboxArgs) -> i32 {
