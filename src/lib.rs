@@ -5,6 +5,7 @@
 //! loops together); each folder is one concern.
 
 pub mod backend;
+pub mod backoff;
 pub mod binance;
 pub mod check_config;
 pub mod cli;

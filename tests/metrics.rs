@@ -356,6 +356,7 @@ impl OutboxRig {
             universe: None,
             requests: Default::default(),
             http: Default::default(),
+            oi_change_omissions: Default::default(),
         };
         OutboxRig {
             _runtime: runtime,

@@ -16,7 +16,7 @@ use volspike::binance::governor::{GovernorConfig, WeightGovernor};
 use volspike::binance::{BinanceRest, Universe};
 use volspike::clock::unix_ms;
 use volspike::config::UserAlertsConfig;
-use volspike::jobs::user_alerts::{UserAlerts, ACTIVE_PATH};
+use volspike::jobs::user_alerts::{Sources, UserAlerts, ACTIVE_PATH};
 use volspike::state::StateDir;
 use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market, SymbolState};
 
@@ -350,14 +350,14 @@ fn no_backend_no_job() {
         Duration::from_secs(1),
     )
     .expect("client");
-    let job = UserAlerts::new(
-        Outbox::local(&state),
-        rest.clone(),
-        Arc::new(Universe::new(rest, Duration::from_secs(60))),
-        FundingCache::new(),
-        Duration::from_secs(180),
-        UserAlertsConfig::default(),
-    );
+    let sources = Sources {
+        outbox: Outbox::local(&state),
+        rest: rest.clone(),
+        universe: Arc::new(Universe::new(rest, Duration::from_secs(60))),
+        cache: FundingCache::new(),
+        stale_after: Duration::from_secs(180),
+    };
+    let job = UserAlerts::new(sources, UserAlertsConfig::default());
     assert!(job.is_none());
 }
 

@@ -303,12 +303,12 @@ fn a_slow_backend_never_makes_volume_alerts_late_they_go_without_oi_change() {
     backend.delay_route("GET", SNAPSHOT, Duration::from_secs(30));
     let dir = TempDir::new("volume-slow");
     let mut rig = Rig::new(&binance, &backend, &dir.join("state"));
-    let omitted_before = volspike::jobs::oi_change_omissions::totals();
+    let omitted_before = rig.rig.services.oi_change_omissions.totals();
     let started = std::time::Instant::now();
     let summary = rig.tick(H14 + 5 * MINUTE as i64);
     let took = started.elapsed();
     // /metrics counts them too (other tests may add: at least these 10).
-    let omitted = volspike::jobs::oi_change_omissions::totals();
+    let omitted = rig.rig.services.oi_change_omissions.totals();
     assert!(
         omitted.past_budget >= omitted_before.past_budget + 10,
         "{omitted_before:?} → {omitted:?}"
@@ -341,10 +341,10 @@ fn a_snapshot_far_from_the_hour_start_is_not_used() {
     );
     let dir = TempDir::new("volume-stale");
     let mut rig = Rig::new(&binance, &backend, &dir.join("state"));
-    let omitted_before = volspike::jobs::oi_change_omissions::totals();
+    let omitted_before = rig.rig.services.oi_change_omissions.totals();
     let summary = rig.tick(H14 + 5 * MINUTE as i64);
     assert!(summary.contains("and 2 (stale snapshot)"), "{summary}");
-    let omitted = volspike::jobs::oi_change_omissions::totals();
+    let omitted = rig.rig.services.oi_change_omissions.totals();
     assert!(
         omitted.stale_snapshot >= omitted_before.stale_snapshot + 2,
         "{omitted_before:?} → {omitted:?}"

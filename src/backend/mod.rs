@@ -51,8 +51,8 @@ mod queue;
 mod ranges;
 mod recheck;
 
+pub use crate::backoff::BackoffPolicy;
 pub use client::{classify, Auth, BackendClient, GetError, SendOutcome, StatusClass};
-pub use delivery::BackoffPolicy;
 pub use kind::Kind;
 pub use local::ALERTS_FILE;
 pub use outbox::{DeliveryStats, Enqueued, Outbox, OutboxError, OutboxSettings, RecentAlert};

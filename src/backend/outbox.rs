@@ -14,10 +14,12 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::client::BackendClient;
-use super::delivery::{self, BackoffPolicy};
+use super::delivery;
+use super::kind::Kind;
 use super::local::{LocalLog, Recorded};
-use super::post::{Kind, Post, Target};
+use super::post::{Post, Target};
 use super::queue::{Pushed, Queue, QueueStats};
+use crate::backoff::BackoffPolicy;
 use crate::clock::{iso, unix_ms};
 use crate::config::{settings, BackendConfig};
 use crate::shutdown::Shutdown;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::Auth;
+use super::kind::Kind;
 use super::payloads::{
     LiquidUniverseUpdate, OiAlert, OiSamples, TelegramChannel, TelegramIngest, TelegramMessage,
     UserAlertChecked, UserAlertTrigger, VolumeAlert, OI_ALERT_PATH, OI_SAMPLES_PATH,
@@ -18,8 +19,6 @@ use super::ranges;
 /// How long a delivered alert's key keeps suppressing repeats, unless the
 /// post says otherwise (an OI alert uses its cooldown).
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(48 * 3600);
-
-pub use super::kind::Kind;
 
 /// Which backends receive a post.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 use super::klines::{self, KlineEvent, NotKline, SendPacer};
-use super::stream::{self, Backoff, StreamSettings};
+use super::stream::{self, StreamSettings};
+use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 
 /// How long one read may block, so subscriptions and shutdown are seen fast.

@@ -8,11 +8,12 @@ use std::time::Duration;
 use crate::backend::Outbox;
 use crate::binance::cache::FundingCache;
 use crate::binance::governor::{GovernorConfig, WeightGovernor, BINANCE_WEIGHT_LIMIT};
-use crate::binance::stream::StreamStatus;
 use crate::binance::{BinanceRest, Universe};
 use crate::config::Config;
 use crate::http::funding::FundingApi;
-use crate::jobs::liquid_universe::LiquidSet;
+use crate::jobs::funding_stream::StreamStatus;
+use crate::jobs::liquid_universe::set::LiquidSet;
+use crate::jobs::oi_change_omissions::OiChangeOmissionCounters;
 use crate::state::StateDir;
 use crate::telegram::notifier::TelegramNotifier;
 
@@ -36,6 +37,8 @@ pub struct Services {
     pub funding: FundingApi,
     /// Volume alerts to a Telegram chat, when a bot token and chat id are set.
     pub notifier: TelegramNotifier,
+    /// Volume alerts sent without `oiChange`: added by volume_spike, read by `/metrics`.
+    pub oi_change_omissions: OiChangeOmissionCounters,
 }
 
 impl Services {
@@ -75,6 +78,7 @@ impl Services {
                 stale_after: config.funding.stale_after,
             },
             notifier: TelegramNotifier::from_config(&config.telegram),
+            oi_change_omissions: OiChangeOmissionCounters::default(),
         })
     }
 }

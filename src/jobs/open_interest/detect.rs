@@ -48,31 +48,47 @@ pub struct Timeframe {
 /// The fixed lookbacks and tolerances, with the settings' default
 /// thresholds, cooldowns and floor.
 pub const TIMEFRAMES: [Timeframe; 3] = [
-    Timeframe {
-        label: "5 min",
-        threshold: settings::OI_PCT_5M.default / 100.0,
-        lookback_ms: 300_000,
-        tolerance_ms: 30_000,
-        cooldown_ms: settings::OI_COOLDOWN_5M_SECS.default * 1000,
-        min_abs_contracts: MIN_ABS_CONTRACTS,
-    },
-    Timeframe {
-        label: "15 min",
-        threshold: settings::OI_PCT_15M.default / 100.0,
-        lookback_ms: 900_000,
-        tolerance_ms: 90_000,
-        cooldown_ms: settings::OI_COOLDOWN_15M_SECS.default * 1000,
-        min_abs_contracts: MIN_ABS_CONTRACTS,
-    },
-    Timeframe {
-        label: "1 hour",
-        threshold: settings::OI_PCT_1H.default / 100.0,
-        lookback_ms: 3_600_000,
-        tolerance_ms: 120_000,
-        cooldown_ms: settings::OI_COOLDOWN_1H_SECS.default * 1000,
-        min_abs_contracts: MIN_ABS_CONTRACTS,
-    },
+    timeframe(
+        "5 min",
+        settings::OI_PCT_5M.default,
+        300_000,
+        30_000,
+        settings::OI_COOLDOWN_5M_SECS.default,
+    ),
+    timeframe(
+        "15 min",
+        settings::OI_PCT_15M.default,
+        900_000,
+        90_000,
+        settings::OI_COOLDOWN_15M_SECS.default,
+    ),
+    timeframe(
+        "1 hour",
+        settings::OI_PCT_1H.default,
+        3_600_000,
+        120_000,
+        settings::OI_COOLDOWN_1H_SECS.default,
+    ),
 ];
+
+/// One timeframe from the settings' units (threshold in percent, cooldown
+/// in seconds) and its fixed lookback and tolerance (ms), with the default floor.
+const fn timeframe(
+    label: &'static str,
+    threshold_pct: f64,
+    lookback_ms: u64,
+    tolerance_ms: u64,
+    cooldown_secs: u64,
+) -> Timeframe {
+    Timeframe {
+        label,
+        threshold: threshold_pct / 100.0,
+        lookback_ms,
+        tolerance_ms,
+        cooldown_ms: cooldown_secs * 1000,
+        min_abs_contracts: MIN_ABS_CONTRACTS,
+    }
+}
 
 /// Minimum |current − baseline| in contracts.
 pub const MIN_ABS_CONTRACTS: f64 = settings::OI_MIN_CONTRACTS.default;

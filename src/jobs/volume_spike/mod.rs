@@ -88,6 +88,7 @@ impl VolumeSpike {
             oi: OiLookup {
                 client: services.primary.clone(),
                 rest: services.rest.clone(),
+                omissions: services.oi_change_omissions.clone(),
             },
             rules,
             state,
