@@ -290,9 +290,16 @@ pub(crate) async fn run(
             gates.disk = None;
         }
 
-        let Some(outcome) = send(&client, &post, &mut shutdown).await else {
-            tracing::info!(backend, post = %post.label, "stopping with a request in flight; it stays queued");
-            break;
+        let outcome = match send(&client, &queue, &post, &mut shutdown).await {
+            Some(Attempt::Answered(outcome)) => outcome,
+            Some(Attempt::Superseded) => {
+                tracing::debug!(backend, post = %post.label, "a newer state replaced it before it was sent");
+                continue;
+            }
+            None => {
+                tracing::info!(backend, post = %post.label, "stopping with a request in flight; it stays queued");
+                break;
+            }
         };
         let now = Instant::now();
         match outcome {
@@ -440,22 +447,44 @@ async fn blocking<T: Send + 'static>(
 
 /// Sends `post` on the blocking pool. `None` when shutdown came first and
 /// the request did not finish within [`SHUTDOWN_GRACE`].
+/// What one send came to.
+enum Attempt {
+    /// The backend answered, or the request failed: see the outcome.
+    Answered(SendOutcome),
+    /// A "latest state" post that a newer one replaced between being picked
+    /// and the request: nothing was sent (the newer one will be).
+    Superseded,
+}
+
+/// Sends `post` on a blocking thread; `None` when shutdown came first and
+/// the request did not finish within the grace period.
 async fn send(
     client: &BackendClient,
+    queue: &Arc<Queue>,
     post: &Arc<StoredPost>,
     shutdown: &mut Shutdown,
-) -> Option<SendOutcome> {
+) -> Option<Attempt> {
     let client = client.clone();
+    let queue = queue.clone();
     let job = post.clone();
-    let mut handle =
-        tokio::task::spawn_blocking(move || client.post_json(&job.path, &job.body, job.auth));
+    let mut handle = tokio::task::spawn_blocking(move || {
+        // The blocking thread may start well after the post was picked
+        // (a busy pool): a coalesced post replaced meanwhile must not
+        // reach the backend after, or beside, its newer state.
+        if job.coalesce.is_some() && !queue.is_pending(job.seq) {
+            return Attempt::Superseded;
+        }
+        Attempt::Answered(client.post_json(&job.path, &job.body, job.auth))
+    });
     let joined = tokio::select! {
         joined = &mut handle => joined,
         _ = shutdown.wait() => tokio::time::timeout(SHUTDOWN_GRACE, &mut handle).await.ok()?,
     };
-    Some(joined.unwrap_or_else(|e| SendOutcome::Retry {
-        status: None,
-        reason: format!("the request task failed: {e}"),
+    Some(joined.unwrap_or_else(|e| {
+        Attempt::Answered(SendOutcome::Retry {
+            status: None,
+            reason: format!("the request task failed: {e}"),
+        })
     }))
 }
 
