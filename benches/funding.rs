@@ -140,7 +140,8 @@ fn micro(rows: &mut Vec<(String, String)>) {
 struct App {
     child: Child,
     http: String,
-    _dir: std::path::PathBuf,
+    /// Its state directory, removed after the process has stopped.
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for App {
@@ -151,7 +152,6 @@ impl Drop for App {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                let _ = std::fs::remove_dir_all(&self._dir);
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -161,14 +161,16 @@ impl Drop for App {
 }
 
 fn start_app(fake: &FakeBinance) -> App {
-    let dir = std::env::temp_dir().join(format!("volspike-bench-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
+    let dir = tempfile::Builder::new()
+        .prefix("volspike-bench-")
+        .tempdir()
+        .expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_volspike"))
         .args(["run", "--local"])
         .env("BINANCE_WS_URL", fake.ws_url())
         .env("BINANCE_FAPI_URL", fake.rest_url())
         .env("VOLSPIKE_HTTP_ADDR", "127.0.0.1:0")
-        .env("VOLSPIKE_STATE_DIR", &dir)
+        .env("VOLSPIKE_STATE_DIR", dir.path())
         .env("VOLSPIKE_LOG", "warn,volspike::run=info")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")

@@ -6,6 +6,7 @@
 
 pub mod alert_latency;
 pub mod backend;
+pub mod backoff;
 pub mod binance;
 pub mod check_config;
 pub mod cli;

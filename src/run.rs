@@ -4,12 +4,13 @@
 use std::time::{Duration, Instant};
 
 use crate::backend::{Outbox, OutboxSettings};
-use crate::binance::stream::{self, StreamSettings};
+use crate::binance::stream::StreamSettings;
 use crate::cli::RunArgs;
 use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
 use crate::http::server::first_data::{self, Waited};
 use crate::http::{HttpContext, HttpServer};
 use crate::jobs::funding_health::FundingHealth;
+use crate::jobs::funding_stream::{self as stream, FundingStream};
 use crate::jobs::liquid_universe::select::Thresholds;
 use crate::jobs::liquid_universe::LiquidUniverse;
 use crate::jobs::open_interest::{self, OpenInterest};
@@ -296,14 +297,15 @@ async fn supervise(
     let stream_thread = if funding_stream {
         let settings = StreamSettings::new(&config.binance.ws_url, config.funding.silence)
             .with_proxy(config.binance.proxy.clone());
-        Some(stream::spawn(
+        let stream = FundingStream {
             settings,
-            services.funding.cache.clone(),
-            services.funding.stream.clone(),
-            board.clone(),
-            liveness.register(stream::NAME, STREAM_DEADLINE),
-            shutdown.clone(),
-        )?)
+            cache: services.funding.cache.clone(),
+            status: services.funding.stream.clone(),
+            board: board.clone(),
+            heartbeat: liveness.register(stream::NAME, STREAM_DEADLINE),
+            shutdown: shutdown.clone(),
+        };
+        Some(stream.spawn()?)
     } else {
         tracing::info!("funding stream disabled: the funding API will answer 503");
         None
@@ -380,6 +382,7 @@ async fn supervise(
                 universe: Some(services.universe.clone()),
                 requests: Default::default(),
                 http: http_stats,
+                oi_change_omissions: services.oi_change_omissions.clone(),
             },
             liveness.register("http", LOOP_DEADLINE),
             shutdown.clone(),

@@ -83,16 +83,12 @@ fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("volspike-state-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
+    use crate::testkit::TempDir;
 
     #[test]
     fn json_round_trip_and_missing_file() {
-        let root = temp_dir("json");
+        let tmp = TempDir::new("state-json");
+        let root = tmp.path().to_path_buf();
         let dir = StateDir::open(&root).expect("open");
         assert_eq!(dir.load_json::<Vec<u32>>("x.json").expect("load"), None);
         dir.save_json("x.json", &vec![1, 2, 3]).expect("save");
@@ -107,16 +103,15 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
             .collect();
         assert!(leftovers.is_empty());
-        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]
     fn corrupt_file_is_an_error_naming_it() {
-        let root = temp_dir("corrupt");
+        let tmp = TempDir::new("state-corrupt");
+        let root = tmp.path().to_path_buf();
         let dir = StateDir::open(&root).expect("open");
         fs::write(dir.file("bad.json"), b"{not json").expect("write");
         let err = dir.load_json::<Vec<u32>>("bad.json").expect_err("corrupt");
         assert!(err.to_string().contains("bad.json"));
-        let _ = fs::remove_dir_all(&root);
     }
 }

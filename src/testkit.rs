@@ -1,34 +1,31 @@
 //! Test helpers every module's unit tests may use (a leaf: it imports no
 //! other module of the crate, so no test helper makes an import circle).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
+use volspike_fakes::{Reply, ScriptedServer};
+
+/// A temporary directory (tempfile's, under `$TMPDIR`), removed when dropped.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    /// A fresh, empty directory.
+    /// A fresh, empty directory whose name starts with `volspike-test-<tag>-`.
     pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "volspike-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("volspike-test-{tag}-"))
+            .tempdir()
+            .expect("temp dir");
         TempDir(dir)
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The fakes' [`ScriptedServer`] on 127.0.0.1, answering with
+/// `script(url, n)` (`n` counts requests from 0).
+pub fn serve(script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> ScriptedServer {
+    ScriptedServer::start(script).expect("scripted server on 127.0.0.1")
 }

@@ -3,13 +3,11 @@
 //! the real binary; `NO_PROXY`; and HTTP 451, Binance's answer to a refused
 //! region, named in the error, the log and `/health`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{clock_offset_before_boundary, http_get, wait_until, Running, TempDir};
+use crate::common::{clock_offset_before_boundary, http_get, wait_until, Running, TempDir};
 use volspike::binance::governor::{GovernorConfig, WeightGovernor};
 use volspike::binance::proxy::BinanceProxy;
 use volspike::binance::{BinanceRest, REGION_REFUSED};

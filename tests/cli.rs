@@ -1,9 +1,7 @@
 //! The command line as an operator meets it: `--help`, `version`,
 //! `check-config`, refusing to run on bad configuration, honest stubs.
 
-mod common;
-
-use common::{volspike, write, TempDir};
+use crate::common::{volspike, write, TempDir};
 
 fn output(cmd: &mut std::process::Command) -> (i32, String, String) {
     let out = cmd.output().expect("running volspike");
@@ -219,7 +217,7 @@ fn check_config_within_a_minute(env: &std::path::Path) -> (i32, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("running volspike");
-    let finished = common::wait_until(std::time::Duration::from_secs(60), || {
+    let finished = crate::common::wait_until(std::time::Duration::from_secs(60), || {
         child.try_wait().ok().flatten()
     });
     if finished.is_none() {

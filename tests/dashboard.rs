@@ -8,16 +8,13 @@
 //!
 //! Chromium missing is a failure, not a skip: CI must run this.
 
-#[path = "common/cdp.rs"]
-mod cdp;
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::market::{fake_binance, start_appliance, wait_for_table, TABLE};
-use common::{http_get, wait_until, TempDir};
+use crate::common::cdp;
+use crate::common::market::{fake_binance, start_appliance, wait_for_table, TABLE};
+use crate::common::{http_get, wait_until, TempDir};
 use serde_json::json;
 use volspike_fakes::{FakeBinance, Market};
 
@@ -438,16 +435,16 @@ fn chromium_shows_dead_letters_and_a_paused_backend() {
         })
     };
     let letter = json!({"post": post(1), "reason": "HTTP 400: bad symbol", "deadAtMs": 1_764_770_800_000u64});
-    common::write(
+    crate::common::write(
         &outbox.join("dead").join("0000000000000001.json"),
         &letter.to_string(),
     );
-    common::write(&outbox.join("0000000000000002.json"), &post(2).to_string());
+    crate::common::write(&outbox.join("0000000000000002.json"), &post(2).to_string());
     let backend = volspike_fakes::FakeBackend::start().expect("fake backend");
     backend.fail_next(1_000_000, 401);
     let fake = fake_binance();
     let url = backend.url();
-    let app = common::Running::start(
+    let app = crate::common::Running::start(
         &dir,
         &["--only", "funding_stream"],
         &[

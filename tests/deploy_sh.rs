@@ -3,12 +3,10 @@
 //! lines, so what runs on the droplet is checked without a droplet (the
 //! droplet tests run `install` and `push` for real).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{write, TempDir};
+use crate::common::{write, TempDir};
 
 /// The stand-in: logs the remote command line, answers `id -u` as root,
 /// `mktemp` with a directory, swallows uploads, and exits 78 for an

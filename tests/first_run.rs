@@ -3,11 +3,9 @@
 //! about Binance being unreachable instead of a retry line every few
 //! seconds (the stream's backoff starts below a second).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{wait_until, Running, TempDir};
+use crate::common::{wait_until, Running, TempDir};
 
 #[test]
 fn unreachable_binance_is_one_line_and_the_dashboard_url_is_printed() {
@@ -42,7 +40,7 @@ fn unreachable_binance_is_one_line_and_the_dashboard_url_is_printed() {
         "the line names the host:\n{log}"
     );
     // The attempts did happen (they are counted for /health and /metrics).
-    let (_, health) = common::http_get(&app.addr, "/health").expect("GET /health");
+    let (_, health) = crate::common::http_get(&app.addr, "/health").expect("GET /health");
     let json: serde_json::Value = serde_json::from_str(&health).expect("json");
     assert!(
         json["websocket"]["reconnectAttempts"].as_u64().unwrap_or(0) >= 2,
@@ -61,7 +59,7 @@ fn a_job_failing_on_unreachable_binance_logs_once_not_per_retry() {
     assert!(app.wait_http(), "HTTP never came up:\n{}", app.log_text());
     // Retries at 5 s and 15 s after the first failure.
     let retried = wait_until(Duration::from_secs(60), || {
-        let (_, health) = common::http_get(&app.addr, "/health").ok()?;
+        let (_, health) = crate::common::http_get(&app.addr, "/health").ok()?;
         let json: serde_json::Value = serde_json::from_str(&health).ok()?;
         let jobs = json["jobs"].as_object()?;
         let failing: Vec<String> = jobs

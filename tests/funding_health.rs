@@ -2,11 +2,9 @@
 //! fills the cache, the check passes and cross-checks BTCUSDT with REST;
 //! with the stream stalled, the check fails and `/health` says why.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{clock_offset_before_boundary, http_get, wait_until, Running, TempDir};
+use crate::common::{clock_offset_before_boundary, http_get, wait_until, Running, TempDir};
 use volspike_fakes::{FakeBinance, Market};
 
 fn job_state(addr: &str) -> Option<serde_json::Value> {

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use volspike_fakes::{Change, FakeBinance, Market, TapeStep};
 
+use crate::common::TempDir;
+
 /// Longest wait for anything that should happen within a few seconds.
 const PATIENCE: Duration = Duration::from_secs(45);
 
@@ -23,22 +25,19 @@ struct App {
     child: Child,
     http: String,
     stderr: Arc<Mutex<Vec<String>>>,
-    state_dir: std::path::PathBuf,
+    /// Its state directory, removed after the process is killed.
+    _state_dir: TempDir,
 }
 
 impl App {
     fn start(ws_url: &str, rest_url: &str, extra_env: &[(&str, &str)]) -> App {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let state_dir =
-            std::env::temp_dir().join(format!("volspike-stream-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&state_dir).expect("temp state dir");
+        let state_dir = TempDir::new("stream");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_volspike"));
         cmd.args(["run", "--local"])
             .env("BINANCE_WS_URL", ws_url)
             .env("BINANCE_FAPI_URL", rest_url)
             .env("VOLSPIKE_HTTP_ADDR", "127.0.0.1:0")
-            .env("VOLSPIKE_STATE_DIR", &state_dir)
+            .env("VOLSPIKE_STATE_DIR", state_dir.path())
             .env("VOLSPIKE_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
@@ -77,7 +76,7 @@ impl App {
             child,
             http,
             stderr,
-            state_dir,
+            _state_dir: state_dir,
         }
     }
 
@@ -111,7 +110,6 @@ impl Drop for App {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
 

@@ -3,11 +3,9 @@
 //! memory stays small, and the failing job (optional) leaves `/health` 200
 //! `degraded`, then `ok` once Binance answers normally again.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{http_get, wait_until, Running, TempDir};
+use crate::common::{http_get, wait_until, Running, TempDir};
 use volspike_fakes::{FakeBinance, HostileBody, Market};
 
 const EXCHANGE_INFO: &str = "/fapi/v1/exchangeInfo";

@@ -5,8 +5,6 @@
 //! prefaces, bare-LF requests and non-UTF-8 paths. Figures are printed
 //! (`--nocapture`); the assertions are generous bounds.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -17,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{http_get, wait_until, Running, TempDir};
+use crate::common::{http_get, wait_until, Running, TempDir};
 use volspike_fakes::{FakeBinance, Market};
 
 /// systemd's default soft `LimitNOFILE`.
@@ -39,7 +37,8 @@ fn proc_status(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Lets this test process open thousands of sockets.
+/// Lets this test process open thousands of sockets. Only ever raises the
+/// soft limit: the other modules' tests share this process.
 fn raise_own_fd_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -48,7 +47,7 @@ fn raise_own_fd_limit() {
     // SAFETY: plain getrlimit/setrlimit on a struct we own.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max.min(65_536);
+            limit.rlim_cur = limit.rlim_cur.max(limit.rlim_max.min(65_536));
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }

@@ -25,12 +25,18 @@ def module_of(path):
     return tuple(rel)
 
 
+# One pass, leftmost first, so a `//` inside a string is not a comment and a
+# quote inside a comment does not open a string. Character literals such as
+# '{' go too: they would unbalance the braces of inline modules.
+TOKENS = re.compile(
+    r'//[^\n]*|/\*.*?\*/|r(#*)"(?:.|\n)*?"\1|b?"(?:\\.|[^"\\])*"'
+    r"|b?'(?:\\.|[^'\\])'",
+    re.S,
+)
+
+
 def strip_comments_and_strings(text):
-    text = re.sub(r"//[^\n]*", "", text)
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    text = re.sub(r'r#*"(?:.|\n)*?"#*', '""', text)
-    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
-    return text
+    return TOKENS.sub(lambda m: '""' if m.group(0).endswith(('"', "'")) else "", text)
 
 
 def expand_use_trees(text):
@@ -65,6 +71,69 @@ def flatten(tree):
     return out
 
 
+def inline_modules(text):
+    """The inline `mod name { ... }` blocks of `text`, outermost only, as
+    (name, body, text without the block)."""
+    found, rest, pos = [], "", 0
+    for m in re.finditer(r"\bmod\s+(\w+)\s*\{", text):
+        if m.start() < pos:
+            continue
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        found.append((m.group(1), text[m.end() : i - 1]))
+        rest += text[pos : m.start()]
+        pos = i
+    return found, rest + text[pos:]
+
+
+def imports(text, scope, modules):
+    """The files of src/ that code in module `scope` names. `self` is
+    `scope` and `super` its parent, whether the file is `x.rs` or
+    `x/mod.rs`; an inline `mod tests { ... }` is its own scope, so its
+    `use super::*` names the file it sits in, not the file's parent."""
+    inner, text = inline_modules(text)
+    found = set()
+    for name, body in inner:
+        found |= imports(body, scope + (name,), modules)
+    children = set(re.findall(r"\bmod\s+(\w+)\s*;", text))
+    candidates = expand_use_trees(text)
+    candidates += re.findall(r"\b((?:crate|super|self)(?:::\w+)+)", text)
+    for child in children:
+        candidates += re.findall(r"(?<![:\w])(%s(?:::\w+)+)" % child, text)
+    for c in candidates:
+        parts = [p for p in c.replace(" ", "").split("::") if p]
+        if not parts:
+            continue
+        if parts[0] == "crate":
+            base, rest = (), parts[1:]
+        elif parts[0] in ("super", "self"):
+            base = list(scope)
+            rest = parts
+            while rest and rest[0] in ("super", "self"):
+                if rest[0] == "super":
+                    base = base[:-1]
+                rest = rest[1:]
+            base = tuple(base)
+        elif parts[0] in children:
+            base, rest = scope, parts
+        else:
+            continue
+        # The longest prefix that is a file: an item of an inline module
+        # belongs to the file holding it.
+        best, target = None, ()
+        for p in base + tuple(rest):
+            target = target + (p,)
+            if target in modules:
+                best = target
+        if best is None and () in modules:
+            best = ()
+        if best is not None:
+            found.add(best)
+    return found
+
+
 def main():
     files = {}
     for root, _, names in os.walk(SRC):
@@ -77,39 +146,9 @@ def main():
     for mod, path in files.items():
         with open(path, encoding="utf-8") as f:
             text = strip_comments_and_strings(f.read())
-        is_dir_module = path.endswith("mod.rs") or mod == ()
-        here = mod if is_dir_module else mod[:-1]
-        children = set(re.findall(r"\bmod\s+(\w+)\s*;", text))
-        candidates = expand_use_trees(text)
-        candidates += re.findall(r"\b((?:crate|super|self)(?:::\w+)+)", text)
-        for child in children:
-            candidates += re.findall(r"(?<![:\w])(%s(?:::\w+)+)" % child, text)
-        for c in candidates:
-            parts = [p for p in c.replace(" ", "").split("::") if p]
-            if not parts:
-                continue
-            if parts[0] == "crate":
-                base, rest = (), parts[1:]
-            elif parts[0] in ("super", "self"):
-                base = list(here)
-                rest = parts
-                while rest and rest[0] in ("super", "self"):
-                    if rest[0] == "super":
-                        base = base[:-1]
-                    rest = rest[1:]
-                base = tuple(base)
-            elif parts[0] in children:
-                base, rest = here, parts
-            else:
-                continue
-            target = base
-            best = base if base in modules else None
-            for p in rest:
-                target = target + (p,)
-                if target in modules:
-                    best = target
-            if best is not None and best != mod:
-                edges[mod].add(best)
+        for target in imports(text, mod, modules):
+            if target != mod:
+                edges[mod].add(target)
     # Tarjan's strongly connected components.
     index, low, stack, on, sccs, counter = {}, {}, [], set(), [], [0]
     sys.setrecursionlimit(10000)

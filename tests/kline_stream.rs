@@ -312,7 +312,7 @@ fn the_link_follows_the_universe_and_comes_back_after_a_drop_or_silence() {
     thread.join().expect("link thread ends at shutdown");
 }
 
-/// By hand (`cargo test --release --test kline_stream -- --ignored --nocapture`):
+/// By hand (`cargo test --release --test integration kline_stream:: -- --ignored --nocapture`):
 /// the CPU cost of reading and checking one minute of a 600-symbol universe
 /// at 4 updates a second (144,000 kline frames). Prints the figure; asserts
 /// only a generous bound.

@@ -3,8 +3,6 @@
 //! the backend, and no post at all after a failed or partial Binance read
 //! (the backend deletes whatever a post leaves out).
 
-mod common;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -14,8 +12,8 @@ use volspike::jobs::liquid_universe::select::Thresholds;
 use volspike::jobs::liquid_universe::LiquidUniverse;
 use volspike_fakes::{FakeBackend, FakeBinance, Market, SymbolState};
 
-use common::jobs::JobRig;
-use common::TempDir;
+use crate::common::jobs::JobRig;
+use crate::common::TempDir;
 
 const PATH: &str = "/api/market/open-interest/liquid-universe/update";
 /// 2025-12-05T10:00:00Z

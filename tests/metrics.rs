@@ -3,15 +3,13 @@
 //! Debian's python3-prometheus-client, installed by tests/prereqs.sh), and
 //! scraped twice: counters move as the stream delivers and requests arrive.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::market::{fake_binance, start_appliance, wait_for_table};
-use common::{http_get, wait_until, TempDir};
+use crate::common::market::{fake_binance, start_appliance, wait_for_table};
+use crate::common::{http_get, wait_until, TempDir};
 use serde_json::Value;
 
 /// Debian's interpreter: the one python3-prometheus-client installs into
@@ -333,7 +331,7 @@ impl OutboxRig {
             .enable_all()
             .build()
             .expect("runtime");
-        let state = volspike::state::StateDir::open(&dir.0).expect("state dir");
+        let state = volspike::state::StateDir::open(dir.path()).expect("state dir");
         let backends = [volspike::config::BackendConfig {
             name: "primary",
             url: fake.url(),
@@ -358,6 +356,7 @@ impl OutboxRig {
             universe: None,
             requests: Default::default(),
             http: Default::default(),
+            oi_change_omissions: Default::default(),
         };
         OutboxRig {
             _runtime: runtime,
@@ -399,7 +398,7 @@ fn alerts_delivered_move_only_once_the_backend_accepts() {
     let dir = TempDir::new("metrics-delivered");
     let fake = FakeBackend::start().expect("fake backend");
     fake.fail_next(1_000_000, 503);
-    let rig = OutboxRig::start(&dir, &fake, common::jobs::fast_outbox());
+    let rig = OutboxRig::start(&dir, &fake, crate::common::jobs::fast_outbox());
     let metrics = || rig.metrics();
     let outbox = &rig.outbox;
     let delivered = |samples: &[(String, Sample)]| {
@@ -501,7 +500,7 @@ fn dead_letters_beyond_the_cap_are_deleted_and_counted() {
     fake.fail_next(1_000_000, 400);
     let settings = volspike::backend::OutboxSettings {
         dead_letters_max: 2,
-        ..common::jobs::fast_outbox()
+        ..crate::common::jobs::fast_outbox()
     };
     let rig = OutboxRig::start(&dir, &fake, settings);
     for symbol in ["AUSDT", "BUSDT", "CUSDT", "DUSDT", "EUSDT"] {

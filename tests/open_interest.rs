@@ -4,8 +4,6 @@
 //!
 //! No timing assertions: waits poll a condition with a generous deadline.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -20,8 +18,8 @@ use volspike::jobs::open_interest::{OpenInterest, Settings, STATE_FILE};
 use volspike::state::StateDir;
 use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market, SymbolState};
 
-use common::jobs::{self, fast_outbox, mark, JobRig, T0_MS};
-use common::TempDir;
+use crate::common::jobs::{self, fast_outbox, mark, JobRig, T0_MS};
+use crate::common::TempDir;
 
 /// Long enough for a loaded 2-core machine; only reached on failure.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -59,7 +57,7 @@ fn world(
 
 /// The job's own state in `dir`.
 fn state(dir: &TempDir) -> StateDir {
-    StateDir::open(&dir.0).expect("state dir")
+    StateDir::open(dir.path()).expect("state dir")
 }
 
 /// Makes `symbols` the liquid set.
@@ -351,8 +349,12 @@ fn cooldown_and_history_hold_across_a_restart() {
 
     // A copy of the state for the control run below.
     let control_state = TempDir::new("restart-control");
-    std::fs::create_dir_all(&control_state.0).expect("control dir");
-    std::fs::copy(state.0.join(STATE_FILE), control_state.0.join(STATE_FILE)).expect("copy state");
+    std::fs::create_dir_all(control_state.path()).expect("control dir");
+    std::fs::copy(
+        state.path().join(STATE_FILE),
+        control_state.path().join(STATE_FILE),
+    )
+    .expect("copy state");
 
     // The restarted job gets a brand-new outbox (its own dedup ledger is
     // empty), so only the job's persisted cooldown can stop a second alert.
@@ -376,7 +378,7 @@ fn cooldown_and_history_hold_across_a_restart() {
         "{:?}",
         bodies(&fresh_backend.requests_to(OI_ALERT_PATH))
     );
-    let saved = std::fs::read_to_string(state.0.join(STATE_FILE)).expect("state file");
+    let saved = std::fs::read_to_string(state.path().join(STATE_FILE)).expect("state file");
     assert!(saved.contains("5 min|UP"), "{saved}");
 
     // Control: the same replay with a 50 s cooldown does alert, so the
@@ -417,11 +419,15 @@ fn cooldown_and_history_hold_across_a_restart() {
 fn a_corrupt_state_file_starts_empty() {
     let rig = Rig::start("corrupt");
     let state = TempDir::new("corrupt-state");
-    std::fs::create_dir_all(&state.0).expect("dir");
-    std::fs::write(state.0.join(STATE_FILE), b"{\"version\":1,\"symbols\":").expect("write");
+    std::fs::create_dir_all(state.path()).expect("dir");
+    std::fs::write(
+        state.path().join(STATE_FILE),
+        b"{\"version\":1,\"symbols\":",
+    )
+    .expect("write");
     let mut job = rig.job(&state, Settings::default());
     run(&rig.jobs, &mut job, 0..=1);
-    let saved = std::fs::read(state.0.join(STATE_FILE)).expect("state file");
+    let saved = std::fs::read(state.path().join(STATE_FILE)).expect("state file");
     let parsed: Value = serde_json::from_slice(&saved).expect("valid JSON again");
     assert_eq!(parsed["version"], 1);
     assert_eq!(
@@ -546,16 +552,16 @@ fn a_small_budget_stretches_the_poll_and_says_so_once() {
 #[test]
 fn the_binary_runs_open_interest() {
     let binance = FakeBinance::start(Market::synthetic(4)).expect("fake binance");
-    let dir = common::TempDir::new("oi-bin");
+    let dir = crate::common::TempDir::new("oi-bin");
     let fapi = binance.rest_url();
-    let running = common::Running::start(
+    let running = crate::common::Running::start(
         &dir,
         &["--local", "--only", "open_interest"],
         &[("BINANCE_FAPI_URL", fapi.as_str())],
     );
     assert!(running.wait_http(), "{}", running.log_text());
-    let health = common::wait_until(PATIENCE, || {
-        common::http_get(&running.addr, "/health")
+    let health = crate::common::wait_until(PATIENCE, || {
+        crate::common::http_get(&running.addr, "/health")
             .ok()
             .filter(|(_, body)| body.contains("no liquid symbols yet"))
     });

@@ -4,8 +4,6 @@
 //! Until a job produces alerts, the "previous process" is the library
 //! writing the outbox directly (exactly the files a killed `run` leaves).
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,6 +11,8 @@ use volspike::backend::{Outbox, OutboxSettings, Post, VolumeAlert, VOLUME_ALERT_
 use volspike::config::{BackendConfig, Secret};
 use volspike::state::StateDir;
 use volspike_fakes::FakeBackend;
+
+use crate::common::TempDir;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -57,7 +57,7 @@ impl Drop for Killed {
 
 /// Starts `volspike run`; returns the child and its HTTP address.
 fn spawn_run(state: &std::path::Path, backend_url: &str) -> (Killed, String) {
-    let http = format!("127.0.0.1:{}", common::free_port());
+    let http = format!("127.0.0.1:{}", crate::common::free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_volspike"))
         .arg("run")
         .env_clear()
@@ -81,7 +81,7 @@ fn wait_for_health(http: &str) -> serde_json::Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
         // Any status: /health is 503 while a job cannot reach Binance.
-        let answer = common::http_get(http, "/health")
+        let answer = crate::common::http_get(http, "/health")
             .ok()
             .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
         if let Some(body) = answer.filter(|b| b["delivery"]["primary"].is_object()) {
@@ -110,11 +110,8 @@ fn pending_files(state: &std::path::Path) -> usize {
 fn the_binary_resends_what_was_left_and_not_again_after_kill_9() {
     let fake = FakeBackend::start().expect("fake");
     fake.expect_api_key("k-bin");
-    let dir = std::env::temp_dir().join(format!(
-        "volspike-outbox-bin-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
+    let tmp = TempDir::new("outbox-bin");
+    let dir = tmp.path().to_path_buf();
     {
         // A previous process queued two alerts and died before sending them.
         let state = StateDir::open(&dir).expect("state");
@@ -154,7 +151,6 @@ fn the_binary_resends_what_was_left_and_not_again_after_kill_9() {
     std::thread::sleep(Duration::from_millis(500));
     child.kill();
     assert_eq!(fake.requests_to(VOLUME_ALERT_PATH).len(), 2);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -163,11 +159,8 @@ fn kill_9_in_a_loop_with_late_acknowledgements_delivers_every_alert_exactly_once
     fake.expect_api_key("k-bin");
     // 40 % of the answers come 0.3–2.5 s after the alert is stored.
     fake.slow_acks(0.4, Duration::from_millis(300), Duration::from_millis(2500));
-    let dir = std::env::temp_dir().join(format!(
-        "volspike-outbox-kill9-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
+    let tmp = TempDir::new("outbox-kill9");
+    let dir = tmp.path().to_path_buf();
     let symbols: Vec<String> = (0..150).map(|i| format!("K{i}USDT")).collect();
     {
         let state = StateDir::open(&dir).expect("state");
@@ -221,7 +214,6 @@ fn kill_9_in_a_loop_with_late_acknowledgements_delivers_every_alert_exactly_once
     );
     assert!(duplicates.is_empty(), "duplicates: {duplicates:?}");
     assert_eq!(counts.len(), symbols.len(), "every alert delivered");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs `volspike outbox <args> --state-dir <state>`; returns (exit code, stdout).
@@ -251,11 +243,8 @@ fn outbox_list_retry_and_drop_manage_the_dead_letters_a_running_service_replays(
         422,
         serde_json::json!({"error": "nope"}),
     );
-    let dir = std::env::temp_dir().join(format!(
-        "volspike-outbox-dead-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
+    let tmp = TempDir::new("outbox-dead");
+    let dir = tmp.path().to_path_buf();
     {
         let state = StateDir::open(&dir).expect("state");
         let backends = [BackendConfig {
@@ -322,27 +311,25 @@ fn outbox_list_retry_and_drop_manage_the_dead_letters_a_running_service_replays(
     let (_, listed) = outbox_cmd(&dir, &["list"]);
     assert!(listed.is_empty(), "{listed}");
     child.kill();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Unmounts the tmpfs on drop.
+/// Unmounts the tmpfs on drop (its mount point, a [`TempDir`], goes after).
 struct Tmpfs(std::path::PathBuf);
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
 /// The field report's setup on a real filesystem: the state directory on a
 /// 256 KiB tmpfs that fills up. Needs root (mount), so it is run by hand:
-/// `cargo test --test outbox_binary -- --ignored --nocapture`.
+/// `cargo test --test integration outbox_binary:: -- --ignored --nocapture`.
 #[test]
 #[ignore = "needs root to mount a tmpfs"]
 fn a_real_full_tmpfs_never_turns_into_a_resend_loop() {
-    let mount = std::env::temp_dir().join(format!("volspike-tmpfs-{}", std::process::id()));
-    std::fs::create_dir_all(&mount).expect("mount point");
+    let mount_point = TempDir::new("tmpfs");
+    let mount = mount_point.path().to_path_buf();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
         .arg(&mount)

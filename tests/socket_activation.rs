@@ -5,8 +5,6 @@
 //! the next process instead of being refused, and a client on a kept-alive
 //! connection loses no request when the process is replaced under it.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -16,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bin, free_port, http_get, wait_until, TempDir};
+use crate::common::{bin, free_port, http_get, wait_until, TempDir};
 
 /// Starts `volspike run --local` with `fd` as its fd 3 and the systemd
 /// variables naming the process itself (a shell exports `LISTEN_PID=$$`,
@@ -72,7 +70,7 @@ fn run_with_fd3_and(
 }
 
 fn stop(child: &mut Child) {
-    common::signal(child.id(), "TERM");
+    crate::common::signal(child.id(), "TERM");
     let exited = wait_until(Duration::from_secs(20), || child.try_wait().ok().flatten());
     assert!(exited.is_some(), "volspike did not stop on SIGTERM");
 }
@@ -141,7 +139,7 @@ fn variables_meant_for_another_process_are_ignored_and_it_binds_itself() {
     let dir = TempDir::new("socket-other-pid");
     // LISTEN_PID of another process: what a parent that exec'd us without
     // clearing the variables leaves behind.
-    let mut app = common::Running::start(
+    let mut app = crate::common::Running::start(
         &dir,
         &["--local"],
         &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")],
@@ -275,7 +273,7 @@ fn load_client(addr: String, path: &'static str, keep_alive: bool, stop: Arc<Ato
 #[test]
 fn keep_alive_and_new_connections_lose_no_request_across_a_swap() {
     let dir = TempDir::new("socket-swap-load");
-    let fake = common::market::fake_binance();
+    let fake = crate::common::market::fake_binance();
     let (rest, ws) = (fake.rest_url(), fake.ws_url());
     let env = [
         ("BINANCE_FAPI_URL", rest.as_str()),

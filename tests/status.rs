@@ -4,14 +4,12 @@
 //! a `systemctl` script first on PATH, so the tests do not depend on the
 //! machine having systemd (or not).
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::market::{fake_binance, start_appliance};
-use common::{free_port, http_get, volspike, wait_until, TempDir};
+use crate::common::market::{fake_binance, start_appliance};
+use crate::common::{free_port, http_get, volspike, wait_until, TempDir};
 use serde_json::Value;
 
 /// A directory holding a `systemctl` that answers `show` with `active_state`.

@@ -2,13 +2,11 @@
 //! `NOTIFY_SOCKET` (a unix datagram socket this test reads), plus `/health`,
 //! clean stop on SIGTERM, and the journald-or-stderr choice.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{http_get, wait_until, Running, TempDir};
+use crate::common::{http_get, wait_until, Running, TempDir};
 
 /// Every job switched off.
 const NO_JOBS: &str =
@@ -184,7 +182,7 @@ fn journal_stream_matching_stderr_selects_journald() {
     // Create the log file first so its device and inode can be named in
     // JOURNAL_STREAM, as systemd does for a service whose stderr is the journal.
     let log = dir.join("volspike.log");
-    common::write(&log, "");
+    crate::common::write(&log, "");
     let meta = std::fs::metadata(&log).expect("stat log");
     let stream = format!("{}:{}", meta.dev(), meta.ino());
     let mut app = Running::start(&dir, &["--local"], &[("JOURNAL_STREAM", stream.as_str())]);

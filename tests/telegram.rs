@@ -1,8 +1,6 @@
 //! The telegram job and the alert notifier against a fake Telegram (Bot API
 //! and preview pages) and a fake backend, through the real durable outbox.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,7 +17,7 @@ use volspike::telegram::bot_api::BotApi;
 use volspike::telegram::notifier::TelegramNotifier;
 use volspike_fakes::{FakeBackend, FakeTelegram};
 
-use common::TempDir;
+use crate::common::TempDir;
 
 const INGEST: &str = "/api/telegram/ingest";
 const TOKEN: &str = "123456:test-token";
@@ -39,7 +37,7 @@ impl Rig {
         let backend = FakeBackend::start().expect("fake backend");
         let telegram = FakeTelegram::start().expect("fake telegram");
         let dir = TempDir::new(tag);
-        let state = StateDir::open(&dir.0).expect("state dir");
+        let state = StateDir::open(dir.path()).expect("state dir");
         let outbox = Outbox::open(
             &state,
             &[BackendConfig {
@@ -79,7 +77,7 @@ impl Rig {
 
     /// A job as `run` builds it (a fresh one is a restart).
     fn job(&self, channels: &[&str], token: bool) -> TelegramJob {
-        let state = StateDir::open(&self.dir.0).expect("state dir");
+        let state = StateDir::open(self.dir.path()).expect("state dir");
         TelegramJob::new(&self.config(channels, token), self.outbox.clone(), state)
             .with_long_poll(Duration::ZERO)
     }
@@ -521,7 +519,7 @@ fn volspike_run_starts_the_job_when_channels_are_configured() {
     let dir = TempDir::new("tg-run");
     let backend_url = backend.url();
     let (api_url, preview_url) = (telegram.api_url(), telegram.preview_url());
-    let mut running = common::Running::start(
+    let mut running = crate::common::Running::start(
         &dir,
         &["--only", "telegram"],
         &[
@@ -541,7 +539,7 @@ fn volspike_run_starts_the_job_when_channels_are_configured() {
     );
     // The offsets are saved right after the enqueue, maybe after delivery.
     let state_file = dir.join("state").join(STATE_FILE);
-    let last_seen = common::wait_until(Duration::from_secs(10), || {
+    let last_seen = crate::common::wait_until(Duration::from_secs(10), || {
         let state: Value = serde_json::from_slice(&std::fs::read(&state_file).ok()?).ok()?;
         state["last_seen"]["marketfeed"].as_i64()
     });
@@ -564,7 +562,7 @@ fn the_old_alert_bot_token_reads_channels_from_previews_only() {
     let dir = TempDir::new("tg-old-token");
     let backend_url = backend.url();
     let (api_url, preview_url) = (telegram.api_url(), telegram.preview_url());
-    let mut running = common::Running::start(
+    let mut running = crate::common::Running::start(
         &dir,
         &["--only", "telegram"],
         &[

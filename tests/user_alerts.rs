@@ -5,8 +5,6 @@
 //! Time is driven by the test (`tick(now)` with chosen times); waits poll a
 //! condition with a generous deadline, no timing assertions.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -18,12 +16,12 @@ use volspike::binance::governor::{GovernorConfig, WeightGovernor};
 use volspike::binance::{BinanceRest, Universe};
 use volspike::clock::unix_ms;
 use volspike::config::UserAlertsConfig;
-use volspike::jobs::user_alerts::{UserAlerts, ACTIVE_PATH};
+use volspike::jobs::user_alerts::{Sources, UserAlerts, ACTIVE_PATH};
 use volspike::state::StateDir;
 use volspike_fakes::{BackendRequest, FakeBackend, FakeBinance, Market, SymbolState};
 
-use common::jobs::{at, fast_outbox, JobRig};
-use common::TempDir;
+use crate::common::jobs::{at, fast_outbox, JobRig};
+use crate::common::TempDir;
 
 /// Long enough for a loaded 2-core machine; only reached on failure.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -112,7 +110,7 @@ impl Rig {
     }
 
     fn mark(&self, symbol: &str, price: f64, funding: f64) {
-        common::jobs::mark(&self.jobs.services.funding.cache, symbol, price, funding);
+        crate::common::jobs::mark(&self.jobs.services.funding.cache, symbol, price, funding);
     }
 
     /// Waits until both backends got everything enqueued.
@@ -344,7 +342,7 @@ fn one_backend_down_does_not_stop_the_other() {
 #[test]
 fn no_backend_no_job() {
     let dir = TempDir::new("ua-it-local");
-    let state = StateDir::open(&dir.0).expect("state dir");
+    let state = StateDir::open(dir.path()).expect("state dir");
     let rest = BinanceRest::new(
         "http://127.0.0.1:9",
         Arc::new(WeightGovernor::new(GovernorConfig::default())),
@@ -352,14 +350,14 @@ fn no_backend_no_job() {
         Duration::from_secs(1),
     )
     .expect("client");
-    let job = UserAlerts::new(
-        Outbox::local(&state),
-        rest.clone(),
-        Arc::new(Universe::new(rest, Duration::from_secs(60))),
-        FundingCache::new(),
-        Duration::from_secs(180),
-        UserAlertsConfig::default(),
-    );
+    let sources = Sources {
+        outbox: Outbox::local(&state),
+        rest: rest.clone(),
+        universe: Arc::new(Universe::new(rest, Duration::from_secs(60))),
+        cache: FundingCache::new(),
+        stale_after: Duration::from_secs(180),
+    };
+    let job = UserAlerts::new(sources, UserAlertsConfig::default());
     assert!(job.is_none());
 }
 
@@ -377,10 +375,10 @@ fn the_binary_runs_user_alerts_end_to_end() {
         200,
         json!({"alerts": [alert("b-1", "BTCUSDT", "PRICE_CROSS", 60_000.0, Some(59_000.0), "pro")]}),
     );
-    let dir = common::TempDir::new("user-alerts-bin");
+    let dir = crate::common::TempDir::new("user-alerts-bin");
     let fapi = binance.rest_url();
     let url = backend.url();
-    let running = common::Running::start(
+    let running = crate::common::Running::start(
         &dir,
         &["--only", "user_alerts"],
         &[
@@ -400,8 +398,8 @@ fn the_binary_runs_user_alerts_end_to_end() {
     assert!((body["currentValue"].as_f64().unwrap_or(0.0) - 65_000.0).abs() < 1e-6);
     let gets = backend.requests_to(ACTIVE_PATH);
     assert!(gets.iter().all(|g| g.query_param("apiKey") == Some(KEY)));
-    let health = common::wait_until(PATIENCE, || {
-        common::http_get(&running.addr, "/health")
+    let health = crate::common::wait_until(PATIENCE, || {
+        crate::common::http_get(&running.addr, "/health")
             .ok()
             .filter(|(_, body)| body.contains("user_alerts") && body.contains("triggered"))
     });

@@ -2,8 +2,6 @@
 //! time driven by the test: each tick is called with the wall-clock time it
 //! stands for, and the fake's candles are set for that moment.
 
-mod common;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -13,8 +11,8 @@ use volspike::jobs::volume_spike::detect::Rules;
 use volspike::jobs::volume_spike::VolumeSpike;
 use volspike_fakes::{Candle, FakeBackend, FakeBinance, Market, SymbolState};
 
-use common::jobs::JobRig;
-use common::TempDir;
+use crate::common::jobs::JobRig;
+use crate::common::TempDir;
 
 const HOUR: i64 = 3_600_000;
 /// 2025-12-03T13:00:00Z
@@ -296,12 +294,12 @@ fn a_slow_backend_never_makes_volume_alerts_late_they_go_without_oi_change() {
     backend.delay_route("GET", SNAPSHOT, Duration::from_secs(30));
     let dir = TempDir::new("volume-slow");
     let mut rig = Rig::new(&binance, &backend, &dir.join("state"));
-    let omitted_before = volspike::jobs::oi_change_omissions::totals();
+    let omitted_before = rig.rig.services.oi_change_omissions.totals();
     let started = std::time::Instant::now();
     let summary = rig.tick(H14 + 5 * MINUTE as i64);
     let took = started.elapsed();
     // /metrics counts them too (other tests may add: at least these 10).
-    let omitted = volspike::jobs::oi_change_omissions::totals();
+    let omitted = rig.rig.services.oi_change_omissions.totals();
     assert!(
         omitted.past_budget >= omitted_before.past_budget + 10,
         "{omitted_before:?} → {omitted:?}"
@@ -334,10 +332,10 @@ fn a_snapshot_far_from_the_hour_start_is_not_used() {
     );
     let dir = TempDir::new("volume-stale");
     let mut rig = Rig::new(&binance, &backend, &dir.join("state"));
-    let omitted_before = volspike::jobs::oi_change_omissions::totals();
+    let omitted_before = rig.rig.services.oi_change_omissions.totals();
     let summary = rig.tick(H14 + 5 * MINUTE as i64);
     assert!(summary.contains("and 2 (stale snapshot)"), "{summary}");
-    let omitted = volspike::jobs::oi_change_omissions::totals();
+    let omitted = rig.rig.services.oi_change_omissions.totals();
     assert!(
         omitted.stale_snapshot >= omitted_before.stale_snapshot + 2,
         "{omitted_before:?} → {omitted:?}"

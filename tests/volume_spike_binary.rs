@@ -2,11 +2,9 @@
 //! backend is down survives `kill -9` and arrives exactly once after the
 //! restart; a restart inside the hour re-fires nothing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{clock_offset_before_boundary, http_get, signal, wait_until, Running, TempDir};
+use crate::common::{clock_offset_before_boundary, http_get, signal, wait_until, Running, TempDir};
 use volspike_fakes::{Candle, FakeBackend, FakeBinance, Market, SymbolState};
 
 const HOUR: i64 = 3_600_000;

@@ -9,14 +9,12 @@
 //! the same offset on the fake's streams). No timing assertions: waits are
 //! "eventually, within a generous patience".
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use volspike_fakes::{Candle, FakeBackend, FakeBinance, Market, SymbolState};
 
-use common::{http_get, wait_until, Running, TempDir};
+use crate::common::{http_get, wait_until, Running, TempDir};
 
 const HOUR: i64 = 3_600_000;
 const MINUTE: i64 = 60_000;

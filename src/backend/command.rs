@@ -10,9 +10,7 @@ use serde_json::json;
 
 use super::dead_letters;
 use crate::cli::{OutboxAction, OutboxArgs};
-
-/// Default state directory of an installed appliance.
-const DEFAULT_STATE_DIR: &str = "/var/lib/volspike";
+use crate::config::settings;
 
 /// Runs the command; returns the exit code (0 ok, 1 failure).
 pub fn run(args: &OutboxArgs) -> i32 {
@@ -36,12 +34,13 @@ pub fn run(args: &OutboxArgs) -> i32 {
 /// `--state-dir`, else the service's variables, else the default.
 fn state_dir(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| {
-        ["VOLSPIKE_STATE_DIR", "STATE_DIRECTORY"]
+        settings::STATE_DIR
+            .names
             .iter()
             .find_map(|name| std::env::var_os(name).filter(|v| !v.is_empty()))
             .map(PathBuf::from)
     })
-    .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+    .unwrap_or_else(|| PathBuf::from(settings::STATE_DIR.default))
 }
 
 /// `(name, outbox/<name>)` of the chosen backend, or of every backend found.

@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use super::client::{BackendClient, SendOutcome};
 use super::queue::{Queue, StoredPost};
 use super::recheck::{self, Recheck};
+use crate::backoff::BackoffPolicy;
 use crate::clock::unix_ms;
 use crate::shutdown::Shutdown;
 use crate::systemd::liveness::Heartbeat;
@@ -46,50 +47,19 @@ pub(crate) const MAX_STRIKES: u32 = 5;
 /// How often replays asked by `volspike outbox retry` are picked up.
 const RETRY_SCAN_EVERY: Duration = Duration::from_secs(5);
 
-/// Exponential backoff bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackoffPolicy {
-    /// Wait after the first failure.
-    pub initial: Duration,
-    /// Longest wait.
-    pub max: Duration,
-}
-
-impl Default for BackoffPolicy {
-    /// 1 s doubling to 30 s: a backend that comes back is drained within
-    /// about a minute, and a refused key is probed twice a minute.
-    fn default() -> Self {
-        BackoffPolicy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-impl BackoffPolicy {
-    /// The wait after `failures` consecutive failures (≥ 1): doubling from
-    /// `initial`, capped at `max`, then jittered into [½, 1] of that so
-    /// restarted appliances do not retry in lockstep.
-    pub fn delay(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(30);
-        let full = self.initial.saturating_mul(1u32 << doublings).min(self.max);
-        full.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-}
-
 /// Consecutive failures and the earliest next attempt.
 #[derive(Debug, Clone, Copy)]
-struct Backoff {
+struct Hold {
     /// Failures in a row.
     failures: u32,
     /// No attempt before this.
     until: Instant,
 }
 
-impl Backoff {
+impl Hold {
     /// Records one more failure on `slot` (created when empty); returns the wait.
-    fn fail(slot: &mut Option<Backoff>, policy: &BackoffPolicy, now: Instant) -> Duration {
-        let b = slot.get_or_insert(Backoff {
+    fn fail(slot: &mut Option<Hold>, policy: &BackoffPolicy, now: Instant) -> Duration {
+        let b = slot.get_or_insert(Hold {
             failures: 0,
             until: now,
         });
@@ -100,7 +70,7 @@ impl Backoff {
     }
 
     /// Whether `slot` holds attempts back at `now`.
-    fn holds(slot: &Option<Backoff>, now: Instant) -> bool {
+    fn holds(slot: &Option<Hold>, now: Instant) -> bool {
         slot.is_some_and(|b| b.until > now)
     }
 }
@@ -109,7 +79,7 @@ impl Backoff {
 #[derive(Debug, Clone, Copy)]
 struct PostRetry {
     /// Its backoff.
-    backoff: Option<Backoff>,
+    backoff: Option<Hold>,
     /// 5xx answers that came after the backend accepted some other post.
     strikes: u32,
     /// The backend's success count at this post's last failure.
@@ -120,13 +90,13 @@ struct PostRetry {
 #[derive(Debug, Default)]
 struct Gates {
     /// Whole backend: no answer at all.
-    unreachable: Option<Backoff>,
+    unreachable: Option<Hold>,
     /// Whole backend: 401/403.
-    key_refused: Option<Backoff>,
+    key_refused: Option<Hold>,
     /// Whole backend: a file operation needed before sending failed.
-    disk: Option<Backoff>,
+    disk: Option<Hold>,
     /// Retrying the file changes a failing disk refused.
-    flush: Option<Backoff>,
+    flush: Option<Hold>,
     /// Per route: two posts in a row failed there.
     routes: HashMap<String, RouteRetry>,
     /// Per post.
@@ -143,15 +113,15 @@ struct RouteRetry {
     /// The post that failed last (its own repeats do not count again).
     last_failed: Option<u64>,
     /// Set from the second distinct failing post in a row.
-    backoff: Option<Backoff>,
+    backoff: Option<Hold>,
 }
 
 impl Gates {
     /// Whether the whole backend waits at `now`.
     fn backend_waits(&self, now: Instant) -> bool {
-        Backoff::holds(&self.unreachable, now)
-            || Backoff::holds(&self.key_refused, now)
-            || Backoff::holds(&self.disk, now)
+        Hold::holds(&self.unreachable, now)
+            || Hold::holds(&self.key_refused, now)
+            || Hold::holds(&self.disk, now)
     }
 
     /// Whether `post` may be attempted at `now`.
@@ -159,11 +129,11 @@ impl Gates {
         !self
             .routes
             .get(&post.path)
-            .is_some_and(|r| Backoff::holds(&r.backoff, now))
+            .is_some_and(|r| Hold::holds(&r.backoff, now))
             && !self
                 .posts
                 .get(&post.seq)
-                .is_some_and(|p| Backoff::holds(&p.backoff, now))
+                .is_some_and(|p| Hold::holds(&p.backoff, now))
     }
 
     /// When the next wait ends (or `now + IDLE_WAIT`).
@@ -212,7 +182,7 @@ impl Gates {
         }
         if route.failures >= 2 {
             let mut slot = route.backoff;
-            Backoff::fail(&mut slot, policy, now);
+            Hold::fail(&mut slot, policy, now);
             route.backoff = slot;
         }
         let successes = self.successes;
@@ -225,7 +195,7 @@ impl Gates {
             retry.strikes += 1;
         }
         retry.successes_at_failure = successes;
-        let delay = Backoff::fail(&mut retry.backoff, policy, now);
+        let delay = Hold::fail(&mut retry.backoff, policy, now);
         (delay, retry.strikes)
     }
 }
@@ -255,12 +225,12 @@ pub(crate) async fn run(
             // Posts shed, coalesced or set aside need no retry state.
             gates.posts.retain(|seq, _| queue.is_pending(*seq));
         }
-        if queue.has_unwritten() && !Backoff::holds(&gates.flush, now) {
+        if queue.has_unwritten() && !Hold::holds(&gates.flush, now) {
             let q = queue.clone();
             match blocking(move || q.flush(now_ms())).await {
                 Ok(()) => gates.flush = None,
                 Err(e) => {
-                    let delay = Backoff::fail(&mut gates.flush, &policy, now);
+                    let delay = Hold::fail(&mut gates.flush, &policy, now);
                     tracing::warn!(backend, error = %e, retry_in_ms = delay.as_millis() as u64, "outbox files still cannot be written");
                 }
             }
@@ -298,7 +268,7 @@ pub(crate) async fn run(
                 }
                 Recheck::Send => {}
                 Recheck::Unreachable(reason) => {
-                    let delay = Backoff::fail(&mut gates.unreachable, &policy, Instant::now());
+                    let delay = Hold::fail(&mut gates.unreachable, &policy, Instant::now());
                     tracing::warn!(
                         backend,
                         retry_in_ms = delay.as_millis() as u64,
@@ -313,16 +283,23 @@ pub(crate) async fn run(
             let q = queue.clone();
             let p = post.clone();
             if let Err(e) = blocking(move || q.mark_in_flight(&p)).await {
-                let delay = Backoff::fail(&mut gates.disk, &policy, Instant::now());
+                let delay = Hold::fail(&mut gates.disk, &policy, Instant::now());
                 tracing::error!(backend, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot mark {} as in flight; not sending until the disk takes writes", post.label);
                 continue;
             }
             gates.disk = None;
         }
 
-        let Some(outcome) = send(&client, &post, &mut shutdown).await else {
-            tracing::info!(backend, post = %post.label, "stopping with a request in flight; it stays queued");
-            break;
+        let outcome = match send(&client, &queue, &post, &mut shutdown).await {
+            Some(Attempt::Answered(outcome)) => outcome,
+            Some(Attempt::Superseded) => {
+                tracing::debug!(backend, post = %post.label, "a newer state replaced it before it was sent");
+                continue;
+            }
+            None => {
+                tracing::info!(backend, post = %post.label, "stopping with a request in flight; it stays queued");
+                break;
+            }
         };
         let now = Instant::now();
         match outcome {
@@ -365,7 +342,7 @@ pub(crate) async fn run(
                 reason,
             } => {
                 // The answer is lost: the mark stays, the next attempt checks first.
-                let delay = Backoff::fail(&mut gates.unreachable, &policy, now);
+                let delay = Hold::fail(&mut gates.unreachable, &policy, now);
                 will_retry(&queue, backend, &post, delay, &reason);
             }
             SendOutcome::Retry {
@@ -415,7 +392,7 @@ fn key_refused(
     policy: &BackoffPolicy,
 ) {
     gates.unreachable = None;
-    let delay = Backoff::fail(&mut gates.key_refused, policy, Instant::now());
+    let delay = Hold::fail(&mut gates.key_refused, policy, Instant::now());
     let reason = format!(
         "backend rejects the API key (HTTP {status} on {}); posts are kept, next try in {} s",
         post.path,
@@ -438,7 +415,7 @@ async fn record_delivered(
     let q = queue.clone();
     let p = post.clone();
     if let Err(e) = blocking(move || q.delivered(&p, now_ms())).await {
-        let delay = Backoff::fail(&mut gates.flush, policy, Instant::now());
+        let delay = Hold::fail(&mut gates.flush, policy, Instant::now());
         tracing::error!(backend = queue.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "{} delivered, but the outbox files cannot be updated; it is not sent again", post.label);
     }
 }
@@ -454,7 +431,7 @@ async fn dead_letter(
     let q = queue.clone();
     let p = post.clone();
     if let Err(e) = blocking(move || q.dead_letter(&p, reason, now_ms())).await {
-        let delay = Backoff::fail(&mut gates.disk, policy, Instant::now());
+        let delay = Hold::fail(&mut gates.disk, policy, Instant::now());
         tracing::error!(backend = queue.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "cannot keep {} as a dead letter; it stays queued", post.label);
     }
 }
@@ -470,22 +447,44 @@ async fn blocking<T: Send + 'static>(
 
 /// Sends `post` on the blocking pool. `None` when shutdown came first and
 /// the request did not finish within [`SHUTDOWN_GRACE`].
+/// What one send came to.
+enum Attempt {
+    /// The backend answered, or the request failed: see the outcome.
+    Answered(SendOutcome),
+    /// A "latest state" post that a newer one replaced between being picked
+    /// and the request: nothing was sent (the newer one will be).
+    Superseded,
+}
+
+/// Sends `post` on a blocking thread; `None` when shutdown came first and
+/// the request did not finish within the grace period.
 async fn send(
     client: &BackendClient,
+    queue: &Arc<Queue>,
     post: &Arc<StoredPost>,
     shutdown: &mut Shutdown,
-) -> Option<SendOutcome> {
+) -> Option<Attempt> {
     let client = client.clone();
+    let queue = queue.clone();
     let job = post.clone();
-    let mut handle =
-        tokio::task::spawn_blocking(move || client.post_json(&job.path, &job.body, job.auth));
+    let mut handle = tokio::task::spawn_blocking(move || {
+        // The blocking thread may start well after the post was picked
+        // (a busy pool): a coalesced post replaced meanwhile must not
+        // reach the backend after, or beside, its newer state.
+        if job.coalesce.is_some() && !queue.is_pending(job.seq) {
+            return Attempt::Superseded;
+        }
+        Attempt::Answered(client.post_json(&job.path, &job.body, job.auth))
+    });
     let joined = tokio::select! {
         joined = &mut handle => joined,
         _ = shutdown.wait() => tokio::time::timeout(SHUTDOWN_GRACE, &mut handle).await.ok()?,
     };
-    Some(joined.unwrap_or_else(|e| SendOutcome::Retry {
-        status: None,
-        reason: format!("the request task failed: {e}"),
+    Some(joined.unwrap_or_else(|e| {
+        Attempt::Answered(SendOutcome::Retry {
+            status: None,
+            reason: format!("the request task failed: {e}"),
+        })
     }))
 }
 
@@ -493,7 +492,7 @@ async fn send(
 mod tests {
     use super::*;
     use crate::backend::client::Auth;
-    use crate::backend::post::Kind;
+    use crate::backend::kind::Kind;
 
     fn post(seq: u64, path: &str) -> StoredPost {
         StoredPost {
@@ -535,18 +534,5 @@ mod tests {
         gates.post_failed(&other, &policy, now);
         assert!(!gates.ready(&post(3, "/checked"), now));
         assert!(gates.ready(&post(4, "/elsewhere"), now));
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter() {
-        let policy = BackoffPolicy::default();
-        for _ in 0..50 {
-            let first = policy.delay(1);
-            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
-            let fourth = policy.delay(4);
-            assert!(fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8));
-            let late = policy.delay(100);
-            assert!(late >= Duration::from_secs(15) && late <= Duration::from_secs(30));
-        }
     }
 }

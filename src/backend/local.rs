@@ -121,15 +121,12 @@ mod tests {
     use super::*;
     use crate::backend::payloads::VolumeAlertType;
     use crate::backend::post::tests_support::volume_post;
+    use crate::testkit::TempDir;
 
     #[test]
     fn alerts_are_appended_once_and_rotated() {
-        let dir = std::env::temp_dir().join(format!(
-            "volspike-local-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        fs::create_dir_all(&dir).expect("dir");
+        let tmp = TempDir::new("local");
+        let dir = tmp.path().to_path_buf();
         let mut log = LocalLog::new(&dir);
         let now = SystemTime::now();
         let a = volume_post("BTCUSDT", VolumeAlertType::Spike);
@@ -148,6 +145,5 @@ mod tests {
         assert!(current.contains("ETHUSDT") && !current.contains("BTCUSDT"));
         let old = fs::read_to_string(dir.join("alerts.jsonl.1")).expect("rotated");
         assert!(old.contains("BTCUSDT"));
-        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -14,12 +14,14 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::client::BackendClient;
-use super::delivery::{self, BackoffPolicy};
+use super::delivery;
+use super::kind::Kind;
 use super::local::{LocalLog, Recorded};
-use super::post::{Kind, Post, Target};
+use super::post::{Post, Target};
 use super::queue::{Pushed, Queue, QueueStats};
+use crate::backoff::BackoffPolicy;
 use crate::clock::{iso, unix_ms};
-use crate::config::BackendConfig;
+use crate::config::{settings, BackendConfig};
 use crate::shutdown::Shutdown;
 use crate::state::StateDir;
 use crate::systemd::liveness::Liveness;
@@ -46,9 +48,9 @@ pub struct OutboxSettings {
 impl Default for OutboxSettings {
     fn default() -> Self {
         OutboxSettings {
-            capacity: 20_000,
+            capacity: settings::OUTBOX_CAPACITY.default,
             backoff: BackoffPolicy::default(),
-            dead_letters_max: 10_000,
+            dead_letters_max: settings::DEAD_LETTERS_MAX.default,
         }
     }
 }

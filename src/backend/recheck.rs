@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::client::{Auth, BackendClient, GetError};
-use super::post::Kind;
+use super::kind::Kind;
 use super::queue::StoredPost;
 
 /// The read route listing recent volume alerts.

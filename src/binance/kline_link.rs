@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 use super::klines::{self, KlineEvent, NotKline, SendPacer};
-use super::stream::{self, Backoff, StreamSettings};
+use super::stream::{self, StreamSettings};
+use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 use crate::systemd::liveness::Heartbeat;
 

@@ -21,8 +21,6 @@ pub mod models;
 pub mod proxy;
 pub mod rest;
 pub mod stream;
-#[cfg(test)]
-mod test_server;
 pub mod universe;
 
 pub use endpoint::Endpoint;

@@ -508,10 +508,9 @@ mod tests {
 
     #[test]
     fn only_regular_files_are_read() {
-        let dir = std::env::temp_dir().join(format!("volspike-envfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let tmp = crate::testkit::TempDir::new("envfile");
+        let dir = tmp.path();
         let fifo = dir.join("fifo");
-        let _ = std::fs::remove_file(&fifo);
         let c_path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
         // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
         let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
@@ -521,11 +520,10 @@ mod tests {
         assert!(e.contains("FIFO"), "{e}");
         let e = read_file(Path::new("/dev/zero")).expect_err("device");
         assert!(e.contains("a device"), "{e}");
-        let e = read_file(&dir).expect_err("directory");
+        let e = read_file(dir).expect_err("directory");
         assert!(e.contains("a directory"), "{e}");
         let file = dir.join("ok.env");
         std::fs::write(&file, "A=1 #x\n").expect("write");
         assert_eq!(read_file(&file).as_deref(), Ok("A=1 #x\n"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -25,16 +25,16 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::Reply;
+use super::reply::Reply;
 use crate::binance::cache::{FundingCache, Snapshot};
 use crate::binance::frames::valid_symbol;
-use crate::binance::stream::{StreamState, StreamStatus};
 use crate::clock::unix_ms;
+use crate::jobs::funding_stream::{StreamState, StreamStatus};
 
 /// Most symbols one batch request may name (Binance lists about 700).
 pub const MAX_BATCH: usize = 1000;
 /// Longest query string read for a batch. Generous (the router caps the
-/// whole target at [`super::MAX_URL`]): an over-long list should meet the
+/// whole target at [`super::router::MAX_URL`]): an over-long list should meet the
 /// clearer "too many symbols" 400 first.
 pub const MAX_QUERY: usize = 128 * 1024;
 
@@ -54,7 +54,7 @@ impl Default for FundingApi {
         FundingApi {
             cache: FundingCache::new(),
             stream: StreamStatus::new(),
-            stale_after: Duration::from_secs(180),
+            stale_after: Duration::from_secs(crate::config::settings::FUNDING_STALE_SECS.default),
         }
     }
 }

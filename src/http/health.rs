@@ -18,11 +18,12 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::context::HttpContext;
+use super::reply::Reply;
 use super::server::limits::HttpView;
-use super::{HttpContext, Reply};
 use crate::backend::{DeliveryCondition, DeliveryStats};
 use crate::binance::governor::GovernorStatus;
-use crate::binance::stream::StreamView;
+use crate::jobs::funding_stream::StreamView;
 use crate::jobs::status::JobView;
 use crate::systemd::liveness::LoopState;
 
@@ -240,7 +241,7 @@ mod tests {
     use std::time::Duration;
 
     fn ctx() -> HttpContext {
-        crate::http::tests::ctx()
+        crate::http::context::tests::ctx()
     }
 
     fn json(reply: &Reply) -> serde_json::Value {

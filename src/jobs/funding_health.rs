@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime};
 use super::services::Services;
 use super::{Job, Schedule};
 use crate::binance::cache::FundingCache;
-use crate::binance::stream::StreamStatus;
 use crate::binance::{BinanceRest, Universe};
 use crate::clock::unix_ms;
+use crate::jobs::funding_stream::StreamStatus;
 
 /// The symbol compared with REST.
 const REFERENCE: &str = "BTCUSDT";

@@ -8,6 +8,7 @@
 //! context (`JOB=<name>`), panics and `/health` bookkeeping, so a job does not.
 
 pub mod funding_health;
+pub mod funding_stream;
 pub mod liquid_universe;
 pub mod oi_change_omissions;
 pub mod open_interest;

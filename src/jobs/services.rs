@@ -8,11 +8,12 @@ use std::time::Duration;
 use crate::backend::Outbox;
 use crate::binance::cache::FundingCache;
 use crate::binance::governor::{GovernorConfig, WeightGovernor, BINANCE_WEIGHT_LIMIT};
-use crate::binance::stream::StreamStatus;
 use crate::binance::{BinanceRest, Universe};
 use crate::config::Config;
 use crate::http::funding::FundingApi;
-use crate::jobs::liquid_universe::LiquidSet;
+use crate::jobs::funding_stream::StreamStatus;
+use crate::jobs::liquid_universe::set::LiquidSet;
+use crate::jobs::oi_change_omissions::OiChangeOmissionCounters;
 use crate::state::StateDir;
 use crate::telegram::notifier::TelegramNotifier;
 
@@ -38,6 +39,8 @@ pub struct Services {
     pub notifier: TelegramNotifier,
     /// volume_spike's kline streams (`VOLSPIKE_VOLUME_SOURCE=stream`).
     pub volume_stream: crate::jobs::volume_spike::live::VolumeStream,
+    /// Volume alerts sent without `oiChange`: added by volume_spike, read by `/metrics`.
+    pub oi_change_omissions: OiChangeOmissionCounters,
 }
 
 impl Services {
@@ -78,6 +81,7 @@ impl Services {
             },
             notifier: TelegramNotifier::from_config(&config.telegram),
             volume_stream: crate::jobs::volume_spike::live::VolumeStream::from_config(config),
+            oi_change_omissions: OiChangeOmissionCounters::default(),
         })
     }
 }

@@ -150,6 +150,7 @@ pub fn wait_for_new_invocation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use volspike_fakes::Reply;
 
     fn state(active: &str, sub: &str, invocation: &str) -> UnitState {
         UnitState {
@@ -207,17 +208,11 @@ mod tests {
 
     #[test]
     fn health_over_loopback() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().expect("accept");
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\r\n{\"version\":\"1.0.0\"}");
+        let server = crate::testkit::serve(|_, _| {
+            Reply::status(503, r#"{"version":"1.0.0"}"#).header("Content-Type", "application/json")
         });
-        let (status, body) = get_health(addr).expect("answer");
+        let (status, body) = get_health(server.addr()).expect("answer");
         assert_eq!(status, 503);
         assert!(body.contains("1.0.0"));
-        let _ = server.join();
     }
 }

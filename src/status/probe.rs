@@ -40,8 +40,8 @@ pub fn health(addr: SocketAddr) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
     use std::net::TcpListener;
+    use volspike_fakes::Reply;
 
     #[test]
     fn refused_answered_and_garbage() {
@@ -51,20 +51,15 @@ mod tests {
             .expect("port");
         assert!(matches!(health(addr), Probe::Refused(_)));
 
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = std::thread::spawn(move || {
-            for body in ["{\"status\":\"degraded\"}", "not json"] {
-                let (mut s, _) = listener.accept().expect("accept");
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf);
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
+        let server = crate::testkit::serve(|_, n| {
+            let body = if n == 0 {
+                "{\"status\":\"degraded\"}"
+            } else {
+                "not json"
+            };
+            Reply::status(503, body)
         });
+        let addr = server.addr();
         match health(addr) {
             Probe::Answer { status, body } => {
                 assert_eq!(status, 503);
@@ -79,6 +74,5 @@ mod tests {
                 body: None
             }
         ));
-        server.join().expect("server");
     }
 }

@@ -306,6 +306,21 @@ mod tests {
     use crate::status::unit::UnitState;
     use std::time::Duration;
 
+    /// A degraded report (HTTP 503, unit not installed, default address).
+    fn degraded(health: serde_json::Value, problem: Option<String>) -> Report {
+        Report {
+            verdict: Verdict::Degraded,
+            unit: UnitState::NotInstalled,
+            target: Target {
+                addr: "127.0.0.1:8080".parse().expect("addr"),
+                origin: "default".into(),
+            },
+            http_status: Some(503),
+            health: Some(health),
+            problem,
+        }
+    }
+
     #[test]
     fn renders_jobs_websocket_backlog_and_weight() {
         let now = crate::clock::from_unix_ms(1_764_771_000_000); // 2025-12-03T14:10:00Z
@@ -331,17 +346,7 @@ mod tests {
                 "lastMessageAt": "2025-12-03T14:09:59Z", "messagesReceived": 1234,
                 "reconnectAttempts": 1, "lastError": null}
         });
-        let report = Report {
-            verdict: Verdict::Degraded,
-            unit: UnitState::NotInstalled,
-            target: Target {
-                addr: "127.0.0.1:8080".parse().expect("addr"),
-                origin: "default".into(),
-            },
-            http_status: Some(503),
-            health: Some(health),
-            problem: None,
-        };
+        let report = degraded(health, None);
         let text = render(&report, now);
         assert!(text.starts_with("volspike: DEGRADED\n"), "{text}");
         assert!(
@@ -381,23 +386,16 @@ mod tests {
         );
         assert_eq!(printable("a\u{9b}31mb\u{202E}c"), "a?31mb?c");
         assert_eq!(printable("BTCUSDT · 0.05 %"), "BTCUSDT · 0.05 %");
-        let report = Report {
-            verdict: Verdict::Degraded,
-            unit: UnitState::NotInstalled,
-            target: Target {
-                addr: "127.0.0.1:8080".parse().expect("addr"),
-                origin: "default".into(),
-            },
-            http_status: Some(503),
-            health: Some(serde_json::json!({
+        let report = degraded(
+            serde_json::json!({
                 "status": "degraded\u{1b}[31m",
                 "version": "1\u{1b}]8;;http://evil\u{7}",
                 "jobs": { "evil\u{1b}[2J": { "state": "error", "lastError": "boom\u{1b}[1A\r" } },
                 "websocket": { "state": "connected", "lastError": "\u{1b}c" },
                 "loops": [ { "name": "x\u{1b}[K", "alive": false } ]
-            })),
-            problem: Some("bad\u{1b}[0m".into()),
-        };
+            }),
+            Some("bad\u{1b}[0m".into()),
+        );
         let text = render(&report, SystemTime::now());
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\n'),

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: run the real binary, find free
-//! ports, make temporary directories, speak a little HTTP.
+//! ports, make temporary directories, speak a little HTTP. Declared once,
+//! in `tests/tests.rs`.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod cdp;
 pub mod jobs;
 pub mod market;
 
@@ -38,31 +40,28 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port on 127.0.0.1")
 }
 
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A temporary directory (tempfile's, under `$TMPDIR`) named after the
+/// test that made it, removed on drop.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    /// A fresh empty directory named after `tag`.
+    /// A fresh empty directory whose name starts with `volspike-test-<tag>-`.
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "volspike-test-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating a temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("volspike-test-{tag}-"))
+            .tempdir()
+            .expect("creating a temp dir");
         TempDir(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.0.path()
     }
 
     /// A path inside it.
     pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(name)
     }
 }
 

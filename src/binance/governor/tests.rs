@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use super::*;
+use crate::binance::endpoint::Endpoint;
 
 /// A governor with a short window and a small ceiling.
 fn governor(window_ms: u64, ceiling: u32) -> Arc<WeightGovernor> {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::binance::governor::GovernorConfig;
-use crate::binance::test_server::{Reply, TestServer};
+use crate::testkit::serve;
+use volspike_fakes::{Reply, ScriptedServer};
 
 const EXCHANGE_INFO: &str = r#"{"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400}],
  "symbols":[
@@ -29,8 +30,8 @@ fn steady_governor() -> Arc<WeightGovernor> {
 }
 
 /// A client for `server` with the given bounds.
-fn client(server: &TestServer, concurrency: usize, timeout: Duration) -> BinanceRest {
-    BinanceRest::new(&server.base_url, steady_governor(), concurrency, timeout).expect("client")
+fn client(server: &ScriptedServer, concurrency: usize, timeout: Duration) -> BinanceRest {
+    BinanceRest::new(&server.url(), steady_governor(), concurrency, timeout).expect("client")
 }
 
 /// Answers like Binance for every endpoint the client knows.
@@ -54,7 +55,7 @@ fn binance_like(url: &str, _n: usize) -> Reply {
 
 #[tokio::test]
 async fn every_endpoint_decodes_and_sends_the_right_query() {
-    let server = TestServer::start(2, binance_like);
+    let server = serve(binance_like);
     let rest = client(&server, 4, DEFAULT_TIMEOUT);
     let info = rest.exchange_info().await.expect("exchangeInfo");
     assert_eq!(info.symbols.len(), 3);
@@ -96,9 +97,7 @@ async fn every_endpoint_decodes_and_sends_the_right_query() {
 
 #[tokio::test]
 async fn the_used_weight_header_reaches_the_governor() {
-    let server = TestServer::start(1, |_, _| {
-        Reply::json(OI).header("X-MBX-USED-WEIGHT-1M", "1150")
-    });
+    let server = serve(|_, _| Reply::json(OI).header("X-MBX-USED-WEIGHT-1M", "1150"));
     let rest = client(&server, 1, DEFAULT_TIMEOUT);
     rest.open_interest("BTCUSDT").await.expect("oi");
     let status = rest.governor().status();
@@ -108,7 +107,7 @@ async fn the_used_weight_header_reaches_the_governor() {
 
 #[tokio::test]
 async fn a_429_with_retry_after_pauses_every_endpoint() {
-    let server = TestServer::start(2, |url, n| {
+    let server = serve(|url, n| {
         if n == 0 {
             Reply::status(429, r#"{"code":-1003,"msg":"Too many requests."}"#)
                 .header("Retry-After", "1")
@@ -150,7 +149,7 @@ async fn a_418_is_a_ban_that_pauses_until_the_announced_time() {
         .expect("clock")
         .as_millis()
         + 60_000;
-    let server = TestServer::start(1, move |_, _| {
+    let server = serve(move |_, _| {
         Reply::status(
             418,
             format!(r#"{{"code":-1003,"msg":"Way too many requests; IP banned until {until}."}}"#),
@@ -173,7 +172,7 @@ async fn a_418_is_a_ban_that_pauses_until_the_announced_time() {
 
 #[tokio::test]
 async fn malformed_payloads_are_decode_errors() {
-    let server = TestServer::start(1, |url, _| {
+    let server = serve(|url, _| {
         if url.starts_with("/fapi/v1/openInterest") {
             Reply::json(r#"{"openInterest":"lots","symbol":"BTCUSDT","time":1}"#)
         } else {
@@ -200,9 +199,7 @@ async fn malformed_payloads_are_decode_errors() {
 
 #[tokio::test]
 async fn binance_error_bodies_become_status_errors() {
-    let server = TestServer::start(1, |_, _| {
-        Reply::status(400, r#"{"code":-1121,"msg":"Invalid symbol."}"#)
-    });
+    let server = serve(|_, _| Reply::status(400, r#"{"code":-1121,"msg":"Invalid symbol."}"#));
     let rest = client(&server, 1, DEFAULT_TIMEOUT);
     let err = rest.klines("NOPE", "1h", 2).await.expect_err("400");
     match &err {
@@ -226,9 +223,7 @@ async fn binance_error_bodies_become_status_errors() {
 
 #[tokio::test]
 async fn the_concurrency_bound_holds_at_the_server() {
-    let server = TestServer::start(12, |url, n| {
-        binance_like(url, n).delayed(Duration::from_millis(60))
-    });
+    let server = serve(|url, n| binance_like(url, n).delayed(Duration::from_millis(60)));
     let rest = client(&server, 3, DEFAULT_TIMEOUT);
     let symbols: Vec<String> = (0..15).map(|i| format!("S{i}USDT")).collect();
     let results = rest
@@ -248,7 +243,7 @@ async fn the_concurrency_bound_holds_at_the_server() {
 
 #[tokio::test]
 async fn a_panicking_sweep_task_is_an_error_for_its_symbol_only() {
-    let server = TestServer::start(2, binance_like);
+    let server = serve(binance_like);
     let rest = client(&server, 2, DEFAULT_TIMEOUT);
     let results = rest
         .for_each_symbol(["BTCUSDT", "BAD"], |rest, s| async move {
@@ -266,9 +261,7 @@ async fn a_panicking_sweep_task_is_an_error_for_its_symbol_only() {
 
 #[tokio::test]
 async fn a_slow_answer_is_a_timeout() {
-    let server = TestServer::start(1, |url, n| {
-        binance_like(url, n).delayed(Duration::from_secs(2))
-    });
+    let server = serve(|url, n| binance_like(url, n).delayed(Duration::from_secs(2)));
     let rest = client(&server, 1, Duration::from_millis(200));
     let err = rest.open_interest("BTCUSDT").await.expect_err("timeout");
     assert!(
@@ -333,15 +326,4 @@ fn header_helpers() {
         Some(1589437530011)
     );
     assert_eq!(banned_until_ms("Too many requests."), None);
-}
-
-#[test]
-fn the_setting_defaults_to_the_client_default_concurrency() {
-    // 12 slots: 600 klines at 50 ms take ~2.6 s instead of ~3.9 s with 8
-    // (bench/run.sh); the weight per minute does not depend on it.
-    let default = DEFAULT_MAX_CONCURRENCY.to_string();
-    assert_eq!(
-        crate::config::settings::BINANCE_CONCURRENCY.default,
-        Some(default.as_str())
-    );
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use super::*;
 use crate::binance::governor::{GovernorConfig, WeightGovernor};
 use crate::binance::rest::DEFAULT_TIMEOUT;
-use crate::binance::test_server::{Reply, TestServer};
+use crate::testkit::serve;
+use volspike_fakes::{Reply, ScriptedServer};
 
 /// An exchangeInfo body with the given USDT perpetuals plus a TradFi one.
 fn exchange_info(symbols: &[&str]) -> String {
@@ -23,9 +24,9 @@ fn exchange_info(symbols: &[&str]) -> String {
 }
 
 /// A universe on `server` with the given max age.
-fn universe(server: &TestServer, max_age: Duration) -> Universe {
+fn universe(server: &ScriptedServer, max_age: Duration) -> Universe {
     let governor = Arc::new(WeightGovernor::new(GovernorConfig::default()));
-    let rest = BinanceRest::new(&server.base_url, governor, 4, DEFAULT_TIMEOUT).expect("client");
+    let rest = BinanceRest::new(&server.url(), governor, 4, DEFAULT_TIMEOUT).expect("client");
     Universe::new(rest, max_age)
 }
 
@@ -36,7 +37,7 @@ fn names(list: &[SymbolInfo]) -> Vec<&str> {
 
 #[tokio::test]
 async fn serves_from_cache_until_stale_then_refreshes() {
-    let server = TestServer::start(1, |_, n| {
+    let server = serve(|_, n| {
         if n == 0 {
             Reply::json(exchange_info(&["BTCUSDT", "ETHUSDT"]))
         } else {
@@ -60,7 +61,7 @@ async fn serves_from_cache_until_stale_then_refreshes() {
 
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_last_good_list() {
-    let server = TestServer::start(1, |_, n| match n {
+    let server = serve(|_, n| match n {
         0 => Reply::json(exchange_info(&["BTCUSDT"])),
         1 => Reply::status(503, "upstream down"),
         2 => Reply::json(exchange_info(&[])),
@@ -89,7 +90,7 @@ async fn a_failed_refresh_keeps_the_last_good_list() {
 
 #[tokio::test]
 async fn without_any_good_list_the_error_is_returned() {
-    let server = TestServer::start(1, |_, _| Reply::status(500, "boom"));
+    let server = serve(|_, _| Reply::status(500, "boom"));
     let universe = universe(&server, DEFAULT_MAX_AGE);
     let err = universe.symbols().await.expect_err("no list yet");
     assert!(
@@ -103,7 +104,7 @@ async fn without_any_good_list_the_error_is_returned() {
 async fn concurrent_callers_share_one_refresh() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&calls);
-    let server = TestServer::start(4, move |_, _| {
+    let server = serve(move |_, _| {
         counted.fetch_add(1, Ordering::SeqCst);
         Reply::json(exchange_info(&["BTCUSDT"])).delayed(Duration::from_millis(100))
     });
@@ -121,7 +122,7 @@ async fn concurrent_callers_share_one_refresh() {
 
 #[tokio::test]
 async fn an_exchange_info_fetched_elsewhere_updates_the_cache() {
-    let server = TestServer::start(1, |_, _| Reply::status(500, "not called"));
+    let server = serve(|_, _| Reply::status(500, "not called"));
     let universe = universe(&server, DEFAULT_MAX_AGE);
     // Peeking never fetches: nothing until a list arrives.
     assert!(universe.peek().is_none());

@@ -17,8 +17,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::context::HttpContext;
 use super::health::{self, HealthBody};
-use super::{HttpContext, Reply};
+use super::reply::Reply;
 use crate::backend::RecentAlert;
 use crate::binance::frames::valid_symbol;
 use crate::clock::{iso, unix_ms};
@@ -230,7 +231,7 @@ mod tests {
 
     #[test]
     fn api_and_watchlist_from_the_cache() {
-        let ctx = crate::http::tests::ctx();
+        let ctx = crate::http::context::tests::ctx();
         let now = SystemTime::now();
         let now_ms = unix_ms(now);
         let updates: Vec<Update> = [("AAAUSDT", 2e8, 0.0005), ("BBBUSDT", 3e8, -0.0005)]

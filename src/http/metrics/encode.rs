@@ -67,6 +67,19 @@ impl Encoder {
         self.sample(name, &[], value);
     }
 
+    /// One unlabelled family per row of a table; a row whose value is
+    /// `None` is left out (a point in time not reached yet: zero would read 1970).
+    pub fn singles<'a, V: Into<Option<f64>>>(
+        &mut self,
+        rows: impl IntoIterator<Item = (&'a str, Kind, &'a str, V)>,
+    ) {
+        for (name, kind, help, value) in rows {
+            if let Some(value) = value.into() {
+                self.single(name, kind, help, value);
+            }
+        }
+    }
+
     /// The finished text.
     pub fn finish(self) -> String {
         self.out

@@ -161,11 +161,7 @@ pub(crate) fn write(e: &mut Encoder, stats: &ProcessStats) {
             stats.max_fds,
         ),
     ];
-    for (name, kind, help, value) in families {
-        if let Some(v) = value {
-            e.single(name, kind, help, v);
-        }
-    }
+    e.singles(families);
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use super::drain;
 use super::head::{self, Head, Parsed, Rejection};
 use super::idle::IdleSet;
 use super::limits::{Event, HttpLimits, HttpStats, OpenGuard};
+use crate::http::reply::Reply;
 use crate::http::requests::{self, RequestCounters};
-use crate::http::Reply;
 use crate::shutdown::Shutdown;
 
 /// Bytes asked of the socket per read while a head arrives.
@@ -54,7 +54,7 @@ pub(crate) struct Shared {
     /// Requests by route and status.
     pub requests: RequestCounters,
     /// Rate-limits the "server busy" warning.
-    pub busy_log: super::RateLimitedLog,
+    pub busy_log: super::rate_log::RateLimitedLog,
     /// Fires when the process stops: connections drain.
     pub stop: Shutdown,
 }
@@ -219,7 +219,7 @@ async fn write_reply(
     close: bool,
     shared: &Shared,
 ) -> std::io::Result<()> {
-    let head = super::reply_head(reply, version, close);
+    let head = super::reply_head::reply_head(reply, version, close);
     let started = Instant::now();
     let write = async {
         stream.write_all(&head).await?;

@@ -16,6 +16,8 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const FD_RESERVE: u64 = 128;
 /// Longest request line; a batch of 1,000 symbols fits.
 pub const MAX_REQUEST_LINE: usize = 16 * 1024;
+/// Requests waiting for a handler thread; beyond this, new requests get 503.
+pub const MAX_QUEUED: usize = 64;
 /// Longest request head (request line and headers).
 pub const MAX_HEAD: usize = 32 * 1024;
 /// Time a client has to send a whole request head, counted from the
@@ -76,7 +78,7 @@ impl HttpLimits {
             drain_limit_seconds: DRAIN_LIMIT.as_secs(),
             first_data_wait_seconds: 0,
             workers: workers.max(1),
-            max_queued: crate::http::MAX_QUEUED,
+            max_queued: MAX_QUEUED,
         }
     }
 

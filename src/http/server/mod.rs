@@ -19,7 +19,7 @@
 //!   checked as bytes arrive; a reply must be written within
 //!   [`limits::WRITE_TIMEOUT`];
 //! - `workers` handler threads, started once, run the routes; requests wait
-//!   in a queue of [`MAX_QUEUED`](super::MAX_QUEUED) slots, beyond which the
+//!   in a queue of [`MAX_QUEUED`](limits::MAX_QUEUED) slots, beyond which the
 //!   answer is 503 at once;
 //! - a failed `accept` (out of descriptors) closes the oldest connection
 //!   waiting on its client, backs off and continues.
@@ -37,17 +37,22 @@ pub mod first_data;
 pub(crate) mod head;
 pub(crate) mod idle;
 pub mod limits;
+pub(crate) mod rate_log;
+pub(crate) mod reply_head;
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use connection::{Job, Shared};
 use limits::{Event, HttpLimits, HttpStats};
+use rate_log::RateLimitedLog;
+use reply_head::reply_head;
 
-use super::{HttpContext, Reply};
+use super::context::HttpContext;
+use super::reply::Reply;
 use crate::shutdown::Shutdown;
 use crate::systemd::liveness::Heartbeat;
 
@@ -57,8 +62,6 @@ const POLL: Duration = Duration::from_millis(500);
 const BEAT_EVERY: Duration = Duration::from_secs(1);
 /// First and longest pause after a failed `accept`.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
-/// At most one warning of a kind per this period.
-const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// A bound listener, not yet serving.
 pub struct HttpServer {
@@ -290,43 +293,10 @@ fn work(rx: &Mutex<Receiver<Job>>, ctx: &HttpContext) {
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
         // The connection may be gone meanwhile; then nobody needs the reply.
-        let _ = job.reply.send(super::route(ctx, &job.method, &job.target));
+        let _ = job
+            .reply
+            .send(super::router::route(ctx, &job.method, &job.target));
     }
-}
-
-/// The status line and headers of `reply`, framed by tiny_http
-/// (`Content-Length`, `Date`, `Server`); the body is written separately
-/// from its shared buffer, so a prepared snapshot is never copied.
-pub(crate) fn reply_head(reply: &Reply, version: (u8, u8), close: bool) -> Vec<u8> {
-    let mut headers: Vec<tiny_http::Header> = Vec::with_capacity(1);
-    headers.extend(
-        tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes()).ok(),
-    );
-    let response = tiny_http::Response::new(
-        tiny_http::StatusCode(reply.status),
-        headers,
-        std::io::empty(),
-        Some(reply.body.len()),
-        None,
-    )
-    .with_chunked_threshold(usize::MAX);
-    let mut out = Vec::with_capacity(192);
-    let http_version = tiny_http::HTTPVersion(version.0, version.1);
-    // Writing to a Vec cannot fail.
-    let _ = response.raw_print(&mut out, http_version, &[], true, None);
-    // tiny_http leaves `Connection` to its own server; say it here.
-    let connection = match (close, version.0, version.1) {
-        (true, _, _) => Some("close"),
-        (false, 1, 0) => Some("keep-alive"),
-        _ => None,
-    };
-    if let Some(value) = connection {
-        if out.ends_with(b"\r\n\r\n") {
-            out.truncate(out.len() - 2);
-            out.extend_from_slice(format!("Connection: {value}\r\n\r\n").as_bytes());
-        }
-    }
-    out
 }
 
 /// The whole 503 sent to a connection refused at the cap.
@@ -352,54 +322,13 @@ fn nofile_limit() -> u64 {
     }
 }
 
-/// A warning logged at most once per [`LOG_EVERY`], with how many times
-/// its cause happened since the last one.
-#[derive(Debug, Default)]
-pub(crate) struct RateLimitedLog {
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl RateLimitedLog {
-    /// Counts one occurrence; calls `log` with the count when due.
-    pub fn warn(&self, log: impl FnOnce(u64)) {
-        let mut state = match self.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        state.1 += 1;
-        if state.0.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-            log(state.1);
-            *state = (Some(Instant::now()), 0);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reply_heads_carry_length_type_and_connection() {
-        let reply = Reply::error(404, "no such route");
-        let head = String::from_utf8(reply_head(&reply, (1, 1), true)).expect("ASCII");
-        assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
-        assert!(head.contains(&format!("Content-Length: {}\r\n", reply.body.len())));
-        assert!(head.contains("Content-Type: application/json\r\n"));
-        assert!(head.contains("Connection: close\r\n"));
-        assert!(head.ends_with("\r\n\r\n"));
-        let kept = String::from_utf8(reply_head(&reply, (1, 0), false)).expect("ASCII");
-        assert!(kept.starts_with("HTTP/1.0 404 ") && kept.contains("Connection: keep-alive"));
+    fn the_refusal_is_a_whole_503() {
         let refusal = String::from_utf8(refusal_bytes()).expect("ASCII");
         assert!(refusal.starts_with("HTTP/1.1 503 ") && refusal.ends_with('}'));
-    }
-
-    #[test]
-    fn rate_limited_warnings_count_what_they_skip() {
-        let log = RateLimitedLog::default();
-        let mut seen = Vec::new();
-        for _ in 0..3 {
-            log.warn(|n| seen.push(n));
-        }
-        assert_eq!(seen, vec![1], "only the first of a burst is logged");
     }
 }

@@ -11,45 +11,22 @@
 //! `ticker/24hr`, or a universe symbol without a ticker, fails the tick.
 
 pub mod select;
+pub mod set;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
 use self::select::{Member, Thresholds};
+pub use self::set::LiquidSet;
 use super::services::Services;
 use super::{Job, Schedule};
 use crate::backend::{Auth, BackendClient, LiquidUniverseUpdate, Outbox, Post, UniverseSymbol};
 use crate::binance::cache::FundingCache;
 use crate::binance::{BinanceRest, Universe};
 use crate::clock::{from_unix_ms, iso, unix_ms};
-
-/// The current liquid set, shared with open_interest (no backend round trip).
-#[derive(Debug, Clone, Default)]
-pub struct LiquidSet {
-    inner: Arc<RwLock<Arc<BTreeMap<String, Member>>>>,
-}
-
-impl LiquidSet {
-    /// The set as of the last successful computation.
-    pub fn get(&self) -> Arc<BTreeMap<String, Member>> {
-        match self.inner.read() {
-            Ok(set) => set.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Replaces the set.
-    pub fn set(&self, set: BTreeMap<String, Member>) {
-        let set = Arc::new(set);
-        match self.inner.write() {
-            Ok(mut current) => *current = set,
-            Err(poisoned) => *poisoned.into_inner() = set,
-        }
-    }
-}
 
 /// The job.
 pub struct LiquidUniverse {

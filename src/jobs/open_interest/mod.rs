@@ -19,15 +19,18 @@
 //! skipped until it has passed, and the change is logged once.
 
 pub mod detect;
+mod memory;
+mod settings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
-use self::detect::{AlertState, History, Sample, Timeframe, TIMEFRAMES};
-use super::liquid_universe::LiquidSet;
+use self::detect::{Sample, Timeframe};
+pub use self::memory::STATE_FILE;
+use self::memory::{load, SymbolMemory};
+pub use self::settings::Settings;
+use super::liquid_universe::set::LiquidSet;
 use super::services::Services;
 use super::{Job, Schedule};
 use crate::backend::{OiAlert, OiSample, OiSamples, OiTimeframe, Outbox, Post};
@@ -35,13 +38,8 @@ use crate::binance::cache::FundingCache;
 use crate::binance::governor::WeightGovernor;
 use crate::binance::BinanceRest;
 use crate::clock::{iso, unix_ms};
-use crate::config::OpenInterestConfig;
 use crate::state::StateDir;
 
-/// The state file in the state directory.
-pub const STATE_FILE: &str = "open_interest.json";
-/// Version of [`STATE_FILE`]'s layout; another version is ignored (start empty).
-const STATE_VERSION: u32 = 1;
 /// Weight of the all-symbol `ticker/price` fallback.
 const PRICES_WEIGHT: u32 = 2;
 /// A tick this close to the stretched due time polls: the scheduler hands
@@ -52,75 +50,6 @@ const DUE_SLACK: Duration = Duration::from_secs(1);
 /// poller: USDCUSDT is a stablecoin pair whose open interest swings with
 /// funding arbitrage, not with a market move.
 pub const NEVER_ALERTS: [&str; 1] = ["USDCUSDT"];
-
-/// The job's thresholds and timing; [`OpenInterestConfig`] turned into rules.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// Poll interval before stretching.
-    pub poll: Duration,
-    /// The three timeframes' rules (threshold, lookback, tolerance, cooldown, floor).
-    pub timeframes: [Timeframe; 3],
-    /// Fraction (0..=1) of the governor's ceiling this job may use.
-    pub weight_share: f64,
-    /// Funding-cache marks older than this are not used (the stream is down):
-    /// the REST price fallback is taken instead.
-    pub stale_after: Duration,
-}
-
-impl Settings {
-    /// Rules from the configuration: the docs/jobs.md lookbacks and tolerances
-    /// (fixed, since the backend only knows the labels `5 min`, `15 min`,
-    /// `1 hour`) with the configured thresholds, cooldowns and floor.
-    pub fn from_config(config: &OpenInterestConfig, stale_after: Duration) -> Settings {
-        let mut timeframes = TIMEFRAMES;
-        for (i, tf) in timeframes.iter_mut().enumerate() {
-            tf.threshold = config.thresholds[i];
-            tf.cooldown_ms = config.cooldowns[i].as_millis() as u64;
-            tf.min_abs_contracts = config.min_contracts;
-        }
-        Settings {
-            poll: config.poll,
-            timeframes,
-            weight_share: config.weight_share,
-            stale_after,
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings::from_config(&OpenInterestConfig::default(), Duration::from_secs(180))
-    }
-}
-
-/// One symbol's memory: its recent samples and its alert state.
-#[derive(Debug, Clone, Default)]
-struct SymbolMemory {
-    /// Samples of the last hour (and a little).
-    history: History,
-    /// Transition state and cooldowns.
-    alerts: AlertState,
-}
-
-/// [`STATE_FILE`] on disk. Samples are `[ts_ms, contracts, mark|null]`
-/// arrays and the JSON is not pretty-printed: ~200 symbols × ~120 samples
-/// are rewritten every tick, so the file is kept small.
-#[derive(Debug, Serialize, Deserialize)]
-struct Persisted {
-    /// Layout version ([`STATE_VERSION`]).
-    version: u32,
-    /// Symbol → memory.
-    symbols: BTreeMap<String, PersistedSymbol>,
-}
-
-/// One symbol in [`Persisted`].
-#[derive(Debug, Serialize, Deserialize)]
-struct PersistedSymbol {
-    /// Samples, oldest first: `(ts_ms, contracts, mark price)`.
-    samples: Vec<(u64, f64, Option<f64>)>,
-    /// Alert state, as [`detect`] keeps it.
-    alerts: AlertState,
-}
 
 /// What one tick did, for the summary line.
 #[derive(Debug, Default)]
@@ -376,28 +305,7 @@ impl OpenInterest {
 
     /// Writes [`STATE_FILE`] (compact JSON, atomically, off the async threads).
     async fn save(&self) -> anyhow::Result<()> {
-        let persisted = Persisted {
-            version: STATE_VERSION,
-            symbols: self
-                .symbols
-                .iter()
-                .map(|(symbol, m)| {
-                    (
-                        symbol.clone(),
-                        PersistedSymbol {
-                            samples: m
-                                .history
-                                .samples
-                                .iter()
-                                .map(|s| (s.ts_ms, s.contracts, s.mark_price))
-                                .collect(),
-                            alerts: m.alerts.clone(),
-                        },
-                    )
-                })
-                .collect(),
-        };
-        let bytes = serde_json::to_vec(&persisted)?;
+        let bytes = memory::encode(&self.symbols)?;
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || state.write_atomic(STATE_FILE, &bytes)).await??;
         Ok(())
@@ -413,50 +321,6 @@ fn wire_timeframe(label: &str) -> Option<OiTimeframe> {
     ]
     .into_iter()
     .find(|t| t.as_str() == label)
-}
-
-/// Reads [`STATE_FILE`]; anything unreadable is logged and ignored, since
-/// losing an hour of history only delays alerts, while refusing to start
-/// would stop every job.
-fn load(state: &StateDir) -> BTreeMap<String, SymbolMemory> {
-    let persisted: Persisted = match state.load_json(STATE_FILE) {
-        Ok(Some(p)) => p,
-        Ok(None) => return BTreeMap::new(),
-        Err(e) => {
-            tracing::warn!(
-                "open_interest state unreadable; starting without history or cooldowns: {e}"
-            );
-            return BTreeMap::new();
-        }
-    };
-    if persisted.version != STATE_VERSION {
-        tracing::warn!(
-            version = persisted.version,
-            "open_interest state has another layout; starting without history or cooldowns"
-        );
-        return BTreeMap::new();
-    }
-    persisted
-        .symbols
-        .into_iter()
-        .map(|(symbol, p)| {
-            let mut history = History::default();
-            for (ts_ms, contracts, mark_price) in p.samples {
-                history.samples.push_back(Sample {
-                    ts_ms,
-                    contracts,
-                    mark_price,
-                });
-            }
-            (
-                symbol,
-                SymbolMemory {
-                    history,
-                    alerts: p.alerts,
-                },
-            )
-        })
-        .collect()
 }
 
 impl Job for OpenInterest {
@@ -625,6 +489,7 @@ impl Job for OpenInterest {
 
 #[cfg(test)]
 mod tests {
+    use super::detect::TIMEFRAMES;
     use super::*;
 
     #[test]
@@ -633,26 +498,5 @@ mod tests {
             assert!(wire_timeframe(tf.label).is_some(), "{}", tf.label);
         }
         assert_eq!(wire_timeframe("2 min"), None);
-    }
-
-    #[test]
-    fn settings_take_thresholds_cooldowns_and_floor_from_config() {
-        let config = OpenInterestConfig {
-            min_contracts: 10.0,
-            thresholds: [0.01, 0.02, 0.04],
-            cooldowns: [
-                Duration::from_secs(1),
-                Duration::from_secs(2),
-                Duration::from_secs(3),
-            ],
-            ..OpenInterestConfig::default()
-        };
-        let s = Settings::from_config(&config, Duration::from_secs(180));
-        assert_eq!(s.timeframes[1].threshold, 0.02);
-        assert_eq!(s.timeframes[2].cooldown_ms, 3000);
-        assert!(s.timeframes.iter().all(|t| t.min_abs_contracts == 10.0));
-        // Lookbacks stay those of the labels the backend knows.
-        assert_eq!(s.timeframes[0].lookback_ms, 300_000);
-        assert_eq!(Settings::default().timeframes, TIMEFRAMES);
     }
 }

@@ -1,6 +1,8 @@
 //! user_alerts: users' price, funding and open-interest cross alerts, checked
 //! every 30 s for pro/elite and every 5 minutes for free (docs/jobs.md). The rule
-//! is in [`cross`].
+//! is in [`cross`], the active list's reading in [`active`], when an
+//! update-checked is worth sending in [`checked`], where the current values
+//! come from in `values.rs`.
 //!
 //! One tick, for every configured backend (each has its own users):
 //! 1. `GET /api/user-alerts-trigger/active?apiKey=K`;
@@ -34,199 +36,28 @@
 //! update-checked per alert per 5 minutes instead of ten; after a restart
 //! the first tick refreshes every moved alert once.
 
+pub mod active;
+pub mod checked;
 pub mod cross;
+mod sources;
+mod values;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use serde_json::Value;
-
+pub use self::active::{parse_active, ActiveAlert, AlertKind, Tier, ACTIVE_PATH};
+pub use self::checked::should_update;
 use self::cross::{crossed, Cross};
+pub use self::sources::Sources;
+use self::values::Values;
 use super::services::Services;
 use super::{Job, Schedule};
-use crate::backend::{Auth, BackendClient, Kind, Outbox, Post, UserAlertChecked, UserAlertTrigger};
-use crate::binance::cache::FundingCache;
-use crate::binance::{BinanceRest, Universe};
-use crate::clock::{floor, unix_ms};
+use crate::backend::{Auth, BackendClient, Kind, Post, UserAlertChecked, UserAlertTrigger};
+use crate::clock::floor;
 use crate::config::UserAlertsConfig;
 
 /// Unknown symbols remembered as warned before the memory is reset.
 const MAX_WARNED: usize = 10_000;
-
-/// The backend route listing active alerts.
-pub const ACTIVE_PATH: &str = "/api/user-alerts-trigger/active";
-
-/// What an alert watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AlertKind {
-    /// `PRICE_CROSS`: last price.
-    Price,
-    /// `FUNDING_CROSS`: funding rate as a decimal.
-    Funding,
-    /// `OI_CROSS`: open interest in USD.
-    OpenInterest,
-}
-
-impl AlertKind {
-    /// From the backend's `alertType`.
-    pub fn parse(s: &str) -> Option<AlertKind> {
-        match s {
-            "PRICE_CROSS" => Some(AlertKind::Price),
-            "FUNDING_CROSS" => Some(AlertKind::Funding),
-            "OI_CROSS" => Some(AlertKind::OpenInterest),
-            _ => None,
-        }
-    }
-}
-
-/// The user's plan, which sets how often their alerts are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    /// Checked once per free window (5 minutes).
-    Free,
-    /// Checked every tick (30 s).
-    Pro,
-    /// Checked every tick (30 s).
-    Elite,
-}
-
-impl Tier {
-    /// From the backend's `userTier`; anything unknown is treated as free
-    /// (the slower check: never more than the user paid for).
-    pub fn parse(s: Option<&str>) -> Tier {
-        match s {
-            Some("pro") => Tier::Pro,
-            Some("elite") => Tier::Elite,
-            _ => Tier::Free,
-        }
-    }
-}
-
-/// One alert of the backend's active list.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActiveAlert {
-    /// The alert id (`id`), echoed back as `alertId`.
-    pub id: String,
-    /// Binance symbol, upper-case.
-    pub symbol: String,
-    /// What it watches.
-    pub kind: AlertKind,
-    /// The threshold.
-    pub threshold: f64,
-    /// The value at the last check; `None` before the first.
-    pub last_checked_value: Option<f64>,
-    /// The user's plan.
-    pub tier: Tier,
-}
-
-/// A number the backend may send as a JSON number or a numeric string
-/// (decimal columns are often serialised as strings).
-fn number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|f: &f64| f.is_finite())
-}
-
-/// Parses the `active` answer. Entries that cannot be used are returned as
-/// problems (to log), never a failure of the whole list.
-pub fn parse_active(body: &Value) -> Result<(Vec<ActiveAlert>, Vec<String>), String> {
-    let Some(list) = body.get("alerts").and_then(Value::as_array) else {
-        return Err("answer has no `alerts` array".to_string());
-    };
-    let mut alerts = Vec::with_capacity(list.len());
-    let mut problems = Vec::new();
-    for (i, a) in list.iter().enumerate() {
-        let id = match &a["id"] {
-            Value::String(s) if !s.is_empty() => s.clone(),
-            Value::Number(n) => n.to_string(),
-            _ => {
-                problems.push(format!("alert #{i} has no id; skipped"));
-                continue;
-            }
-        };
-        let Some(symbol) = a["symbol"]
-            .as_str()
-            .map(|s| s.trim().to_ascii_uppercase())
-            .filter(|s| !s.is_empty())
-        else {
-            problems.push(format!("alert {id} has no symbol; skipped"));
-            continue;
-        };
-        let Some(kind) = a["alertType"].as_str().and_then(AlertKind::parse) else {
-            problems.push(format!(
-                "alert {id} has an unknown alertType {}; skipped",
-                a["alertType"]
-            ));
-            continue;
-        };
-        let Some(threshold) = number(&a["threshold"]) else {
-            problems.push(format!(
-                "alert {id} has no numeric threshold ({}); skipped",
-                a["threshold"]
-            ));
-            continue;
-        };
-        let last_checked_value = match &a["lastCheckedValue"] {
-            Value::Null => None,
-            v => match number(v) {
-                Some(n) => Some(n),
-                None => {
-                    problems.push(format!(
-                        "alert {id} has an unusable lastCheckedValue ({v}); treated as null"
-                    ));
-                    None
-                }
-            },
-        };
-        alerts.push(ActiveAlert {
-            id,
-            symbol,
-            kind,
-            threshold,
-            last_checked_value,
-            tier: Tier::parse(a["userTier"].as_str()),
-        });
-    }
-    Ok((alerts, problems))
-}
-
-/// Where a value sits relative to a threshold.
-fn side(value: f64, threshold: f64) -> std::cmp::Ordering {
-    value
-        .partial_cmp(&threshold)
-        .unwrap_or(std::cmp::Ordering::Equal)
-}
-
-/// Whether an uncrossed alert gets an update-checked (see the module docs).
-/// `last_sent` is the last update-checked this process enqueued for the
-/// alert (when, and the value), which the backend may not show yet.
-pub fn should_update(
-    previous: Option<f64>,
-    current: f64,
-    threshold: f64,
-    last_sent: Option<(SystemTime, f64)>,
-    now: SystemTime,
-    refresh: Duration,
-) -> bool {
-    let recent =
-        last_sent.filter(|(at, _)| now.duration_since(*at).is_ok_and(|since| since < refresh));
-    // Told the backend a value on the same side a moment ago: its view is
-    // (or will be, once delivered) good enough; do not repeat it every tick.
-    if recent.is_some_and(|(_, sent)| side(sent, threshold) == side(current, threshold)) {
-        return false;
-    }
-    let Some(previous) = previous else {
-        return true;
-    };
-    if side(previous, threshold) != side(current, threshold) {
-        return true;
-    }
-    previous != current && recent.is_none()
-}
 
 /// Per-backend counts for the summary.
 #[derive(Debug, Default)]
@@ -249,27 +80,12 @@ struct Tally {
     first_no_value: Option<String>,
 }
 
-/// The current values a tick needs, each `Err` with the reason it is unknown.
-#[derive(Debug, Default)]
-struct Values {
-    /// (kind, symbol) → value.
-    by_key: HashMap<(AlertKind, String), Result<f64, String>>,
-}
-
 /// The job.
 pub struct UserAlerts {
     /// Each backend's name and client (the active lists are per backend).
     backends: Vec<(&'static str, BackendClient)>,
-    /// Where triggers and update-checked go (to the backend the alert came from).
-    outbox: Outbox,
-    /// REST fallbacks and open interest.
-    rest: BinanceRest,
-    /// Binance's listing, to skip symbols it does not list as trading.
-    universe: Arc<Universe>,
-    /// Last prices, marks and funding rates from the stream.
-    cache: FundingCache,
-    /// Cache entries older than this are not used.
-    stale_after: Duration,
+    /// Where it posts and reads, as handed in.
+    sources: Sources,
     /// Timing.
     settings: UserAlertsConfig,
     /// When free alerts were last checked (a tick's due time).
@@ -284,16 +100,10 @@ pub struct UserAlerts {
 }
 
 impl UserAlerts {
-    /// Builds the job for every backend of `outbox`; `None` when there is
+    /// Builds the job for every backend of the outbox; `None` when there is
     /// none (`--local`): user alerts live in the backend.
-    pub fn new(
-        outbox: Outbox,
-        rest: BinanceRest,
-        universe: Arc<Universe>,
-        cache: FundingCache,
-        stale_after: Duration,
-        settings: UserAlertsConfig,
-    ) -> Option<UserAlerts> {
+    pub fn new(sources: Sources, settings: UserAlertsConfig) -> Option<UserAlerts> {
+        let outbox = &sources.outbox;
         // Only backends that take user-alert triggers are checked: the old
         // deployment never polled the second backend's alerts.
         let backends: Vec<(&'static str, BackendClient)> = outbox
@@ -306,11 +116,7 @@ impl UserAlerts {
         }
         Some(UserAlerts {
             backends,
-            outbox,
-            rest,
-            universe,
-            cache,
-            stale_after,
+            sources,
             settings,
             last_free: None,
             checked_at: HashMap::new(),
@@ -321,14 +127,14 @@ impl UserAlerts {
 
     /// [`UserAlerts::new`] from the shared services of `volspike run`.
     pub fn from_services(services: &Services, settings: UserAlertsConfig) -> Option<UserAlerts> {
-        UserAlerts::new(
-            services.outbox.clone(),
-            services.rest.clone(),
-            services.universe.clone(),
-            services.funding.cache.clone(),
-            services.funding.stale_after,
-            settings,
-        )
+        let sources = Sources {
+            outbox: services.outbox.clone(),
+            rest: services.rest.clone(),
+            universe: services.universe.clone(),
+            cache: services.funding.cache.clone(),
+            stale_after: services.funding.stale_after,
+        };
+        UserAlerts::new(sources, settings)
     }
 
     /// Whether free alerts are checked at `now`: the first tick of each
@@ -352,121 +158,6 @@ impl UserAlerts {
             tracing::warn!("user alert: {p}");
         }
         Ok(alerts)
-    }
-
-    /// `v` when the cache entry was updated within `stale_after` of now.
-    fn fresh(&self, v: Option<f64>, updated_ms: Option<u64>, wall_now_ms: u64) -> Option<f64> {
-        let updated = updated_ms?;
-        (wall_now_ms.saturating_sub(updated) <= self.stale_after.as_millis() as u64)
-            .then_some(v)
-            .flatten()
-            .filter(|x| x.is_finite())
-    }
-
-    /// Every value `wanted` needs: from the cache when fresh, else from REST
-    /// (one sweep per endpoint, concurrent, under the shared governor).
-    async fn values(&self, wanted: &BTreeSet<(AlertKind, String)>) -> Values {
-        let wall_now_ms = unix_ms(SystemTime::now());
-        let mut values = Values::default();
-        // Cached price for OI: mark first (what OI samples use), else last.
-        let mut price_for_oi: HashMap<String, f64> = HashMap::new();
-        let mut rest_price: BTreeSet<String> = BTreeSet::new();
-        let mut rest_funding: BTreeSet<String> = BTreeSet::new();
-        let mut rest_oi: BTreeSet<String> = BTreeSet::new();
-        for (kind, symbol) in wanted {
-            let data = self.cache.get(symbol);
-            let last = data
-                .as_ref()
-                .and_then(|d| self.fresh(d.last_price, d.ticker_updated_ms, wall_now_ms));
-            let mark = data
-                .as_ref()
-                .and_then(|d| self.fresh(d.mark_price, d.mark_updated_ms, wall_now_ms));
-            match kind {
-                AlertKind::Price => match last {
-                    Some(p) => {
-                        values.by_key.insert((*kind, symbol.clone()), Ok(p));
-                    }
-                    None => {
-                        rest_price.insert(symbol.clone());
-                    }
-                },
-                AlertKind::Funding => {
-                    let rate = data
-                        .as_ref()
-                        .and_then(|d| self.fresh(d.funding_rate, d.mark_updated_ms, wall_now_ms));
-                    match rate {
-                        Some(r) => {
-                            values.by_key.insert((*kind, symbol.clone()), Ok(r));
-                        }
-                        None => {
-                            rest_funding.insert(symbol.clone());
-                        }
-                    }
-                }
-                AlertKind::OpenInterest => {
-                    rest_oi.insert(symbol.clone());
-                    match mark.or(last) {
-                        Some(p) => {
-                            price_for_oi.insert(symbol.clone(), p);
-                        }
-                        None => {
-                            rest_price.insert(symbol.clone());
-                        }
-                    }
-                }
-            }
-        }
-        let (prices, funding, oi) = tokio::join!(
-            self.rest.for_each_symbol(rest_price, |rest, s| async move {
-                rest.price(&s).await.map(|p| p.price)
-            }),
-            self.rest
-                .for_each_symbol(rest_funding, |rest, s| async move {
-                    rest.premium_index(&s).await.map(|p| p.last_funding_rate)
-                }),
-            self.rest.for_each_symbol(rest_oi, |rest, s| async move {
-                rest.open_interest(&s).await.map(|o| o.contracts)
-            }),
-        );
-        let mut rest_prices: HashMap<String, Result<f64, String>> = HashMap::new();
-        for (symbol, result) in prices {
-            rest_prices.insert(symbol, result.map_err(|e| e.to_string()));
-        }
-        for (symbol, result) in funding {
-            let value = match result {
-                Ok(Some(r)) if r.is_finite() => Ok(r),
-                Ok(_) => Err(format!("{symbol} has no funding rate")),
-                Err(e) => Err(e.to_string()),
-            };
-            values.by_key.insert((AlertKind::Funding, symbol), value);
-        }
-        for (symbol, result) in oi {
-            let price = match price_for_oi.get(&symbol) {
-                Some(p) => Ok(*p),
-                None => rest_prices
-                    .get(&symbol)
-                    .cloned()
-                    .unwrap_or_else(|| Err(format!("no price for {symbol}"))),
-            };
-            let value = match (result, price) {
-                (Ok(contracts), Ok(price)) => Ok(contracts * price),
-                (Err(e), _) => Err(e.to_string()),
-                (_, Err(e)) => Err(e),
-            };
-            values
-                .by_key
-                .insert((AlertKind::OpenInterest, symbol), value);
-        }
-        for (kind, symbol) in wanted {
-            if *kind == AlertKind::Price {
-                if let Some(price) = rest_prices.get(symbol) {
-                    values
-                        .by_key
-                        .insert((AlertKind::Price, symbol.clone()), price.clone());
-                }
-            }
-        }
-        values
     }
 
     /// Decides and enqueues one backend's due alerts.
@@ -513,6 +204,7 @@ impl UserAlerts {
                         crossed_up: cross == Cross::Up,
                     };
                     match self
+                        .sources
                         .outbox
                         .enqueue(Post::user_alert_trigger(backend, &trigger))
                         .await
@@ -541,6 +233,7 @@ impl UserAlerts {
                         last_checked_value: current,
                     };
                     match self
+                        .sources
                         .outbox
                         .enqueue(Post::user_alert_checked(backend, &checked))
                         .await
@@ -611,8 +304,8 @@ impl Job for UserAlerts {
         // 2. Symbols Binance lists as trading, whatever the contract type (a
         //    TradFi perpetual such as XAUUSDT too, as the old checker read any
         //    symbol over REST); unknown ones are skipped with a warning.
-        let listed: Option<HashSet<String>> = match self.universe.symbols().await {
-            Ok(list) => Some(match self.universe.listed() {
+        let listed: Option<HashSet<String>> = match self.sources.universe.symbols().await {
+            Ok(list) => Some(match self.sources.universe.listed() {
                 Some(listed) => listed.iter().cloned().collect(),
                 None => list.iter().map(|s| s.symbol.clone()).collect(),
             }),
@@ -647,7 +340,7 @@ impl Job for UserAlerts {
         }
 
         // 3. Values once for all backends, then decisions per backend.
-        let values = self.values(&wanted).await;
+        let values = self.sources.values(&wanted).await;
         let mut parts = Vec::new();
         for (name, alerts, mut tally) in lists {
             self.decide(name, &alerts, &values, now, &mut tally).await;
@@ -672,99 +365,4 @@ impl Job for UserAlerts {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::from_unix_ms;
-    use serde_json::json;
-
-    #[test]
-    fn the_active_list_is_parsed_leniently() {
-        let body = json!({"alerts": [
-            {"id": "a1", "userId": "u", "symbol": "btcusdt", "alertType": "PRICE_CROSS",
-             "threshold": 65000, "lastCheckedValue": null, "lastCheckedAt": null,
-             "deliveryMethod": "email", "userTier": "pro"},
-            {"id": 7, "symbol": "ETHUSDT", "alertType": "FUNDING_CROSS",
-             "threshold": "0.0001", "lastCheckedValue": "0.00005", "userTier": "vip"},
-            {"id": "bad1", "symbol": "ETHUSDT", "alertType": "VOLUME_CROSS", "threshold": 1},
-            {"id": "bad2", "symbol": "ETHUSDT", "alertType": "OI_CROSS", "threshold": null},
-            {"symbol": "ETHUSDT", "alertType": "OI_CROSS", "threshold": 1}
-        ]});
-        let (alerts, problems) = parse_active(&body).expect("list");
-        assert_eq!(alerts.len(), 2);
-        assert_eq!(alerts[0].symbol, "BTCUSDT");
-        assert_eq!(alerts[0].tier, Tier::Pro);
-        assert_eq!(alerts[0].last_checked_value, None);
-        assert_eq!(alerts[1].id, "7");
-        assert_eq!(alerts[1].threshold, 0.0001);
-        assert_eq!(alerts[1].last_checked_value, Some(0.00005));
-        assert_eq!(
-            alerts[1].tier,
-            Tier::Free,
-            "unknown tiers get the slow check"
-        );
-        assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(parse_active(&json!({"error": "x"})).is_err());
-    }
-
-    #[test]
-    fn update_checked_only_when_it_matters() {
-        let t0 = from_unix_ms(1_764_928_800_000);
-        let refresh = Duration::from_secs(300);
-        let later = |s| t0 + Duration::from_secs(s);
-        // No baseline yet: yes, unless one was just sent (not delivered yet).
-        assert!(should_update(None, 1.0, 2.0, None, t0, refresh));
-        assert!(!should_update(
-            None,
-            1.0,
-            2.0,
-            Some((t0, 1.1)),
-            later(30),
-            refresh
-        ));
-        assert!(should_update(
-            None,
-            1.0,
-            2.0,
-            Some((t0, 1.1)),
-            later(300),
-            refresh
-        ));
-        // Unchanged: never.
-        assert!(!should_update(Some(1.0), 1.0, 2.0, None, t0, refresh));
-        // Moved, never sent: yes; sent 30 s ago: no; 5 minutes ago: yes.
-        assert!(should_update(Some(1.0), 1.5, 2.0, None, t0, refresh));
-        assert!(!should_update(
-            Some(1.0),
-            1.5,
-            2.0,
-            Some((t0, 1.2)),
-            later(30),
-            refresh
-        ));
-        assert!(should_update(
-            Some(1.0),
-            1.5,
-            2.0,
-            Some((t0, 1.2)),
-            later(300),
-            refresh
-        ));
-        // Sitting on the threshold, then leaving it without crossing: at once.
-        assert!(should_update(
-            Some(2.0),
-            2.5,
-            2.0,
-            Some((t0, 2.0)),
-            later(30),
-            refresh
-        ));
-        assert!(should_update(
-            Some(2.0),
-            1.5,
-            2.0,
-            Some((t0, 2.0)),
-            later(30),
-            refresh
-        ));
-    }
-}
+mod tests;

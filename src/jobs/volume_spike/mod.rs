@@ -57,6 +57,7 @@ impl VolumeSpike {
             OiLookup {
                 client: services.primary.clone(),
                 rest: services.rest.clone(),
+                omissions: services.oi_change_omissions.clone(),
             },
             services.notifier.clone(),
             services.state.clone(),

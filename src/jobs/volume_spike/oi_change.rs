@@ -81,6 +81,8 @@ pub(crate) struct OiLookup {
     pub client: Option<BackendClient>,
     /// Binance, for the current open interest.
     pub rest: BinanceRest,
+    /// Alerts sent without `oiChange`, counted for `/metrics`.
+    pub omissions: crate::jobs::oi_change_omissions::OiChangeOmissionCounters,
 }
 
 impl OiLookup {
@@ -131,7 +133,7 @@ impl OiLookup {
                 }
             }
         }
-        crate::jobs::oi_change_omissions::record(found.timed_out, found.stale);
+        self.omissions.record(found.timed_out, found.stale);
         found
     }
 

@@ -12,12 +12,15 @@
 //! * [`FakeTelegram`] answers the Bot API methods volspike calls and serves
 //!   public channel preview pages from fixture HTML.
 //! * [`FakeProxy`] is an HTTP CONNECT proxy that records every tunnel.
+//! * [`ScriptedServer`] answers each request from the test's closure, for
+//!   client tests that need exact replies request by request.
 
 mod backend;
 mod binance;
 mod http_server;
 mod http_util;
 mod proxy;
+mod scripted;
 mod sync;
 mod tcp_server;
 mod telegram;
@@ -29,4 +32,5 @@ pub use binance::market::{
 pub use binance::tape::{Change, TapeHandle, TapeStep};
 pub use binance::{FakeBinance, HostileBody, RestRequest, DEFAULT_WEIGHT_LIMIT, STATS_PATH};
 pub use proxy::FakeProxy;
+pub use scripted::{Hit, Reply, ScriptedServer};
 pub use telegram::{FakeTelegram, SentMessage, TelegramRequest, FAKE_BOT_ID};

@@ -1,12 +1,10 @@
 //! The fake VolSpike backend: recording, default answers, failures, outage, auth.
 
-mod common;
-
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{get, host_of, post, raw, read_response, request, PATIENCE};
+use crate::common::{get, host_of, post, raw, read_response, request, PATIENCE};
 use serde_json::{json, Value};
 use volspike_fakes::FakeBackend;
 
@@ -269,7 +267,7 @@ fn api_key_is_checked_where_the_contract_says() {
     fake.expect_api_key("secret");
     let body = volume_alert().to_string();
     let unauthorized =
-        |r: common::Resp| r.status == 401 && r.json() == json!({"error": "Unauthorized"});
+        |r: crate::common::Resp| r.status == 401 && r.json() == json!({"error": "Unauthorized"});
 
     assert!(unauthorized(post(
         &url,
@@ -401,8 +399,8 @@ fn wait_for_requests_polls_until_enough_arrived() {
 #[test]
 fn log_to_appends_json_lines() {
     let fake = backend();
-    let path = std::env::temp_dir().join(format!("fake-backend-log-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fake-backend-log.jsonl");
     fake.log_to(&path).expect("open log");
     post(
         &fake.url(),
@@ -423,7 +421,6 @@ fn log_to_appends_json_lines() {
     assert_eq!(lines[0]["headers"]["x-api-key"], "k");
     assert_eq!(lines[0]["body"], json!({"messages": []}));
     assert_eq!(lines[1]["path"], "/health");
-    let _ = std::fs::remove_file(&path);
 }
 
 #[test]

@@ -1,10 +1,8 @@
 //! The fake Binance REST API: shapes, weights, failures, concurrency.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{get, raw, Resp};
+use crate::common::{get, raw, Resp};
 use serde_json::Value;
 use volspike_fakes::{Candle, FakeBinance, Market, FILTERED_OUT_SYMBOLS, HOUR_MS};
 

@@ -1,11 +1,9 @@
 //! The fake Binance WebSocket: frames, legacy path, drop/stall/garbage, pings.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{eventually, next_frame, ws_connect, ws_read, Got, Ws, PATIENCE};
+use crate::common::{eventually, next_frame, ws_connect, ws_read, Got, Ws, PATIENCE};
 use serde_json::Value;
 use tungstenite::{Bytes, Message};
 use volspike_fakes::{FakeBinance, Market};

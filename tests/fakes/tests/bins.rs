@@ -1,12 +1,10 @@
 //! The `fake-binance` and `fake-backend` executables.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{get, next_frame, post, ws_connect};
+use crate::common::{get, next_frame, post, ws_connect};
 
 /// A child process killed (by its own handle) when dropped.
 struct Running(Child);
@@ -83,8 +81,8 @@ fn fake_binance_binary_rejects_bad_arguments() {
 
 #[test]
 fn fake_backend_binary_logs_requests() {
-    let log = std::env::temp_dir().join(format!("fake-backend-bin-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&log);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("fake-backend-bin.jsonl");
     let log_arg = log.to_string_lossy().into_owned();
     let (_child, ready) = start(
         env!("CARGO_BIN_EXE_fake-backend"),
@@ -103,7 +101,6 @@ fn fake_backend_binary_logs_requests() {
         serde_json::from_str(text.lines().next().expect("one line")).expect("JSON");
     assert_eq!(line["path"], "/api/volume-alerts/ingest");
     assert_eq!(line["body"]["symbol"], "BTCUSDT");
-    let _ = std::fs::remove_file(&log);
 
     let out = Command::new(env!("CARGO_BIN_EXE_fake-backend"))
         .arg("--nope")

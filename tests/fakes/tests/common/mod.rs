@@ -1,5 +1,5 @@
 //! Test helpers: a tiny std-only HTTP/1.1 client and a WebSocket client.
-#![allow(dead_code)] // each test binary uses a different subset
+//! Declared once, in `tests/tests.rs`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -14,20 +14,22 @@
 //!   back-off) has passed.
 //!
 //! Time comes from `tokio::time`, so tests run it with paused time.
+//!
+//! This file is the governor's state and the taking of weight; the types it
+//! hands out are `types.rs`, the weight of each endpoint `weights.rs`, the
+//! pauses after a 429/418 `pause.rs`.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use tokio::time::Instant;
 
-use super::endpoint::Endpoint;
+mod pause;
+mod types;
+mod weights;
 
-/// Binance's request-weight limit per minute per IP.
-pub const BINANCE_WEIGHT_LIMIT: u32 = 2400;
-
-/// Shortest pause after a 429/418, whatever the server says.
-const MIN_PAUSE: Duration = Duration::from_secs(1);
+pub use self::types::{GovernorConfig, GovernorStatus, Permit, ResponseMeta, BINANCE_WEIGHT_LIMIT};
+pub use self::weights::weight_of;
 
 /// Share of the ceiling always left to regular (non-yielding) callers on top
 /// of their reservations: liquid_universe's 41 per 5 minutes, the funding
@@ -39,159 +41,6 @@ const YIELDING_MIN_DIVISOR: u32 = 4;
 
 /// How long a caller may wait in the queue before it is worth a log line.
 const QUEUE_LOG_AFTER: Duration = Duration::from_secs(5);
-
-/// Request weight of one call, per the table in `docs/binance.md`.
-///
-/// `params` are the query parameters; a `symbol` parameter makes the
-/// all-symbol endpoints cheap, and `limit` sets the klines weight.
-pub fn weight_of(endpoint: Endpoint, params: &[(&str, &str)]) -> u32 {
-    let has_symbol = params.iter().any(|(k, _)| *k == "symbol");
-    match endpoint {
-        Endpoint::ExchangeInfo | Endpoint::OpenInterest => 1,
-        Endpoint::Ticker24h => single_or_all(has_symbol, 40),
-        Endpoint::TickerPrice => single_or_all(has_symbol, 2),
-        Endpoint::PremiumIndex => single_or_all(has_symbol, 10),
-        Endpoint::Klines => klines_weight(params),
-    }
-}
-
-/// Weight 1 with `symbol`, `all` without.
-fn single_or_all(has_symbol: bool, all: u32) -> u32 {
-    if has_symbol {
-        1
-    } else {
-        all
-    }
-}
-
-/// Klines weight by `limit` (Binance's default limit is 500). An unparsable
-/// limit is charged the maximum, erring on the safe side.
-fn klines_weight(params: &[(&str, &str)]) -> u32 {
-    let limit = match params.iter().find(|(k, _)| *k == "limit") {
-        None => 500,
-        Some((_, v)) => v.parse::<u32>().unwrap_or(u32::MAX),
-    };
-    match limit {
-        0..=99 => 1,
-        100..=499 => 2,
-        500..=1000 => 5,
-        _ => 10,
-    }
-}
-
-/// Settings of a [`WeightGovernor`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct GovernorConfig {
-    /// Binance's limit per window (2400 per minute); reported, not enforced.
-    pub limit: u32,
-    /// What the governor lets through per window (default 50% of `limit`).
-    pub ceiling: u32,
-    /// Window length (60 s like Binance's; shorter in tests).
-    pub window: Duration,
-    /// Longest self-chosen pause after repeated 429s without `Retry-After`.
-    pub max_backoff: Duration,
-    /// Shortest pause after a 418 (IP ban) without `Retry-After`.
-    pub ban_backoff: Duration,
-}
-
-impl Default for GovernorConfig {
-    fn default() -> Self {
-        Self::with_fraction(BINANCE_WEIGHT_LIMIT, 0.5, Duration::from_secs(60))
-    }
-}
-
-impl GovernorConfig {
-    /// A config whose ceiling is `fraction` (0..=1) of `limit` per `window`.
-    pub fn with_fraction(limit: u32, fraction: f64, window: Duration) -> Self {
-        let fraction = if fraction.is_finite() {
-            fraction.clamp(0.0, 1.0)
-        } else {
-            0.5
-        };
-        Self {
-            limit,
-            ceiling: ((f64::from(limit) * fraction).floor() as u32).max(1),
-            window,
-            max_backoff: Duration::from_secs(300),
-            ban_backoff: Duration::from_secs(120),
-        }
-    }
-}
-
-/// Proof that weight was charged; hand it back to [`WeightGovernor::observe`]
-/// with the response so the governor knows when the request was sent.
-#[derive(Debug, Clone)]
-pub struct Permit {
-    /// Weight charged.
-    weight: u32,
-    /// When the permit was granted (≈ when the request left).
-    granted_at: Instant,
-    /// Index of the window the weight was charged to (unix ms / window ms).
-    window_index: u64,
-}
-
-impl Permit {
-    /// Weight charged for this request.
-    pub fn weight(&self) -> u32 {
-        self.weight
-    }
-
-    /// The window the weight was charged to: unix time in ms divided by the window length.
-    pub fn window_index(&self) -> u64 {
-        self.window_index
-    }
-
-    /// When the permit was granted.
-    pub fn granted_at(&self) -> Instant {
-        self.granted_at
-    }
-}
-
-/// What the governor needs to know about a response.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResponseMeta {
-    /// HTTP status.
-    pub status: u16,
-    /// `X-MBX-USED-WEIGHT-1M`, if the response carried it.
-    pub used_weight_1m: Option<u32>,
-    /// `Retry-After`, if present (seconds).
-    pub retry_after: Option<Duration>,
-    /// "IP banned until <ms>" parsed from a -1003 error body, if present.
-    pub banned_until_ms: Option<u64>,
-}
-
-/// A snapshot of the governor for `/health`, metrics and the dashboard.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GovernorStatus {
-    /// Weight counted in the current window: max(own count, server's figure).
-    pub used_in_window: u32,
-    /// Weight this process charged in the current window.
-    pub own_used_in_window: u32,
-    /// Highest `X-MBX-USED-WEIGHT-1M` seen in the current window.
-    pub server_used_in_window: u32,
-    /// The governor's ceiling per window.
-    pub ceiling: u32,
-    /// Binance's limit per window.
-    pub limit: u32,
-    /// Window length in ms.
-    pub window_ms: u64,
-    /// While paused after a 429/418: when calls resume (unix ms); else null.
-    pub paused_until: Option<u64>,
-    /// Pauses since start.
-    pub pauses_total: u64,
-    /// Callers waiting for weight right now.
-    pub queued: usize,
-    /// Permits granted since start.
-    pub requests_total: u64,
-    /// 429/418 answers since start.
-    pub rate_limited_total: u64,
-    /// Weight per window reserved for regular recurring work (open_interest).
-    pub reserved_per_window: u32,
-    /// Most a yielding burst (the volume sweep) may take per window.
-    pub yielding_cap: u32,
-    /// Weight yielding callers took in the current window.
-    pub yielding_used_in_window: u32,
-}
 
 /// Mutable bookkeeping, behind a std mutex never held across an `.await`.
 #[derive(Debug, Default)]
@@ -284,7 +133,7 @@ impl WeightGovernor {
         let started = Instant::now();
         let _queued = QueuedGuard::new(self);
         let _turn = self.turnstile.lock().await;
-        self.wait_until_taken(started, |now| self.try_take(weight, now))
+        self.wait_until_taken(started, |now| self.try_take(weight, now, false))
             .await
     }
 
@@ -298,7 +147,7 @@ impl WeightGovernor {
     pub async fn acquire_yielding(&self, weight: u32) -> Permit {
         let started = Instant::now();
         let _queued = QueuedGuard::new(self);
-        self.wait_until_taken(started, |now| self.try_take_yielding(weight, now))
+        self.wait_until_taken(started, |now| self.try_take(weight, now, true))
             .await
     }
 
@@ -340,41 +189,6 @@ impl WeightGovernor {
             .saturating_sub(reserved.saturating_add(headroom))
             .max(ceiling / YIELDING_MIN_DIVISOR)
             .max(1)
-    }
-
-    /// Charges a yielding `weight` if it fits under both the ceiling and the
-    /// yielding cap now, else says when to look again.
-    fn try_take_yielding(&self, weight: u32, now: Instant) -> Result<Permit, Instant> {
-        let mut st = self.lock();
-        self.roll_window(&mut st, now);
-        if let Some(until) = st.paused_until.filter(|u| *u > now) {
-            return Err(until);
-        }
-        let cap = self.cap_for(st.reserved);
-        let used = st.own_used.max(st.server_used);
-        let ceiling = self.config.ceiling;
-        let over_cap = st.yielding_used.saturating_add(weight.min(cap)) > cap;
-        if over_cap || used.saturating_add(weight.min(ceiling)) > ceiling {
-            if over_cap && st.yield_logged_window != Some(st.window_index) {
-                st.yield_logged_window = Some(st.window_index);
-                tracing::info!(
-                    target: "binance",
-                    yielding_cap = cap,
-                    reserved = st.reserved,
-                    "weight governor: the sweep reached its {cap} weight for this window; the rest waits for the next one, keeping {} reserved for open_interest",
-                    st.reserved
-                );
-            }
-            return Err(self.next_boundary(now));
-        }
-        st.own_used = st.own_used.saturating_add(weight);
-        st.yielding_used = st.yielding_used.saturating_add(weight);
-        st.requests_total += 1;
-        Ok(Permit {
-            weight,
-            granted_at: now,
-            window_index: st.window_index,
-        })
     }
 
     /// Feeds a response back: the server's used-weight figure, and 429/418
@@ -450,8 +264,9 @@ impl WeightGovernor {
         Duration::from_secs_f64(self.config.window.as_secs_f64() * windows)
     }
 
-    /// Charges `weight` if it fits now, else says when to look again.
-    fn try_take(&self, weight: u32, now: Instant) -> Result<Permit, Instant> {
+    /// Charges `weight` if it fits now under the ceiling (and, for a
+    /// yielding caller, under the yielding cap), else says when to look again.
+    fn try_take(&self, weight: u32, now: Instant, yielding: bool) -> Result<Permit, Instant> {
         let mut st = self.lock();
         self.roll_window(&mut st, now);
         if let Some(until) = st.paused_until {
@@ -461,82 +276,33 @@ impl WeightGovernor {
             st.paused_until = None;
             tracing::info!(target: "binance", "weight governor: pause over, REST calls resume");
         }
+        let cap = self.cap_for(st.reserved);
         let used = st.own_used.max(st.server_used);
         let ceiling = self.config.ceiling;
-        if used.saturating_add(weight.min(ceiling)) > ceiling {
+        let over_cap = yielding && st.yielding_used.saturating_add(weight.min(cap)) > cap;
+        if over_cap && st.yield_logged_window != Some(st.window_index) {
+            st.yield_logged_window = Some(st.window_index);
+            tracing::info!(
+                target: "binance",
+                yielding_cap = cap,
+                reserved = st.reserved,
+                "weight governor: the sweep reached its {cap} weight for this window; the rest waits for the next one, keeping {} reserved for open_interest",
+                st.reserved
+            );
+        }
+        if over_cap || used.saturating_add(weight.min(ceiling)) > ceiling {
             return Err(self.next_boundary(now));
         }
         st.own_used = st.own_used.saturating_add(weight);
+        if yielding {
+            st.yielding_used = st.yielding_used.saturating_add(weight);
+        }
         st.requests_total += 1;
         Ok(Permit {
             weight,
             granted_at: now,
             window_index: st.window_index,
         })
-    }
-
-    /// Handles a 429/418: sets or extends the global pause.
-    fn on_rate_limited(
-        &self,
-        st: &mut State,
-        permit: &Permit,
-        meta: &ResponseMeta,
-        now: Instant,
-    ) -> Duration {
-        st.rate_limited_total += 1;
-        // Requests already in flight when the pause began don't count as repeats.
-        // (No permit is granted while paused, so "after" is strict.)
-        if st.pause_started.is_none_or(|p| permit.granted_at > p) {
-            st.strikes = st.strikes.saturating_add(1);
-        }
-        let pause = self.pause_for(meta, st.strikes, now);
-        let until = now + pause;
-        let active = st.paused_until.is_some_and(|p| p > now);
-        if !active {
-            st.pauses_total += 1;
-            st.pause_started = Some(now);
-            tracing::warn!(
-                target: "binance",
-                status = meta.status,
-                pause_s = pause.as_secs_f64(),
-                retry_after = ?meta.retry_after,
-                strikes = st.strikes,
-                "weight governor: rate limited, pausing all REST calls"
-            );
-        }
-        if st.paused_until.is_none_or(|p| until > p) {
-            st.paused_until = Some(until);
-        }
-        st.paused_until.map_or(pause, |p| p - now)
-    }
-
-    /// How long to pause: the server's word if it gave one, else our back-off.
-    fn pause_for(&self, meta: &ResponseMeta, strikes: u32, now: Instant) -> Duration {
-        if let Some(ra) = meta.retry_after {
-            // "Retry-After: 0" after a 429 would mean hammering on; wait a little.
-            return ra.max(MIN_PAUSE);
-        }
-        if let Some(ms) = meta.banned_until_ms {
-            let now_ms = self.unix_ms(now);
-            if ms > now_ms {
-                return Duration::from_millis(ms - now_ms);
-            }
-        }
-        let backoff = self.own_backoff(strikes, now);
-        if meta.status == 418 {
-            backoff.max(self.config.ban_backoff)
-        } else {
-            backoff
-        }
-    }
-
-    /// Without `Retry-After`: to the next window boundary, then one, three,
-    /// seven … more windows on repeats (doubling), capped at `max_backoff`.
-    fn own_backoff(&self, strikes: u32, now: Instant) -> Duration {
-        let to_boundary = self.next_boundary(now) - now;
-        let extra_windows = (1u64 << strikes.saturating_sub(1).min(20)) - 1;
-        let extra = Duration::from_millis(self.window_ms.saturating_mul(extra_windows));
-        (to_boundary + extra).min(self.config.max_backoff.max(to_boundary))
     }
 
     /// Starts a fresh count when `now` is in a later window.

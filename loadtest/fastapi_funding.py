@@ -5,7 +5,7 @@ The dict holds the same entries volspike's `/funding` served during the
 bench (file named by FUNDING_DATA), so both servers answer the same JSON;
 `ageSeconds` is computed per request, as volspike does.
 
-run: FUNDING_DATA=file.json uvicorn --app-dir bench fastapi_funding:app --workers 1
+run: FUNDING_DATA=file.json uvicorn --app-dir loadtest fastapi_funding:app --workers 1
 """
 
 import json

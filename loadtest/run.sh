@@ -2,12 +2,12 @@
 # Benchmarks volspike against the old Python design (not a test: it asserts
 # nothing and is not part of tests/run.sh).
 #
-#   bench/run.sh [--seconds N] [--symbols N] [--latency-ms MS] [--keep] [--no-build]
-#                [--spikes N] [--spike-interval S] [--volume-only | --no-volume]
+#   loadtest/run.sh [--seconds N] [--symbols N] [--latency-ms MS] [--keep] [--no-build]
+#                   [--spikes N] [--spike-interval S] [--volume-only | --no-volume]
 #
 # Builds the static release binary and the fakes, installs wrk (Debian) and
 # fastapi/uvicorn/requests (PyPI, into a venv under the cargo target dir),
-# then runs bench/bench.py, which prints one table. Everything runs on
+# then runs loadtest/bench.py, which prints one table. Everything runs on
 # 127.0.0.1 against fakes; every process it starts is stopped on exit and on
 # Ctrl-C. Takes about --seconds (default 150) plus two minutes, plus the
 # volume detection phase (stream against sweep side by side, about
@@ -42,7 +42,7 @@ done
 
 if [ "$volume_only" = 1 ]; then
   export PYTHONDONTWRITEBYTECODE=1
-  exec python3 bench/bench.py \
+  exec python3 loadtest/bench.py \
     --volspike "$volspike" \
     --fake-binance "$target_dir/release/fake-binance" \
     --fake-backend "$target_dir/release/fake-backend" \
@@ -62,9 +62,9 @@ if ! "$venv/bin/python" -c 'import fastapi, uvicorn, requests' 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check fastapi uvicorn requests >&2
 fi
 
-# No __pycache__ in the source tree (uvicorn imports bench/fastapi_funding.py).
+# No __pycache__ in the source tree (uvicorn imports loadtest/fastapi_funding.py).
 export PYTHONDONTWRITEBYTECODE=1
-exec "$venv/bin/python" bench/bench.py \
+exec "$venv/bin/python" loadtest/bench.py \
   --volspike "$volspike" \
   --fake-binance "$target_dir/release/fake-binance" \
   --fake-backend "$target_dir/release/fake-backend" \

@@ -2,7 +2,7 @@
 
 Usage (from the repository root, after `cargo build --bins -p volspike -p volspike-fakes`):
 
-    python3 bench/sweep_minute.py [--symbols 600] [--latency-ms 50] [--target-dir target/debug]
+    python3 loadtest/sweep_minute.py [--symbols 600] [--latency-ms 50] [--target-dir target/debug]
 
 Runs `volspike run` (every job, default 40 % weight ceiling) against the fake
 Binance (N synthetic symbols, about a third of them liquid) and the fake

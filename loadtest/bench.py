@@ -1,7 +1,7 @@
 """volspike against the old design: drives the fakes, the real static
 binary and the Python references, then prints one table.
 
-Run through bench/run.sh, which builds what is measured and installs wrk and
+Run through loadtest/run.sh, which builds what is measured and installs wrk and
 the Python packages first. Everything listens on 127.0.0.1; nothing reaches
 Binance or a real backend. Every process started here is stopped on exit,
 on Ctrl-C and on SIGTERM.
