@@ -90,7 +90,7 @@ impl Sources {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             file,
-            file_path: Some(PathBuf::from(crate::check_config::DEFAULT_ENV_FILE)),
+            file_path: Some(PathBuf::from(crate::service::paths::ENV_FILE)),
             file_errors,
         }
     }
@@ -707,10 +707,10 @@ impl Config {
             Err(why) => r.report.problems.push(why),
         }
         for job in &disabled_jobs {
-            if !crate::jobs::KNOWN.contains(&job.as_str()) {
+            if crate::jobs::registry::find(job).is_none() {
                 r.report.problems.push(format!(
                     "VOLSPIKE_DISABLED_JOBS: unknown job `{job}` (jobs: {})",
-                    crate::jobs::KNOWN.join(", ")
+                    crate::jobs::registry::names()
                 ));
             }
         }

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::plan::{read_optional, service_user};
+use super::machine::{read_optional, service_user};
 use crate::service::fs::{install_binary, write_atomic_as};
 use crate::service::paths::{
     Layout, BINARY, LEGACY_DIR, PREVIOUS_BINARY, SERVICE, SOCKET, STATE_DIR, USER,

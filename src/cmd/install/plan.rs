@@ -4,11 +4,11 @@
 //! temporary tree with a fake service manager.
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::actions::{Action, Owner};
+use super::machine::{read_optional, read_text, service_user};
 use crate::config::{envfile, settings, template, Config, Mode, Sources};
 use crate::service::paths::{
     Layout, BINARY, ENV_DIR, ENV_FILE, LEGACY_DIR, LEGACY_ENV_FILE, PREVIOUS_ENV_FILE, SERVICE,
@@ -17,6 +17,7 @@ use crate::service::paths::{
 use crate::service::systemctl::{UnitQuery, UnitState};
 use crate::systemd::units::{self, UnitValues, LEGACY_UNITS};
 
+/// What the operator asked for.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The binary to install (this process's own executable).
@@ -29,8 +30,7 @@ pub struct Options {
     pub dry_run: bool,
 }
 
-/// Who should own a directory install creates.
-
+/// What install will do, and what it found on the way.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// The steps, in order.
@@ -57,43 +57,6 @@ impl Plan {
     pub fn config_ok(&self) -> bool {
         self.missing_keys.is_empty() && self.config_problems.is_empty()
     }
-}
-
-/// Reads a file; `Ok(None)` when it does not exist.
-pub(super) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-/// Reads a text file; `Ok(None)` when it does not exist.
-fn read_text(path: &Path) -> Result<Option<String>, String> {
-    read_optional(path)?
-        .map(|bytes| {
-            String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
-        })
-        .transpose()
-}
-
-/// The uid and gid of `name` in an `/etc/passwd` text.
-pub fn lookup_user(passwd: &str, name: &str) -> Option<(u32, u32)> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != name {
-            return None;
-        }
-        let _password = fields.next()?;
-        let uid = fields.next()?.parse().ok()?;
-        let gid = fields.next()?.parse().ok()?;
-        Some((uid, gid))
-    })
-}
-
-pub(super) fn service_user(layout: &Layout) -> Result<Option<(u32, u32)>, String> {
-    let passwd = layout.path("/etc/passwd");
-    Ok(read_text(&passwd)?.and_then(|text| lookup_user(&text, USER)))
 }
 
 /// The units whose state the plan needs: ours, the legacy ones, and the

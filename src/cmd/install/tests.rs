@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use super::actions::{apply, create_dir, Action};
 use super::failure as failure_of;
-use super::plan::{lookup_user, plan, Options, Plan};
+use super::machine::lookup_user;
+use super::plan::{plan, Options, Plan};
 use crate::service::fs::{effective_uid, parse_effective_uid};
 use crate::service::paths::*;
 use crate::service::ready::{classify, Progress};
