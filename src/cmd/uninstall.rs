@@ -64,9 +64,11 @@ pub struct Plan {
 }
 
 /// Computes the plan.
-pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result<Plan, String> {
+pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
-    let states = query.states(&[SERVICE.to_string(), SOCKET.to_string()])?;
+    let states = query
+        .states(&[SERVICE.to_string(), SOCKET.to_string()])
+        .map_err(anyhow::Error::msg)?;
     let state = |unit: &str| {
         states
             .iter()
@@ -80,7 +82,11 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
     let unit_text = match fs::read_to_string(&unit_path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("cannot read {}: {e}", unit_path.display())),
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot read {}", unit_path.display()))
+            )
+        }
     };
     let ours = unit_text
         .as_deref()
@@ -231,7 +237,7 @@ pub fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         running_binary: std::env::current_exe().ok(),
     };
     let plan =
-        plan(&layout, &options, &Systemctl).map_err(|e| anyhow!("{e} (nothing was changed)"))?;
+        plan(&layout, &options, &Systemctl).map_err(|e| anyhow!("{e:#} (nothing was changed)"))?;
     let total = plan.actions.len();
     if total == 0 {
         println!("volspike is not installed, nothing to do");

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 pub use actions::{apply, Action, Owner};
 pub use machine::lookup_user;
-pub use plan::{plan, Options, Plan};
+pub use plan::{plan, BadEnvFile, Options, Plan};
 
 use anyhow::{anyhow, bail};
 use clap::Args;
@@ -128,9 +128,9 @@ pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let plan = match plan(&layout, &options, &Systemctl) {
         Ok(plan) => plan,
         Err(e) => {
-            eprintln!("volspike install: {e} (nothing was changed)");
+            eprintln!("volspike install: {e:#} (nothing was changed)");
             // A bad --env-file is a configuration problem, as in check-config.
-            return Ok(if e.starts_with("--env-file") {
+            return Ok(if e.is::<BadEnvFile>() {
                 ExitCode::Config
             } else {
                 ExitCode::Failure

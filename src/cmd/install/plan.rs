@@ -7,6 +7,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use anyhow::{anyhow, Context};
+
 use super::actions::{Action, Owner};
 use super::machine::{read_optional, read_text, service_user};
 use crate::config::{envfile, settings, template, Config, Mode, Sources};
@@ -87,7 +89,7 @@ fn fragment(layout: &Layout, state: &UnitState) -> Option<PathBuf> {
 }
 
 /// (source, destination) when the copy under [`LEGACY_DIR`] is missing or differs.
-fn copy_needed(layout: &Layout, source: &Path) -> Result<Option<(PathBuf, PathBuf)>, String> {
+fn copy_needed(layout: &Layout, source: &Path) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
     let Some(name) = source.file_name() else {
         return Ok(None);
     };
@@ -109,7 +111,7 @@ fn write_if_changed(
     path: &str,
     rendered: String,
     what: String,
-) -> Result<bool, String> {
+) -> anyhow::Result<bool> {
     let changed = read_text(&layout.path(path))?.as_deref() != Some(rendered.as_str());
     if changed {
         actions.push(Action::WriteFile {
@@ -123,8 +125,21 @@ fn write_if_changed(
     Ok(changed)
 }
 
+/// `--env-file` names a file install cannot use: a configuration error
+/// (exit 78), as `check-config` would judge it.
+#[derive(Debug)]
+pub struct BadEnvFile(pub String);
+
+impl std::fmt::Display for BadEnvFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadEnvFile {}
+
 /// Looks at the machine and computes the plan.
-pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result<Plan, String> {
+pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
     let mut actions = Vec::new();
 
@@ -140,7 +155,7 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
                 .map(|u| UnitState::not_found(u))
                 .collect()
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(anyhow!(e)),
     };
     let service = state_of(&states, SERVICE)
         .cloned()
@@ -249,9 +264,9 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
     }
 
     // The binary.
-    let source = fs::read(&options.source_binary).map_err(|e| {
+    let source = fs::read(&options.source_binary).with_context(|| {
         format!(
-            "cannot read this program's binary {}: {e}",
+            "cannot read this program's binary {}",
             options.source_binary.display()
         )
     })?;
@@ -272,7 +287,8 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
         binary: BINARY,
         env_file: ENV_FILE,
         user: USER,
-    })?;
+    })
+    .map_err(anyhow::Error::msg)?;
     let service_changed = write_if_changed(
         layout,
         &mut actions,
@@ -356,13 +372,13 @@ fn plan_env(
     options: &Options,
     plan: &mut Plan,
     actions: &mut Vec<Action>,
-) -> Result<bool, String> {
+) -> anyhow::Result<bool> {
     let env_path = layout.path(ENV_FILE);
-    let tolerate = |e: String, plan: &mut Plan| -> Result<(), String> {
+    let tolerate = |e: anyhow::Error, plan: &mut Plan| -> anyhow::Result<()> {
         if options.dry_run {
             plan.config_unknown = true;
             plan.warnings.push(format!(
-                "{e}; run the dry run as root to see whether the env file would change"
+                "{e:#}; run the dry run as root to see whether the env file would change"
             ));
             Ok(())
         } else {
@@ -387,18 +403,19 @@ fn plan_env(
     let legacy_path = layout.path(LEGACY_ENV_FILE);
     let (desired, what, backup) = if let Some(path) = &options.env_file {
         if !path.exists() {
-            return Err(format!("--env-file {}: no such file", path.display()));
+            return Err(BadEnvFile(format!("--env-file {}: no such file", path.display())).into());
         }
         // Regular files only, size-capped, no BOM or NUL: as check-config.
-        let text = envfile::read_file(path).map_err(|e| format!("--env-file: {e}"))?;
+        let text = envfile::read_file(path).map_err(|e| BadEnvFile(format!("--env-file: {e}")))?;
         let (_, errors) = envfile::parse(&text);
         if !errors.is_empty() && !options.dry_run {
             let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            return Err(format!(
+            return Err(BadEnvFile(format!(
                 "--env-file {}: {} (systemd would ignore such lines)",
                 path.display(),
                 lines.join("; ")
-            ));
+            ))
+            .into());
         }
         let backup = existing
             .as_ref()

@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use anyhow::Context as _;
+
 use super::context::Context;
 use super::outcome::Problem;
 use crate::service::fs as service_fs;
@@ -90,7 +92,7 @@ pub(crate) fn activate(
                     ctx.layout.binary().display()
                 ))),
                 Err(e) => Err(Problem::Failed(format!(
-                    "{to} did not come up ({why}), and restoring {from} failed too: {e}; check `systemctl status {}`",
+                    "{to} did not come up ({why}), and restoring {from} failed too: {e:#}; check `systemctl status {}`",
                     ctx.unit
                 ))),
             }
@@ -99,12 +101,10 @@ pub(crate) fn activate(
 }
 
 /// Undo the swap and bring the old binary back up.
-fn restore(ctx: &Context, swapped: service_fs::Swapped, from: &str) -> Result<(), String> {
-    swapped
-        .undo()
-        .map_err(|e| format!("cannot put the old binary back: {e}"))?;
-    let before = restart::show(&ctx.unit)?;
-    restart::restart_outside(&ctx.unit)?;
+fn restore(ctx: &Context, swapped: service_fs::Swapped, from: &str) -> anyhow::Result<()> {
+    swapped.undo().context("cannot put the old binary back")?;
+    let before = restart::show(&ctx.unit).map_err(anyhow::Error::msg)?;
+    restart::restart_outside(&ctx.unit).map_err(anyhow::Error::msg)?;
     restart::wait_ready(
         &ctx.unit,
         &before.invocation_id,
@@ -113,6 +113,7 @@ fn restore(ctx: &Context, swapped: service_fs::Swapped, from: &str) -> Result<()
         ctx.start_timeout,
     )
     .map(|_| ())
+    .map_err(anyhow::Error::msg)
 }
 
 /// The terminal going away (ssh dropped) sends SIGHUP, Ctrl-C SIGINT; the
