@@ -22,8 +22,7 @@ pub(crate) fn update(
     args: &SelfUpdateArgs,
     rec: &mut UpdateRecord,
 ) -> Result<Done, Problem> {
-    let current = installed_version(&ctx.layout)?;
-    rec.from = Some(current.version.clone());
+    let current = installed_version(&ctx.layout, rec)?;
     // Beside the binary (same file system for the rename; and /tmp may be
     // noexec). `--check` by a user who cannot write there uses the temp dir.
     let staging = match Staging::new(&ctx.layout) {
@@ -163,8 +162,7 @@ pub(crate) fn rollback(
     args: &SelfUpdateArgs,
     rec: &mut UpdateRecord,
 ) -> Result<Done, Problem> {
-    let current = installed_version(&ctx.layout)?;
-    rec.from = Some(current.version.clone());
+    let current = installed_version(&ctx.layout, rec)?;
     let previous = ctx.layout.previous_binary();
     if !previous.exists() {
         return Err(Problem::Refused(format!(
@@ -220,8 +218,11 @@ fn version_policy(current: &str, candidate: &str, wanted: Option<&str>) -> Resul
     }
 }
 
-/// The installed binary's own version.
-fn installed_version(layout: &Layout) -> Result<artifact::VersionLine, Problem> {
+/// The installed binary's own version, recorded as the attempt's `from`.
+fn installed_version(
+    layout: &Layout,
+    rec: &mut UpdateRecord,
+) -> Result<artifact::VersionLine, Problem> {
     let binary = layout.binary();
     if !binary.exists() {
         return Err(Problem::Refused(format!(
@@ -229,11 +230,13 @@ fn installed_version(layout: &Layout) -> Result<artifact::VersionLine, Problem> 
             binary.display()
         )));
     }
-    verify::run_version(&binary).map_err(|why| {
+    let line = verify::run_version(&binary).map_err(|why| {
         Problem::Refused(format!(
             "cannot tell the installed version ({why}); reinstall with `volspike install`"
         ))
-    })
+    })?;
+    rec.from = Some(line.version.clone());
+    Ok(line)
 }
 
 /// Asks on a terminal unless `--yes`; without a terminal, refuses.
