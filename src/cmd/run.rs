@@ -377,3 +377,32 @@ async fn wait_for_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, Command};
+
+    use super::RunArgs;
+    use crate::jobs::registry::ALL;
+
+    /// `--only`'s help names every registered job and nothing else.
+    #[test]
+    fn only_help_names_exactly_the_registered_jobs() {
+        let command = RunArgs::augment_args(Command::new("run"));
+        let help = command
+            .get_arguments()
+            .find(|a| a.get_id() == "only")
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .expect("--only has a help text");
+        let listed = help
+            .split_once(':')
+            .map(|(_, names)| names.trim().trim_end_matches('.'))
+            .expect("the help lists the jobs after a colon");
+        let mut named: Vec<&str> = listed.split(',').map(str::trim).collect();
+        named.sort();
+        let mut registered: Vec<&str> = ALL.iter().map(|j| j.name).collect();
+        registered.sort();
+        assert_eq!(named, registered, "{help}");
+    }
+}

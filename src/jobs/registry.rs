@@ -3,8 +3,8 @@
 //! accept) and whether its failure is critical. `volspike run` builds each
 //! one from the configuration and the shared services (`jobs::build`, one
 //! arm per [`JobId`], so a job registered here and never built does not
-//! compile); the README, `docs/health.md` and `deploy.sh` name exactly these
-//! jobs (checked by the tests below).
+//! compile); the README, `docs/health.md`, `docs/jobs.md`, `deploy.sh` and
+//! `run --help` name exactly these jobs (checked by tests).
 //!
 //! The list is a leaf: it imports nothing, so the configuration (which checks
 //! `VOLSPIKE_DISABLED_JOBS`) and `/health` read it without importing the jobs.
@@ -233,6 +233,19 @@ mod tests {
         let mut names: Vec<&str> = line.trim_end_matches('"').split(' ').collect();
         names.sort();
         assert_eq!(names, registered());
+    }
+
+    #[test]
+    fn the_jobs_doc_has_a_section_per_registered_job() {
+        let doc = include_str!("../../docs/jobs.md");
+        for job in ALL {
+            let heading = format!("\n## {}\n", job.name);
+            assert!(
+                doc.contains(&heading),
+                "docs/jobs.md has no `## {}`",
+                job.name
+            );
+        }
     }
 
     #[test]
