@@ -235,6 +235,20 @@ mod tests {
         assert_eq!(names, registered());
     }
 
+    /// tests/droplet/{update,socket}.test.sh read the names from this file's
+    /// `name: "…",` lines: they must stay one per line, in that form.
+    #[test]
+    fn the_droplet_scripts_can_read_the_names_from_this_file() {
+        let source = include_str!("registry.rs");
+        let mut scraped: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("name: \""))
+            .filter_map(|rest| rest.strip_suffix("\","))
+            .collect();
+        scraped.sort();
+        assert_eq!(scraped, registered());
+    }
+
     #[test]
     fn the_jobs_doc_has_a_section_per_registered_job() {
         let doc = include_str!("../../docs/jobs.md");
