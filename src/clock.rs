@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The hidden test switch that shifts the appliance's wall clock, so a test
 /// can put the real binary seconds before a 5-minute or hourly boundary
 /// instead of waiting for one. Milliseconds, may be negative.
-pub const OFFSET_VARIABLE: &str = "VOLSPIKE_CLOCK_OFFSET_MS";
+pub const OFFSET_VARIABLE: &str = crate::config::settings::CLOCK_OFFSET.name();
 
 /// The wall clock the scheduler and jobs use: the system clock, shifted by
 /// `VOLSPIKE_CLOCK_OFFSET_MS` when a test sets it (read once).

@@ -73,7 +73,8 @@ pub fn check_filter(filter: &str) -> Result<(), String> {
 
 /// Installs the global subscriber with `filter` (validated by config).
 pub fn init(filter: &str) -> Destination {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| EnvFilter::new(crate::config::settings::LOG_FILTER.default));
     if stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(layer) => {

@@ -41,6 +41,7 @@
 mod client;
 pub(crate) mod dead_letters;
 mod delivery;
+pub mod kind;
 mod local;
 mod outbox;
 mod payloads;
@@ -51,8 +52,9 @@ mod recheck;
 
 pub use client::{classify, Auth, BackendClient, GetError, SendOutcome, StatusClass};
 pub use delivery::BackoffPolicy;
+pub use kind::Kind;
 pub use local::ALERTS_FILE;
 pub use outbox::{DeliveryStats, Enqueued, Outbox, OutboxError, OutboxSettings, RecentAlert};
 pub use payloads::*;
-pub use post::{Kind, Post, PostError, Target, DEFAULT_DEDUP_WINDOW};
+pub use post::{Post, PostError, Target, DEFAULT_DEDUP_WINDOW};
 pub use queue::DeliveryCondition;

@@ -19,7 +19,7 @@ use super::local::{LocalLog, Recorded};
 use super::post::{Kind, Post, Target};
 use super::queue::{Pushed, Queue, QueueStats};
 use crate::clock::{iso, unix_ms};
-use crate::config::BackendConfig;
+use crate::config::{settings, BackendConfig};
 use crate::shutdown::Shutdown;
 use crate::state::StateDir;
 use crate::systemd::liveness::Liveness;
@@ -46,9 +46,9 @@ pub struct OutboxSettings {
 impl Default for OutboxSettings {
     fn default() -> Self {
         OutboxSettings {
-            capacity: 20_000,
+            capacity: settings::OUTBOX_CAPACITY.default,
             backoff: BackoffPolicy::default(),
-            dead_letters_max: 10_000,
+            dead_letters_max: settings::DEAD_LETTERS_MAX.default,
         }
     }
 }

@@ -37,7 +37,7 @@ use super::post::{Kind, Post};
 use crate::state::write_atomic;
 
 /// Dead letters kept per backend unless configured otherwise.
-const DEFAULT_DEAD_LETTERS_MAX: usize = 10_000;
+const DEFAULT_DEAD_LETTERS_MAX: usize = crate::config::settings::DEAD_LETTERS_MAX.default;
 
 /// Name of the delivered-keys ledger inside a backend's directory.
 const LEDGER_FILE: &str = "delivered.json";

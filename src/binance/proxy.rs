@@ -18,7 +18,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 /// The setting that names the proxy explicitly.
-pub const PROXY_SETTING: &str = "VOLSPIKE_BINANCE_PROXY";
+pub const PROXY_SETTING: &str = crate::config::settings::BINANCE_PROXY.name();
 
 /// Longest CONNECT answer header read from a proxy.
 const MAX_CONNECT_ANSWER: usize = 8 * 1024;

@@ -30,9 +30,9 @@ use super::models::{
 use super::proxy::BinanceProxy;
 
 /// Binance USDⓈ-M REST base.
-pub const DEFAULT_BASE_URL: &str = "https://fapi.binance.com";
+pub const DEFAULT_BASE_URL: &str = crate::config::settings::BINANCE_FAPI_URL.default;
 /// Default number of REST calls in flight at once.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 12;
+pub const DEFAULT_MAX_CONCURRENCY: usize = crate::config::settings::BINANCE_CONCURRENCY.default;
 /// Default timeout of one call (connect + answer + body).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 

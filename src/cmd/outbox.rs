@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::backend::dead_letters;
 use crate::cmd::exit::ExitCode;
-use crate::service::paths::STATE_DIR;
+use crate::config::settings;
 
 /// `volspike outbox`.
 #[derive(Debug, Args)]
@@ -66,12 +66,13 @@ pub fn run(args: &OutboxArgs) -> anyhow::Result<ExitCode> {
 /// `--state-dir`, else the service's variables, else the default.
 fn state_dir(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| {
-        ["VOLSPIKE_STATE_DIR", "STATE_DIRECTORY"]
+        settings::STATE_DIR
+            .names
             .iter()
             .find_map(|name| std::env::var_os(name).filter(|v| !v.is_empty()))
             .map(PathBuf::from)
     })
-    .unwrap_or_else(|| PathBuf::from(STATE_DIR))
+    .unwrap_or_else(|| PathBuf::from(settings::STATE_DIR.default))
 }
 
 /// `(name, outbox/<name>)` of the chosen backend, or of every backend found.

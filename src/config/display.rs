@@ -2,9 +2,47 @@
 //! setting left unset shown with what it means (its computed default, off,
 //! or required) instead of a bare "(not set)".
 
-use super::settings::{self, Setting};
-use super::template::REQUIRED;
-use super::Sources;
+use super::legacy;
+use super::settings::{self, Setting, Unset};
+use super::{Effective, Origin, Sources};
+
+/// The effective value of every documented setting, secrets masked.
+pub fn effective(sources: &Sources) -> Vec<Effective> {
+    settings::ALL
+        .iter()
+        .filter(|s| settings::is_documented(s))
+        .map(|s| {
+            let found = sources
+                .lookup(s)
+                .filter(|(v, _)| !v.trim().is_empty())
+                .map(|(v, o)| (v, Some(o)))
+                .or_else(|| match legacy::old_percent(sources, s) {
+                    Some(Ok((percent, origin, old))) => Some((
+                        format!("{percent} (from the old fraction {old})"),
+                        Some(origin),
+                    )),
+                    _ => None,
+                })
+                .or_else(|| s.default.map(|d| (d.to_string(), Some(Origin::Default))));
+            match found {
+                Some((value, origin)) => Effective {
+                    name: s.name(),
+                    shown: if s.secret {
+                        "****".into()
+                    } else {
+                        mask_url_credentials(&value)
+                    },
+                    origin,
+                },
+                None => Effective {
+                    name: s.name(),
+                    shown: unset_meaning(s, sources),
+                    origin: None,
+                },
+            }
+        })
+        .collect()
+}
 
 /// `scheme://user:secret@host/…` → `scheme://user:****@host/…`; a lone
 /// `scheme://token@host` → `scheme://****@host`. Anything else unchanged.
@@ -29,22 +67,17 @@ pub fn mask_url_credentials(value: &str) -> String {
 /// default (`VOLSPIKE_LIQUID_EXIT_USD` is half the enter threshold),
 /// "required", or "off".
 pub fn unset_meaning(setting: &Setting, sources: &Sources) -> String {
-    if setting.names == settings::LIQUID_EXIT_USD.names {
-        let enter = sources
-            .lookup(&settings::LIQUID_ENTER_USD)
-            .and_then(|(v, _)| v.trim().parse::<f64>().ok())
-            .or_else(|| settings::LIQUID_ENTER_USD.default?.parse().ok());
-        if let Some(enter) = enter {
-            return format!("{} (half of VOLSPIKE_LIQUID_ENTER_USD)", enter / 2.0);
+    match setting.unset {
+        Unset::Computed(how) if setting.names == settings::LIQUID_EXIT_USD.names => {
+            let enter = sources
+                .lookup(&settings::LIQUID_ENTER_USD)
+                .and_then(|(v, _)| v.trim().parse::<f64>().ok())
+                .unwrap_or(settings::LIQUID_ENTER_USD.default);
+            format!("{} ({how})", settings::liquid_exit_default(enter))
         }
-    }
-    if REQUIRED
-        .iter()
-        .any(|required| required.names == setting.names)
-    {
-        "(not set: required unless `run --local`)".to_string()
-    } else {
-        "(not set: off)".to_string()
+        Unset::Computed(how) => format!("(not set: {how})"),
+        Unset::Required => "(not set: required unless `run --local`)".to_string(),
+        Unset::Off | Unset::Default => "(not set: off)".to_string(),
     }
 }
 

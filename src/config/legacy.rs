@@ -24,15 +24,15 @@ pub struct Fraction {
 pub const FRACTIONS: [Fraction; 3] = [
     Fraction {
         old: "OI_SPIKE_THRESHOLD_PCT_5MIN",
-        setting: &settings::OI_PCT_5M,
+        setting: &settings::OI_PCT_5M.setting,
     },
     Fraction {
         old: "OI_SPIKE_THRESHOLD_PCT_15MIN",
-        setting: &settings::OI_PCT_15M,
+        setting: &settings::OI_PCT_15M.setting,
     },
     Fraction {
         old: "OI_SPIKE_THRESHOLD_PCT_60MIN",
-        setting: &settings::OI_PCT_1H,
+        setting: &settings::OI_PCT_1H.setting,
     },
 ];
 
@@ -165,7 +165,7 @@ pub fn notes(sources: &Sources) -> Vec<String> {
             }
         }
     }
-    for setting in settings::OLD_POLLER_RENAMES {
+    for setting in settings::old_poller_renames() {
         for old in setting.names.iter().filter(|n| n.starts_with("OI_")) {
             if lookup(sources, old).is_some() {
                 notes.push(format!(

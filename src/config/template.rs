@@ -7,27 +7,32 @@
 use super::envfile::{self, Assignment};
 use super::settings::{self, Setting};
 
-/// Settings without which the service refuses to start (exit 78); the
-/// template leaves them as empty assignments for the operator to fill.
-pub const REQUIRED: &[&Setting] = &[&settings::BACKEND_URL, &settings::BACKEND_KEY];
-
 /// The commented template: every documented setting with its help and
 /// default. Optional settings are commented out (their default applies);
 /// required ones are empty assignments waiting for a value.
+/// `packaging/volspike.env.example` is this text for the default path.
 pub fn template(env_file: &str) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "# {env_file}: configuration of volspike (KEY=value lines, read by systemd's\n\
-         # EnvironmentFile=). Written by `volspike install`.\n\
+    let required: Vec<_> = settings::required().map(Setting::name).collect();
+    let mut out = format!(
+        "# {env_file}: configuration of volspike (KEY=value lines).\n\
+         # Read by systemd (EnvironmentFile= in volspike.service) and by commands run\n\
+         # by hand (`volspike check-config`, `volspike status`). Keep it mode 0600\n\
+         # root:root: it holds secrets. Written by `volspike install` (which imports an\n\
+         # old env file when it finds one); `volspike check-config` validates it and\n\
+         # exits 78 listing every problem. Secrets are never printed or logged.\n\
+         #\n\
          # Fill in {}, then run\n\
          #   volspike check-config && systemctl restart volspike\n\
-         # Lines starting with # are comments; a commented setting uses its default.\n",
-        REQUIRED
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(" and ")
-    ));
+         #\n\
+         # Lines starting with # are comments; a commented setting uses its default.\n\
+         # A # anywhere else is part of the value (systemd reads X=foo #bar as\n\
+         # \"foo #bar\"), so keep comments on their own lines. Quotes are optional:\n\
+         # '...' keeps everything as written. Older names (\"also accepted\") work\n\
+         # too; set each setting only once. The old OI poller's names (fractions such\n\
+         # as OI_SPIKE_THRESHOLD_PCT_5MIN=0.03, WS_FUNDING_ENABLED) are honoured:\n\
+         # check-config says how.\n",
+        required.join(" and ")
+    );
     for setting in settings::ALL.iter().copied() {
         if !settings::is_documented(setting) {
             continue;
@@ -40,7 +45,7 @@ pub fn template(env_file: &str) -> String {
                 setting.names[1..].join(", ")
             ));
         }
-        if is_required(setting) {
+        if setting.is_required() {
             out.push_str(&format!("{}=\n", setting.name()));
         } else {
             out.push_str(&format!(
@@ -51,10 +56,6 @@ pub fn template(env_file: &str) -> String {
         }
     }
     out
-}
-
-fn is_required(setting: &Setting) -> bool {
-    REQUIRED.iter().any(|r| std::ptr::eq(*r, setting))
 }
 
 /// Writes a value so that both systemd's `EnvironmentFile=` and our own
@@ -175,8 +176,7 @@ pub fn merge(existing: Option<&str>, import: &[Assignment], source: &str) -> Mer
 /// The required settings that `text` leaves unset or empty, by documented name.
 pub fn missing_required(text: &str) -> Vec<&'static str> {
     let (assignments, _) = envfile::parse(text);
-    REQUIRED
-        .iter()
+    settings::required()
         .filter(|setting| {
             !assignments
                 .iter()

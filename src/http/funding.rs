@@ -54,7 +54,7 @@ impl Default for FundingApi {
         FundingApi {
             cache: FundingCache::new(),
             stream: StreamStatus::new(),
-            stale_after: Duration::from_secs(180),
+            stale_after: Duration::from_secs(crate::config::settings::FUNDING_STALE_SECS.default),
         }
     }
 }

@@ -334,14 +334,3 @@ fn header_helpers() {
     );
     assert_eq!(banned_until_ms("Too many requests."), None);
 }
-
-#[test]
-fn the_setting_defaults_to_the_client_default_concurrency() {
-    // 12 slots: 600 klines at 50 ms take ~2.6 s instead of ~3.9 s with 8
-    // (bench/run.sh); the weight per minute does not depend on it.
-    let default = DEFAULT_MAX_CONCURRENCY.to_string();
-    assert_eq!(
-        crate::config::settings::BINANCE_CONCURRENCY.default,
-        Some(default.as_str())
-    );
-}

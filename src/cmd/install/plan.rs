@@ -389,7 +389,7 @@ fn plan_env(
         Ok(existing) => existing,
         Err(e) => {
             tolerate(e, plan)?;
-            plan.http_addr = settings::HTTP_ADDR.default.unwrap_or_default().to_string();
+            plan.http_addr = settings::HTTP_ADDR.default.to_string();
             return Ok(false);
         }
     };
@@ -507,8 +507,7 @@ fn check_env(text: &str, plan: &mut Plan) {
         .rev()
         .find(|a| a.key == settings::HTTP_ADDR.name() && !a.value.trim().is_empty())
         .map(|a| a.value.trim().to_string());
-    plan.http_addr =
-        addr.unwrap_or_else(|| settings::HTTP_ADDR.default.unwrap_or_default().to_string());
+    plan.http_addr = addr.unwrap_or_else(|| settings::HTTP_ADDR.default.to_string());
     if let Err(report) = Config::from_sources(&sources, Mode::default()) {
         // Missing required keys get their own message; list the rest.
         plan.config_problems = report

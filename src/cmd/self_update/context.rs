@@ -11,7 +11,7 @@ use anyhow::anyhow;
 use super::args::SelfUpdateArgs;
 use crate::config::settings::{self, Setting};
 use crate::config::Sources;
-use crate::service::paths::{Layout, ENV_FILE, SERVICE, STATE_DIR};
+use crate::service::paths::{Layout, ENV_FILE, SERVICE};
 use crate::service::ready::connectable;
 use crate::update::keys::{self, KeySet};
 
@@ -51,7 +51,8 @@ impl Context {
         let http_addr = value(&sources, &settings::HTTP_ADDR).unwrap_or_default();
         let health = health_addr(&http_addr)?;
         let state_dir = PathBuf::from(
-            value(&sources, &settings::STATE_DIR).unwrap_or_else(|| STATE_DIR.into()),
+            value(&sources, &settings::STATE_DIR)
+                .unwrap_or_else(|| settings::STATE_DIR.default.into()),
         );
         Ok(Context {
             layout: Layout::system(),
@@ -68,25 +69,7 @@ impl Context {
 /// A setting's value as `run` would see it: environment first, then the env
 /// file (last assignment wins), an empty value means unset, then the default.
 fn value(sources: &Sources, setting: &Setting) -> Option<String> {
-    let found = setting
-        .names
-        .iter()
-        .find_map(|name| sources.env.get(*name).cloned())
-        .or_else(|| {
-            setting.names.iter().find_map(|name| {
-                sources
-                    .file
-                    .iter()
-                    .rev()
-                    .find(|a| a.key == *name)
-                    .map(|a| a.value.clone())
-            })
-        });
-    match found {
-        Some(v) if v.trim().is_empty() => setting.default.map(str::to_string),
-        Some(v) => Some(v.trim().to_string()),
-        None => setting.default.map(str::to_string),
-    }
+    sources.value(setting)
 }
 
 /// The address to ask for `/health`: the listen address, with a wildcard

@@ -57,10 +57,7 @@ pub fn from_sources(sources: &Sources) -> anyhow::Result<Target> {
     let (text, origin) = match sources.lookup(&settings::HTTP_ADDR) {
         Some((value, origin)) => (value, origin.to_string()),
         None => (
-            settings::HTTP_ADDR
-                .default
-                .unwrap_or("127.0.0.1:8080")
-                .to_string(),
+            settings::HTTP_ADDR.default.to_string(),
             "default".to_string(),
         ),
     };

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::settings;
+
 /// Thresholds in USDT of 24h quote volume.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
@@ -17,9 +19,10 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
+        let enter = settings::LIQUID_ENTER_USD.default;
         Thresholds {
-            enter: 100_000_000.0,
-            exit: 50_000_000.0,
+            enter,
+            exit: settings::liquid_exit_default(enter),
         }
     }
 }

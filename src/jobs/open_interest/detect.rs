@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::settings;
+
 /// One open-interest reading.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -43,36 +45,37 @@ pub struct Timeframe {
     pub min_abs_contracts: f64,
 }
 
-/// The defaults of docs/jobs.md.
+/// The fixed lookbacks and tolerances, with the settings' default
+/// thresholds, cooldowns and floor.
 pub const TIMEFRAMES: [Timeframe; 3] = [
     Timeframe {
         label: "5 min",
-        threshold: 0.03,
+        threshold: settings::OI_PCT_5M.default / 100.0,
         lookback_ms: 300_000,
         tolerance_ms: 30_000,
-        cooldown_ms: 600_000,
+        cooldown_ms: settings::OI_COOLDOWN_5M_SECS.default * 1000,
         min_abs_contracts: MIN_ABS_CONTRACTS,
     },
     Timeframe {
         label: "15 min",
-        threshold: 0.05,
+        threshold: settings::OI_PCT_15M.default / 100.0,
         lookback_ms: 900_000,
         tolerance_ms: 90_000,
-        cooldown_ms: 900_000,
+        cooldown_ms: settings::OI_COOLDOWN_15M_SECS.default * 1000,
         min_abs_contracts: MIN_ABS_CONTRACTS,
     },
     Timeframe {
         label: "1 hour",
-        threshold: 0.10,
+        threshold: settings::OI_PCT_1H.default / 100.0,
         lookback_ms: 3_600_000,
         tolerance_ms: 120_000,
-        cooldown_ms: 3_600_000,
+        cooldown_ms: settings::OI_COOLDOWN_1H_SECS.default * 1000,
         min_abs_contracts: MIN_ABS_CONTRACTS,
     },
 ];
 
 /// Minimum |current − baseline| in contracts.
-pub const MIN_ABS_CONTRACTS: f64 = 5_000.0;
+pub const MIN_ABS_CONTRACTS: f64 = settings::OI_MIN_CONTRACTS.default;
 
 /// `UP` or `DOWN`: the backend's own enum, so an alert is the payload
 /// field without a translation table.

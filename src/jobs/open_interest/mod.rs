@@ -89,7 +89,10 @@ impl Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings::from_config(&OpenInterestConfig::default(), Duration::from_secs(180))
+        Settings::from_config(
+            &OpenInterestConfig::default(),
+            Duration::from_secs(crate::config::settings::FUNDING_STALE_SECS.default),
+        )
     }
 }
 

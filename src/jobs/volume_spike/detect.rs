@@ -25,7 +25,7 @@ pub struct Candle {
     pub quote_volume: f64,
 }
 
-/// Thresholds (configurable; defaults from docs/jobs.md).
+/// Thresholds (`VOLSPIKE_SPIKE_RATIO`, `VOLSPIKE_SPIKE_MIN_VOLUME`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rules {
     /// Minimum current/previous ratio.
@@ -37,8 +37,8 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Rules {
-            min_ratio: 3.0,
-            min_quote_volume: 3_000_000.0,
+            min_ratio: crate::config::settings::SPIKE_RATIO.default,
+            min_quote_volume: crate::config::settings::SPIKE_MIN_VOLUME.default,
         }
     }
 }
