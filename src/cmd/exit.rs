@@ -12,7 +12,9 @@ pub enum ExitCode {
     Usage,
     /// 3: the service is not running (`status`, as LSB init scripts say it).
     NotRunning,
-    /// 78 (`EX_CONFIG`): the configuration is invalid or incomplete.
+    /// 78 (`EX_CONFIG`): the configuration is invalid or incomplete. The
+    /// unit has `RestartPreventExitStatus=78`, so a bad env file does not
+    /// restart-loop.
     Config,
 }
 
