@@ -30,10 +30,6 @@ use crate::backend::kind::Kind;
 pub use display::effective;
 pub use sources::{Origin, Sources};
 
-/// Exit code for configuration errors (`EX_CONFIG`); the unit has
-/// `RestartPreventExitStatus=78` so a bad env file does not restart-loop.
-pub const EXIT_CONFIG: i32 = 78;
-
 /// A secret string that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

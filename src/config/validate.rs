@@ -336,10 +336,10 @@ fn disabled_jobs(r: &mut Reader<'_>) -> Vec<String> {
         Err(why) => r.problem(why),
     }
     for job in &disabled {
-        if !crate::jobs::KNOWN.contains(&job.as_str()) {
+        if crate::jobs::registry::find(job).is_none() {
             r.problem(format!(
                 "VOLSPIKE_DISABLED_JOBS: unknown job `{job}` (jobs: {})",
-                crate::jobs::KNOWN.join(", ")
+                crate::jobs::registry::names()
             ));
         }
     }
