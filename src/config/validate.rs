@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::legacy;
 use super::reader::{parse_categories, split_list, Reader};
 use super::settings::{self, Number};
 use super::sources::{Origin, Sources};
-use super::{
-    legacy, BackendConfig, BinanceConfig, Config, FundingConfig, JobThresholds, Mode,
-    OpenInterestConfig, Report, Secret, TelegramConfig, UserAlertsConfig,
+use super::types::{
+    BackendConfig, BinanceConfig, Config, FundingConfig, JobThresholds, Mode, OpenInterestConfig,
+    Report, Secret, TelegramConfig, UserAlertsConfig,
 };
 use crate::backend::kind::Kind;
 
@@ -438,5 +439,19 @@ fn unknown_keys(sources: &Sources, report: &mut Report) {
                 set[0]
             ));
         }
+    }
+}
+
+impl Default for OpenInterestConfig {
+    /// Every open_interest setting at its declared default.
+    fn default() -> Self {
+        open_interest(&mut Reader::new(&Sources::default()))
+    }
+}
+
+impl Default for UserAlertsConfig {
+    /// Every user_alerts setting at its declared default.
+    fn default() -> Self {
+        user_alerts(&mut Reader::new(&Sources::default()))
     }
 }
