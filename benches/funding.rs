@@ -171,7 +171,7 @@ fn start_app(fake: &FakeBinance) -> App {
         .env("BINANCE_FAPI_URL", fake.rest_url())
         .env("VOLSPIKE_HTTP_ADDR", "127.0.0.1:0")
         .env("VOLSPIKE_STATE_DIR", dir.path())
-        .env("VOLSPIKE_LOG", "warn,volspike::run=info")
+        .env("VOLSPIKE_LOG", "warn,volspike::cmd::run=info")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .env_remove("JOURNAL_STREAM")

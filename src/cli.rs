@@ -1,10 +1,18 @@
-//! The command line: every command of the appliance, parsed by clap, and the
-//! dispatch to each command's module. Exit codes: 0 ok, 1 failure, 2 usage,
-//! 78 configuration error.
+//! The command line: assembles every command's clap `Args` (each owned by
+//! its module under [`crate::cmd`]) and dispatches to it. Exit codes are
+//! [`ExitCode`]'s: 0 ok, 1 failure, 2 usage, 3 not running (`status`), 78
+//! configuration error.
 
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
 
-use clap::{Args, Parser, Subcommand};
+use crate::cmd::check_config::{self, CheckConfigArgs};
+use crate::cmd::exit::ExitCode;
+use crate::cmd::install::{self, InstallArgs};
+use crate::cmd::outbox::{self, OutboxArgs};
+use crate::cmd::run::{self, RunArgs};
+use crate::cmd::self_update::{self, SelfUpdateArgs};
+use crate::cmd::status::{self, StatusArgs};
+use crate::cmd::uninstall::{self, UninstallArgs};
 
 /// One static binary that watches Binance USDⓈ-M futures and feeds the
 /// VolSpike backend: volume spikes, open interest, funding, user alerts,
@@ -38,134 +46,47 @@ pub enum Command {
     Version,
 }
 
-/// `volspike run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Run only these jobs, comma-separated: funding_stream, funding_health,
-    /// volume_spike, liquid_universe, open_interest, user_alerts, telegram.
-    #[arg(long, value_delimiter = ',', value_name = "JOB,JOB")]
-    pub only: Vec<String>,
-    /// No backend needed: alerts go to the log, the state dir and the dashboard instead of being posted.
-    #[arg(long)]
-    pub local: bool,
-    /// Read configuration from this env file too (the environment wins).
-    #[arg(long, value_name = "FILE")]
-    pub env_file: Option<PathBuf>,
-}
-
-/// `volspike install`.
-#[derive(Debug, Args)]
-pub struct InstallArgs {
-    /// Print every action and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Env file to install as /etc/volspike/volspike.env (default: import /home/trader/.volspike.env when present).
-    #[arg(long, value_name = "FILE")]
-    pub env_file: Option<PathBuf>,
-    /// Leave the old Python deployment's units running (they would post every alert twice).
-    #[arg(long)]
-    pub keep_legacy: bool,
-}
-
-/// `volspike uninstall`.
-#[derive(Debug, Args)]
-pub struct UninstallArgs {
-    /// Also remove the state directory and the env file.
-    #[arg(long)]
-    pub purge: bool,
-}
-
-/// `volspike self-update`.
-#[derive(Debug, Args)]
-pub struct SelfUpdateArgs {
-    /// Only report whether an update is available.
-    #[arg(long)]
-    pub check: bool,
-    /// Install this version (also allows going back to an older one).
-    #[arg(long, value_name = "V")]
-    pub version: Option<String>,
-    /// Install a local artifact (volspike-<version>-<target>.tar.gz) with the same checks.
-    #[arg(long, value_name = "PATH")]
-    pub from: Option<PathBuf>,
-    /// Put the previous binary (/usr/local/bin/volspike.previous) back and restart.
-    #[arg(long, conflicts_with_all = ["from", "version", "check"])]
-    pub rollback: bool,
-    /// Do not ask for confirmation.
-    #[arg(long)]
-    pub yes: bool,
-    /// Seconds the new version has to become READY and answer /health before it is rolled back.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub start_timeout: u64,
-}
-
-/// `volspike status`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Print one JSON object (unit and /health) instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Read VOLSPIKE_HTTP_ADDR from this env file when the environment has none (default: /etc/volspike/volspike.env when readable).
-    #[arg(long, value_name = "FILE")]
-    pub env_file: Option<PathBuf>,
-}
-
-/// `volspike check-config`.
-#[derive(Debug, Args)]
-pub struct CheckConfigArgs {
-    /// Env file to check (default: /etc/volspike/volspike.env when it exists).
-    #[arg(long, value_name = "FILE")]
-    pub env_file: Option<PathBuf>,
-}
-
-/// `volspike outbox`.
-#[derive(Debug, Args)]
-pub struct OutboxArgs {
-    /// What to do.
-    #[command(subcommand)]
-    pub action: OutboxAction,
-    /// State directory (default: $VOLSPIKE_STATE_DIR, else $STATE_DIRECTORY, else /var/lib/volspike).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Only this backend (primary, dev); default: every backend with an outbox.
-    #[arg(long, global = true, value_name = "NAME")]
-    pub backend: Option<String>,
-}
-
-/// `volspike outbox <action>`.
-#[derive(Debug, Subcommand)]
-pub enum OutboxAction {
-    /// List the dead letters and why each was refused.
-    List {
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Queue dead letters again (an ID from `list`, or `all`); a running service picks them up within seconds.
-    Retry {
-        /// Dead-letter ID, or `all`.
-        id: String,
-    },
-    /// Delete dead letters for good (an ID from `list`, or `all`).
-    Drop {
-        /// Dead-letter ID, or `all`.
-        id: String,
-    },
-}
-
-/// Parses the command line and runs the command; returns the exit code.
-pub fn main() -> i32 {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Run(args) => crate::run::run(args),
-        Command::CheckConfig(args) => crate::check_config::run(args),
-        Command::Version => {
-            println!("{}", crate::version::line());
-            0
+impl Command {
+    /// The name the operator typed, for messages (`volspike <name>: …`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "run",
+            Command::Install(_) => "install",
+            Command::Uninstall(_) => "uninstall",
+            Command::SelfUpdate(_) => "self-update",
+            Command::Status(_) => "status",
+            Command::CheckConfig(_) => "check-config",
+            Command::Outbox(_) => "outbox",
+            Command::Version => "version",
         }
-        Command::Install(args) => crate::systemd::install::run(args),
-        Command::Uninstall(args) => crate::systemd::uninstall::run(args),
-        Command::SelfUpdate(args) => crate::update::run(args),
-        Command::Status(args) => crate::status::run(args),
-        Command::Outbox(args) => crate::backend::command::run(&args),
     }
+
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Run(args) => run::run(args),
+            Command::CheckConfig(args) => check_config::run(args),
+            Command::Version => {
+                println!("{}", crate::version::line());
+                Ok(ExitCode::Ok)
+            }
+            Command::Install(args) => install::run(args),
+            Command::Uninstall(args) => uninstall::run(args),
+            Command::SelfUpdate(args) => self_update::run(args),
+            Command::Status(args) => status::run(args),
+            Command::Outbox(args) => outbox::run(&args),
+        }
+    }
+}
+
+/// Parses the command line and runs the command. A command's error is a
+/// failure: printed as `volspike <command>: <error: its causes>`, exit 1.
+pub fn main() -> std::process::ExitCode {
+    let command = Cli::parse().command;
+    let name = command.name();
+    let code = command.run().unwrap_or_else(|e| {
+        eprintln!("volspike {name}: {e:#}");
+        ExitCode::Failure
+    });
+    code.into()
 }

@@ -1,3 +1,3 @@
-fn main() {
-    std::process::exit(volspike::cli::main());
+fn main() -> std::process::ExitCode {
+    volspike::cli::main()
 }

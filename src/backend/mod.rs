@@ -39,8 +39,7 @@
 //! rules and the exact delivery guarantee are in `docs/delivery.md`.
 
 mod client;
-pub mod command;
-mod dead_letters;
+pub(crate) mod dead_letters;
 mod delivery;
 pub mod kind;
 mod local;

@@ -4,7 +4,8 @@
 
 use super::legacy;
 use super::settings::{self, Setting, Unset};
-use super::{Effective, Origin, Sources};
+use super::sources::{Origin, Sources};
+use super::types::Effective;
 
 /// The effective value of every documented setting, secrets masked.
 pub fn effective(sources: &Sources) -> Vec<Effective> {

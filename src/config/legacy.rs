@@ -8,7 +8,7 @@
 //! became of it, so an imported env file never changes behaviour silently.
 
 use super::settings::{self, Setting};
-use super::{Origin, Sources};
+use super::sources::{Origin, Sources};
 
 /// An old name whose value is a fraction (0.03) of a setting we take in
 /// percent (3).

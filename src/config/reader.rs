@@ -10,7 +10,7 @@ use std::str::FromStr;
 use super::display;
 use super::settings::{Number, Setting, Text};
 use super::sources::{Origin, Sources};
-use super::Report;
+use super::types::Report;
 
 /// Collects typed values and problems in one pass.
 pub(crate) struct Reader<'a> {

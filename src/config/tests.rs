@@ -1,5 +1,10 @@
 //! Tests of reading and validating a whole configuration.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::backend::kind::Kind;
+
 use super::*;
 
 fn sources(env: &[(&str, &str)], file: &str) -> Sources {

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::legacy;
 use super::reader::{parse_categories, split_list, Reader};
 use super::settings::{self, Number};
 use super::sources::{Origin, Sources};
-use super::{
-    legacy, BackendConfig, BinanceConfig, Config, FundingConfig, JobThresholds, Mode,
-    OpenInterestConfig, Report, Secret, TelegramConfig, UserAlertsConfig,
+use super::types::{
+    BackendConfig, BinanceConfig, Config, FundingConfig, JobThresholds, Mode, OpenInterestConfig,
+    Report, Secret, TelegramConfig, UserAlertsConfig,
 };
 use crate::backend::kind::Kind;
 
@@ -346,10 +347,10 @@ fn disabled_jobs(r: &mut Reader<'_>) -> Vec<String> {
         Err(why) => r.problem(why),
     }
     for job in &disabled {
-        if !crate::jobs::KNOWN.contains(&job.as_str()) {
+        if crate::jobs::registry::find(job).is_none() {
             r.problem(format!(
                 "VOLSPIKE_DISABLED_JOBS: unknown job `{job}` (jobs: {})",
-                crate::jobs::KNOWN.join(", ")
+                crate::jobs::registry::names()
             ));
         }
     }
@@ -448,5 +449,19 @@ fn unknown_keys(sources: &Sources, report: &mut Report) {
                 set[0]
             ));
         }
+    }
+}
+
+impl Default for OpenInterestConfig {
+    /// Every open_interest setting at its declared default.
+    fn default() -> Self {
+        open_interest(&mut Reader::new(&Sources::default()))
+    }
+}
+
+impl Default for UserAlertsConfig {
+    /// Every user_alerts setting at its declared default.
+    fn default() -> Self {
+        user_alerts(&mut Reader::new(&Sources::default()))
     }
 }

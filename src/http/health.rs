@@ -88,11 +88,6 @@ pub struct Problem {
     pub reason: String,
 }
 
-/// Jobs whose failure is critical: the funding stream feeds the funding
-/// API, which the backend reads; every other job failing a tick is optional
-/// (it is retried within seconds and alerts resume with it).
-pub const CRITICAL_JOBS: &[&str] = &["funding_stream"];
-
 /// A backlog whose oldest post waits longer than this means delivery is
 /// blocked: the backend has been unreachable (or refusing with 5xx) too long.
 pub const BACKLOG_DEGRADED_SECONDS: u64 = 600;
@@ -103,7 +98,8 @@ fn job_problems(jobs: &BTreeMap<&'static str, JobView>) -> Vec<Problem> {
         .filter(|(_, view)| matches!(view.state, "failing" | "overdue"))
         .map(|(name, view)| Problem {
             component: format!("job:{name}"),
-            severity: if CRITICAL_JOBS.contains(name) {
+            // Critical or optional as registered (jobs::registry::ALL).
+            severity: if crate::jobs::registry::is_critical(name) {
                 Severity::Critical
             } else {
                 Severity::Optional

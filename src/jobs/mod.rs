@@ -7,11 +7,13 @@
 //! next to it, unit-tested without sockets; the scheduler owns timing, logging
 //! context (`JOB=<name>`), panics and `/health` bookkeeping, so a job does not.
 
+pub mod build;
 pub mod funding_health;
 pub mod funding_stream;
 pub mod liquid_universe;
 pub mod oi_change_omissions;
 pub mod open_interest;
+pub mod registry;
 pub mod scheduler;
 pub mod services;
 pub mod status;
@@ -19,19 +21,10 @@ pub mod telegram;
 pub mod user_alerts;
 pub mod volume_spike;
 
+pub use registry::ALL;
+
 use std::future::Future;
 use std::time::{Duration, SystemTime};
-
-/// Every job name the appliance knows (for `--only` and `VOLSPIKE_DISABLED_JOBS`).
-pub const KNOWN: &[&str] = &[
-    "funding_stream",
-    "funding_health",
-    "volume_spike",
-    "liquid_universe",
-    "open_interest",
-    "user_alerts",
-    "telegram",
-];
 
 /// When a job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,8 @@
 //! Everything systemd sees of the appliance: readiness and status
 //! notifications, the watchdog fed by the liveness of critical loops, and
-//! installing/uninstalling the service.
+//! the unit files (`install` and `uninstall` themselves are in [`crate::cmd`]).
 
-pub mod install;
 pub mod listen_fds;
 pub mod liveness;
 pub mod notify;
-pub mod uninstall;
 pub mod units;

@@ -133,8 +133,9 @@ BG_PIDS+=($!)
 droplet_wait 10 "release server" droplet_net_exec curl -fsS -o /dev/null "http://127.0.0.1:$SRV_PORT/manifest.json"
 droplet_boot socket
 # Only the funding stream: the API under load is /funding/BTCUSDT.
-mapfile -t JOBS < <(sed -n '/^pub const KNOWN/,/^];/s/^ *"\([a-z_]*\)",$/\1/p' "$REPO/src/jobs/mod.rs")
-[ ${#JOBS[@]} -gt 0 ] || fail "no job names found in src/jobs/mod.rs"
+# Every job, from the one registry (jobs::registry::ALL).
+mapfile -t JOBS < <(sed -n 's/^ *name: "\([a-z_]*\)",$/\1/p' "$REPO/src/jobs/registry.rs")
+[ ${#JOBS[@]} -gt 0 ] || fail "no job names found in src/jobs/registry.rs"
 OFF=()
 for j in "${JOBS[@]}"; do [ "$j" = funding_stream ] || OFF+=("$j"); done
 cat >"$WORK/volspike.env" <<EOF

@@ -134,8 +134,9 @@ droplet_wait 10 "release server" droplet_net_exec curl -fsS -o /dev/null "$URL/g
 droplet_boot update
 # Nothing here needs the internet: every job is off and the backend is a
 # loopback URL nobody posts to.
-mapfile -t JOBS < <(sed -n '/^pub const KNOWN/,/^];/s/^ *"\([a-z_]*\)",$/\1/p' "$REPO/src/jobs/mod.rs")
-[ ${#JOBS[@]} -gt 0 ] || fail "no job names found in src/jobs/mod.rs"
+# Every job, from the one registry (jobs::registry::ALL).
+mapfile -t JOBS < <(sed -n 's/^ *name: "\([a-z_]*\)",$/\1/p' "$REPO/src/jobs/registry.rs")
+[ ${#JOBS[@]} -gt 0 ] || fail "no job names found in src/jobs/registry.rs"
 cat >"$WORK/volspike.env" <<EOF
 BACKEND_URL=http://127.0.0.1:9/
 ALERT_INGEST_API_KEY=droplet-test

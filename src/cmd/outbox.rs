@@ -6,29 +6,61 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::dead_letters;
-use crate::cli::{OutboxAction, OutboxArgs};
+use crate::backend::dead_letters;
+use crate::cmd::exit::ExitCode;
 use crate::config::settings;
 
-/// Runs the command; returns the exit code (0 ok, 1 failure).
-pub fn run(args: &OutboxArgs) -> i32 {
+/// `volspike outbox`.
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: OutboxAction,
+    /// State directory (default: $VOLSPIKE_STATE_DIR, else $STATE_DIRECTORY, else /var/lib/volspike).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Only this backend (primary, dev); default: every backend with an outbox.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub backend: Option<String>,
+}
+
+/// `volspike outbox <action>`.
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// List the dead letters and why each was refused.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead letters again (an ID from `list`, or `all`); a running service picks them up within seconds.
+    Retry {
+        /// Dead-letter ID, or `all`.
+        id: String,
+    },
+    /// Delete dead letters for good (an ID from `list`, or `all`).
+    Drop {
+        /// Dead-letter ID, or `all`.
+        id: String,
+    },
+}
+
+/// Runs the command: `Ok` when done, `Err` (exit 1) with the reason.
+pub fn run(args: &OutboxArgs) -> anyhow::Result<ExitCode> {
     let state = state_dir(args.state_dir.clone());
-    let backends = match backends(&state, args.backend.as_deref()) {
-        Ok(found) => found,
-        Err(e) => {
-            eprintln!("volspike outbox: {e}");
-            return 1;
-        }
-    };
+    let backends = backends(&state, args.backend.as_deref())?;
     match &args.action {
-        OutboxAction::List { json } => list(&backends, *json),
+        OutboxAction::List { json } => list(&backends, *json)?,
         OutboxAction::Retry { id } => {
-            act(&backends, id, "queued again", dead_letters::request_retry)
+            act(&backends, id, "queued again", dead_letters::request_retry)?
         }
-        OutboxAction::Drop { id } => act(&backends, id, "dropped", dead_letters::drop_letters),
+        OutboxAction::Drop { id } => act(&backends, id, "dropped", dead_letters::drop_letters)?,
     }
+    Ok(ExitCode::Ok)
 }
 
 /// `--state-dir`, else the service's variables, else the default.
@@ -44,10 +76,10 @@ fn state_dir(flag: Option<PathBuf>) -> PathBuf {
 }
 
 /// `(name, outbox/<name>)` of the chosen backend, or of every backend found.
-fn backends(state: &Path, only: Option<&str>) -> Result<Vec<(String, PathBuf)>, String> {
+fn backends(state: &Path, only: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let outbox = state.join("outbox");
     let entries =
-        std::fs::read_dir(&outbox).map_err(|e| format!("cannot read {}: {e}", outbox.display()))?;
+        std::fs::read_dir(&outbox).with_context(|| format!("cannot read {}", outbox.display()))?;
     let mut found: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter(|e| e.path().is_dir())
@@ -56,24 +88,19 @@ fn backends(state: &Path, only: Option<&str>) -> Result<Vec<(String, PathBuf)>, 
         .collect();
     found.sort();
     if found.is_empty() {
-        return Err(match only {
-            Some(name) => format!("no outbox for backend {name:?} in {}", outbox.display()),
-            None => format!("no backend outbox in {}", outbox.display()),
-        });
+        match only {
+            Some(name) => bail!("no outbox for backend {name:?} in {}", outbox.display()),
+            None => bail!("no backend outbox in {}", outbox.display()),
+        }
     }
     Ok(found)
 }
 
-fn list(backends: &[(String, PathBuf)], as_json: bool) -> i32 {
+/// Prints every dead letter of `backends` (a table, or JSON lines).
+fn list(backends: &[(String, PathBuf)], as_json: bool) -> anyhow::Result<()> {
     let mut total = 0;
     for (name, dir) in backends {
-        let letters = match dead_letters::list(dir) {
-            Ok(letters) => letters,
-            Err(e) => {
-                eprintln!("volspike outbox: {name}: {e}");
-                return 1;
-            }
-        };
+        let letters = dead_letters::list(dir).with_context(|| name.clone())?;
         for (id, letter) in letters {
             total += 1;
             match (letter, as_json) {
@@ -98,15 +125,17 @@ fn list(backends: &[(String, PathBuf)], as_json: bool) -> i32 {
     if !as_json {
         eprintln!("{total} dead letters");
     }
-    0
+    Ok(())
 }
 
+/// Applies `op` (retry or drop) to the letters `selector` names in every
+/// backend and prints each one as `done`.
 fn act(
     backends: &[(String, PathBuf)],
     selector: &str,
     done: &str,
     op: fn(&Path, &str) -> std::io::Result<Vec<String>>,
-) -> i32 {
+) -> anyhow::Result<()> {
     let mut matched = 0;
     for (name, dir) in backends {
         match op(dir, selector) {
@@ -118,15 +147,11 @@ fn act(
             }
             // A single id lives in one backend: not finding it in another is normal.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && selector != "all" => {}
-            Err(e) => {
-                eprintln!("volspike outbox: {name}: {e}");
-                return 1;
-            }
+            Err(e) => return Err(anyhow::Error::new(e).context(name.clone())),
         }
     }
     if matched == 0 && selector != "all" {
-        eprintln!("volspike outbox: no dead letter {selector:?}");
-        return 1;
+        bail!("no dead letter {selector:?}");
     }
-    0
+    Ok(())
 }

@@ -8,7 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::plan::{read_optional, service_user};
+use anyhow::{anyhow, bail, Context};
+
+use super::machine::{read_optional, service_user};
 use crate::service::fs::{install_binary, write_atomic_as};
 use crate::service::paths::{
     Layout, BINARY, LEGACY_DIR, PREVIOUS_BINARY, SERVICE, SOCKET, STATE_DIR, USER,
@@ -194,22 +196,23 @@ impl Action {
 }
 
 /// Writes a copy only root may read (old env files, legacy unit files).
-fn write_secret(layout: &Layout, path: &Path, bytes: &[u8]) -> Result<(), String> {
-    write_atomic_as(path, bytes, Some(0o600), Some(layout.owner_uid)).map_err(|e| e.to_string())
+fn write_secret(layout: &Layout, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_as(path, bytes, Some(0o600), Some(layout.owner_uid))?;
+    Ok(())
 }
 
 /// Creates `path` (if missing) with `mode` and owner.
-pub(super) fn create_dir(path: &Path, mode: u32, owner: (u32, u32)) -> Result<(), String> {
-    fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+pub(super) fn create_dir(path: &Path, mode: u32, owner: (u32, u32)) -> anyhow::Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("cannot set mode of {}: {e}", path.display()))?;
+        .with_context(|| format!("cannot set mode of {}", path.display()))?;
     std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1))
-        .map_err(|e| format!("cannot chown {}: {e}", path.display()))
+        .with_context(|| format!("cannot chown {}", path.display()))
 }
 
 /// Creates the system user with `useradd`, or Debian's `adduser` where
 /// `useradd` is missing.
-fn create_user() -> Result<(), String> {
+fn create_user() -> anyhow::Result<()> {
     let useradd = Command::new("useradd")
         .args([
             "--system",
@@ -237,24 +240,23 @@ fn create_user() -> Result<(), String> {
                 USER,
             ])
             .output()
-            .map_err(|e| format!("cannot run useradd or adduser: {e}"))?,
-        Err(e) => return Err(format!("cannot run useradd: {e}")),
+            .context("cannot run useradd or adduser")?,
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot run useradd")),
         Ok(out) => out,
     };
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
+    if !out.status.success() {
+        bail!(
             "creating user {USER} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        );
     }
+    Ok(())
 }
 
 /// Runs one action. Actions that talk to systemd or create users only make
 /// sense on the real root; tests apply the file actions only.
-pub fn apply(layout: &Layout, action: &Action) -> Result<(), String> {
+pub fn apply(layout: &Layout, action: &Action) -> anyhow::Result<()> {
     let root_owner = (layout.owner_uid, layout.owner_uid);
     match action {
         Action::CreateUser => create_user(),
@@ -262,7 +264,7 @@ pub fn apply(layout: &Layout, action: &Action) -> Result<(), String> {
             let ids = match owner {
                 Owner::Root => root_owner,
                 Owner::Service => service_user(layout)?
-                    .ok_or_else(|| format!("user {USER} does not exist (not in /etc/passwd)"))?,
+                    .ok_or_else(|| anyhow!("user {USER} does not exist (not in /etc/passwd)"))?,
             };
             create_dir(&layout.path(path), *mode, ids)
         }
@@ -276,16 +278,16 @@ pub fn apply(layout: &Layout, action: &Action) -> Result<(), String> {
             // Copies first: if stopping fails, the files are already safe.
             for (source, destination) in copies {
                 let bytes = fs::read(source)
-                    .map_err(|e| format!("cannot read {}: {e}", source.display()))?;
+                    .with_context(|| format!("cannot read {}", source.display()))?;
                 write_secret(layout, destination, &bytes)?;
             }
             if !stop.is_empty() {
                 let mut args = vec!["stop".to_string(), "--".to_string()];
                 args.extend(stop.iter().cloned());
-                systemctl::run(&args)?;
+                systemctl_run(&args)?;
             }
             if *disable {
-                systemctl::run(&["disable", "--", unit])?;
+                systemctl_run(&["disable", "--", unit])?;
             }
             Ok(())
         }
@@ -293,8 +295,8 @@ pub fn apply(layout: &Layout, action: &Action) -> Result<(), String> {
         // installed binary, when there is one, as the previous one.
         Action::InstallBinary { source, .. } => {
             let bytes =
-                fs::read(source).map_err(|e| format!("cannot read {}: {e}", source.display()))?;
-            install_binary(layout, &bytes).map_err(|e| e.to_string())
+                fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+            Ok(install_binary(layout, &bytes)?)
         }
         Action::WriteFile {
             path,
@@ -306,53 +308,57 @@ pub fn apply(layout: &Layout, action: &Action) -> Result<(), String> {
             let target = layout.path(path);
             if let Some(dir) = target.parent() {
                 fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
             }
             if let Some(backup) = backup {
                 if let Some(old) = read_optional(&target)? {
                     write_secret(layout, &layout.path(backup), &old)?;
                 }
             }
-            write_atomic_as(
+            Ok(write_atomic_as(
                 &target,
                 contents.as_bytes(),
                 Some(*mode),
                 Some(layout.owner_uid),
-            )
-            .map_err(|e| e.to_string())
+            )?)
         }
         Action::FixPermissions { path, mode } => {
             let target = layout.path(path);
             std::os::unix::fs::chown(&target, Some(root_owner.0), Some(root_owner.1))
-                .map_err(|e| format!("cannot chown {}: {e}", target.display()))?;
+                .with_context(|| format!("cannot chown {}", target.display()))?;
             fs::set_permissions(&target, fs::Permissions::from_mode(*mode))
-                .map_err(|e| format!("cannot set mode of {}: {e}", target.display()))
+                .with_context(|| format!("cannot set mode of {}", target.display()))
         }
-        Action::DaemonReload => systemctl::run(&["daemon-reload"]),
-        Action::Enable => systemctl::run(&["enable", "--", SOCKET, SERVICE]),
+        Action::DaemonReload => systemctl_run(&["daemon-reload"]),
+        Action::Enable => systemctl_run(&["enable", "--", SOCKET, SERVICE]),
         Action::Start { reopen_socket, .. } => {
             if *reopen_socket {
                 // The running service may still hold the address itself (a
                 // version before socket activation): stop it first so the
                 // socket can bind, then open the socket.
-                systemctl::run(&["stop", "--", SERVICE])?;
-                systemctl::run(&["restart", "--", SOCKET])?;
+                systemctl_run(&["stop", "--", SERVICE])?;
+                systemctl_run(&["restart", "--", SOCKET])?;
             }
             // --no-block: we wait ourselves, with our own timeout and messages.
-            systemctl::run(&["restart", "--no-block", "--", SERVICE])
+            systemctl_run(&["restart", "--no-block", "--", SERVICE])
         }
-        Action::Stop { unit } => systemctl::run(&["stop", "--", unit]),
-        Action::Disable { unit } => systemctl::run(&["disable", "--", unit]),
+        Action::Stop { unit } => systemctl_run(&["stop", "--", unit]),
+        Action::Disable { unit } => systemctl_run(&["disable", "--", unit]),
         Action::RemoveFile { path } => remove(&layout.path(path), |p| fs::remove_file(p)),
         Action::RemoveDir { path } => remove(&layout.path(path), |p| fs::remove_dir_all(p)),
     }
 }
 
+/// `systemctl ARGS`; its error says which command failed and how.
+fn systemctl_run<S: AsRef<str>>(args: &[S]) -> anyhow::Result<()> {
+    systemctl::run(args).map_err(anyhow::Error::msg)
+}
+
 /// Removes `target` with `how`; already gone is done too.
-fn remove(target: &Path, how: fn(&Path) -> io::Result<()>) -> Result<(), String> {
+fn remove(target: &Path, how: fn(&Path) -> io::Result<()>) -> anyhow::Result<()> {
     match how(target) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot remove {}: {e}", target.display())),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot remove {}", target.display()))),
     }
 }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use super::actions::{apply, create_dir, Action};
 use super::failure as failure_of;
-use super::plan::{lookup_user, plan, Options, Plan};
+use super::machine::lookup_user;
+use super::plan::{plan, BadEnvFile, Options, Plan};
 use crate::service::fs::{effective_uid, parse_effective_uid};
 use crate::service::paths::*;
 use crate::service::ready::{classify, Progress};
@@ -444,12 +445,17 @@ fn a_bad_env_file_argument_is_refused_naming_the_line() {
         ..t.options.clone()
     };
     let err = plan(&t.layout, &options, &FakeUnits(BTreeMap::new())).expect_err("refused");
+    // A bad --env-file is a configuration error: install exits 78.
+    assert!(err.is::<BadEnvFile>(), "{err:#}");
+    let err = format!("{err:#}");
     assert!(err.contains("bad.env") && err.contains("line 2"), "{err}");
     let missing = Options {
         env_file: Some(t.root.join("nope.env")),
         ..t.options.clone()
     };
     let err = plan(&t.layout, &missing, &FakeUnits(BTreeMap::new())).expect_err("refused");
+    assert!(err.is::<BadEnvFile>(), "{err:#}");
+    let err = format!("{err:#}");
     assert!(err.contains("nope.env"), "{err}");
 }
 

@@ -24,15 +24,26 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::cli::UninstallArgs;
+use anyhow::{anyhow, bail};
+use clap::Args;
+
+use crate::cmd::exit::ExitCode;
+use crate::cmd::install::actions::{apply, Action};
 use crate::service::fs::is_root;
 use crate::service::paths::{
     Layout, BINARY, DROPIN_DIR, ENV_DIR, LEGACY_DIR, PREVIOUS_BINARY, SERVICE, SOCKET, SOCKET_FILE,
     STATE_DIR, UNIT_FILE, USER,
 };
 use crate::service::systemctl::{self, Systemctl, UnitQuery, UnitState};
-use crate::systemd::install::{self, Action};
 use crate::systemd::units;
+
+/// `volspike uninstall`.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Also remove the state directory and the env file.
+    #[arg(long)]
+    pub purge: bool,
+}
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -53,9 +64,11 @@ pub struct Plan {
 }
 
 /// Computes the plan.
-pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result<Plan, String> {
+pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
-    let states = query.states(&[SERVICE.to_string(), SOCKET.to_string()])?;
+    let states = query
+        .states(&[SERVICE.to_string(), SOCKET.to_string()])
+        .map_err(anyhow::Error::msg)?;
     let state = |unit: &str| {
         states
             .iter()
@@ -69,7 +82,11 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
     let unit_text = match fs::read_to_string(&unit_path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("cannot read {}: {e}", unit_path.display())),
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot read {}", unit_path.display()))
+            )
+        }
     };
     let ours = unit_text
         .as_deref()
@@ -209,40 +226,33 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Runs the command; returns the exit code.
-pub fn run(args: UninstallArgs) -> i32 {
+/// Runs the command: `Err` (exit 1) when it may not run or a step failed.
+pub fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     if !is_root() {
-        eprintln!("volspike uninstall: uninstall must run as root; try sudo volspike uninstall (nothing was changed)");
-        return 1;
+        bail!("uninstall must run as root; try sudo volspike uninstall (nothing was changed)");
     }
     let layout = Layout::system();
     let options = Options {
         purge: args.purge,
         running_binary: std::env::current_exe().ok(),
     };
-    let plan = match plan(&layout, &options, &Systemctl) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("volspike uninstall: {e} (nothing was changed)");
-            return 1;
-        }
-    };
+    let plan =
+        plan(&layout, &options, &Systemctl).map_err(|e| anyhow!("{e:#} (nothing was changed)"))?;
     let total = plan.actions.len();
     if total == 0 {
         println!("volspike is not installed, nothing to do");
         for n in &plan.notes {
             println!("note: {n}");
         }
-        return 0;
+        return Ok(ExitCode::Ok);
     }
     for (i, action) in plan.actions.iter().enumerate() {
         println!("[{}/{total}] {}", i + 1, action.describe());
-        if let Err(e) = install::apply(&layout, action) {
-            eprintln!(
-                "volspike uninstall: step {}/{total} failed: {e}; the steps after it were not run",
+        if let Err(e) = apply(&layout, action) {
+            return Err(anyhow!(
+                "step {}/{total} failed: {e:#}; the steps after it were not run",
                 i + 1
-            );
-            return 1;
+            ));
         }
     }
     // A unit that failed before leaves a "failed" entry; clear it quietly.
@@ -251,7 +261,7 @@ pub fn run(args: UninstallArgs) -> i32 {
         println!("note: {n}");
     }
     println!("uninstalled");
-    0
+    Ok(ExitCode::Ok)
 }
 
 #[cfg(test)]
@@ -369,7 +379,7 @@ mod tests {
         // Applying the file steps leaves nothing; a second plan is empty.
         for a in &plan2.actions {
             if matches!(a, Action::RemoveFile { .. } | Action::RemoveDir { .. }) {
-                install::apply(&layout, a).expect("apply");
+                apply(&layout, a).expect("apply");
             }
         }
         let gone = Known(Vec::new());

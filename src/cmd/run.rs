@@ -1,31 +1,42 @@
 //! `volspike run`: validate, open state, bind HTTP, start every loop, tell
 //! systemd READY, keep STATUS current, stop cleanly on SIGTERM.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use clap::Args;
 
 use crate::backend::{Outbox, OutboxSettings};
 use crate::binance::stream::StreamSettings;
-use crate::cli::RunArgs;
-use crate::config::{Config, Mode, Sources, EXIT_CONFIG};
+use crate::cmd::exit::ExitCode;
+use crate::config::{Config, Mode, Sources};
 use crate::http::server::first_data::{self, Waited};
 use crate::http::{HttpContext, HttpServer};
-use crate::jobs::funding_health::FundingHealth;
+use crate::jobs::build::{self, Built};
 use crate::jobs::funding_stream::{self as stream, FundingStream};
-use crate::jobs::liquid_universe::select::Thresholds;
-use crate::jobs::liquid_universe::LiquidUniverse;
-use crate::jobs::open_interest::{self, OpenInterest};
+use crate::jobs::registry::{self, Selection};
 use crate::jobs::scheduler::{self, ScheduledJob};
 use crate::jobs::services::Services;
 use crate::jobs::status::StatusBoard;
-use crate::jobs::telegram::TelegramJob;
-use crate::jobs::user_alerts::UserAlerts;
-use crate::jobs::volume_spike::detect::Rules;
-use crate::jobs::volume_spike::VolumeSpike;
-use crate::jobs::Job;
 use crate::shutdown;
 use crate::state::StateDir;
 use crate::systemd::liveness::{self, Liveness};
 use crate::systemd::notify;
+
+/// `volspike run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run only these jobs, comma-separated: funding_stream, funding_health,
+    /// volume_spike, liquid_universe, open_interest, user_alerts, telegram.
+    #[arg(long, value_delimiter = ',', value_name = "JOB,JOB")]
+    pub only: Vec<String>,
+    /// No backend needed: alerts go to the log, the state dir and the dashboard instead of being posted.
+    #[arg(long)]
+    pub local: bool,
+    /// Read configuration from this env file too (the environment wins).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+}
 
 /// A critical loop that has not beaten for this long is wedged.
 const LOOP_DEADLINE: Duration = Duration::from_secs(10);
@@ -52,15 +63,18 @@ fn async_workers() -> usize {
 /// backing off; a minute without a beat means its thread is stuck.
 const STREAM_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Runs the command; returns the exit code.
-pub fn run(args: RunArgs) -> i32 {
+/// Runs the command until SIGTERM: [`ExitCode::Ok`] after a clean stop,
+/// [`ExitCode::Config`] or [`ExitCode::Usage`] before starting, and
+/// [`ExitCode::Failure`] when it could not start or stopped on an error
+/// (every outcome is logged, so nothing is left for `cli` to print).
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // First, while this is the only thread: the socket systemd may pass.
     crate::systemd::listen_fds::take_from_env();
     let sources = match Sources::load(args.env_file.as_deref()) {
         Ok(sources) => sources,
         Err(problem) => {
             eprintln!("volspike: configuration error: {problem}");
-            return EXIT_CONFIG;
+            return Ok(ExitCode::Config);
         }
     };
     let (config, report) = match Config::from_sources(&sources, Mode { local: args.local }) {
@@ -74,17 +88,17 @@ pub fn run(args: RunArgs) -> i32 {
                 eprintln!("  - {p}");
             }
             eprintln!("run `volspike check-config` for the full listing");
-            return EXIT_CONFIG;
+            return Ok(ExitCode::Config);
         }
     };
     let destination = crate::logging::init(&config.log_filter);
     for w in &report.warnings {
         tracing::warn!("configuration: {w}");
     }
-    if let Err(problem) = check_only(&args.only) {
+    if let Err(problem) = registry::check_only(&args.only) {
         tracing::error!("{problem}");
         eprintln!("volspike: {problem}");
-        return 2;
+        return Ok(ExitCode::Usage);
     }
     // One crypto provider for every TLS user (ureq, tungstenite, self_update).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -93,7 +107,7 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(state) => state,
         Err(e) => {
             tracing::error!("state directory unusable (VOLSPIKE_STATE_DIR): {e}");
-            return 1;
+            return Ok(ExitCode::Failure);
         }
     };
     // After the state directory, before READY: what a previous run left
@@ -110,7 +124,7 @@ pub fn run(args: RunArgs) -> i32 {
             Ok(outbox) => outbox,
             Err(e) => {
                 tracing::error!("outbox unusable in the state directory: {e}");
-                return 1;
+                return Ok(ExitCode::Failure);
             }
         }
     };
@@ -123,7 +137,7 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
-            return 1;
+            return Ok(ExitCode::Failure);
         }
     };
     // Clients that start background tasks (the Telegram notifier) are built
@@ -138,15 +152,22 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(services) => services,
         Err(e) => {
             tracing::error!("{e:#}");
-            return EXIT_CONFIG;
+            return Ok(ExitCode::Config);
         }
     };
-    let jobs = match build_jobs(&config, &services, &args.only) {
-        Ok(jobs) => jobs,
+    let selection = Selection {
+        disabled: &config.disabled_jobs,
+        only: &args.only,
+    };
+    let Built {
+        scheduled: jobs,
+        funding_stream,
+    } = match build::build(&config, &services, selection) {
+        Ok(built) => built,
         Err(problem) => {
             tracing::error!("{problem}");
             eprintln!("volspike: {problem}");
-            return 2;
+            return Ok(ExitCode::Usage);
         }
     };
     tracing::info!(
@@ -157,117 +178,13 @@ pub fn run(args: RunArgs) -> i32 {
         "starting {}",
         crate::version::line()
     );
-    let funding_stream = wanted(&config, &args.only, stream::NAME);
     match runtime.block_on(supervise(config, jobs, funding_stream, services)) {
-        Ok(()) => 0,
+        Ok(()) => Ok(ExitCode::Ok),
         Err(e) => {
             tracing::error!("{e:#}");
-            1
+            Ok(ExitCode::Failure)
         }
     }
-}
-
-/// Jobs this version can run (the others of [`crate::jobs::KNOWN`] are
-/// still to come).
-const AVAILABLE: &[&str] = &[
-    "funding_health",
-    "funding_stream",
-    "liquid_universe",
-    "open_interest",
-    "telegram",
-    "user_alerts",
-    "volume_spike",
-];
-
-/// `--only` names must be jobs; a typo is a usage error, not a silent no-op.
-fn check_only(only: &[String]) -> Result<(), String> {
-    for name in only {
-        if !crate::jobs::KNOWN.contains(&name.as_str()) {
-            return Err(format!(
-                "--only: unknown job `{name}` (jobs: {})",
-                crate::jobs::KNOWN.join(", ")
-            ));
-        }
-        if !AVAILABLE.contains(&name.as_str()) {
-            return Err(format!(
-                "--only: job `{name}` is not available in this version yet"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Whether job `name` runs: not disabled, and named by `--only` when given.
-fn wanted(config: &Config, only: &[String], name: &str) -> bool {
-    !config.disabled_jobs.iter().any(|d| d == name)
-        && (only.is_empty() || only.iter().any(|o| o == name))
-}
-
-/// The jobs to run: every available job that is not disabled by
-/// `VOLSPIKE_DISABLED_JOBS` and, with `--only`, named there.
-fn build_jobs(
-    config: &Config,
-    services: &Services,
-    only: &[String],
-) -> Result<Vec<ScheduledJob>, String> {
-    let wanted = |name: &str| {
-        !config.disabled_jobs.iter().any(|d| d == name)
-            && (only.is_empty() || only.iter().any(|o| o == name))
-    };
-    let mut jobs = Vec::new();
-    // funding_health checks what the stream fills: no stream, no check.
-    if wanted(FundingHealth::NAME) && wanted(stream::NAME) {
-        jobs.push(ScheduledJob::new(FundingHealth::new(
-            services,
-            config.thresholds.health_min_symbols,
-        )));
-    }
-    if wanted(LiquidUniverse::NAME) {
-        let thresholds = Thresholds {
-            enter: config.thresholds.liquid_enter,
-            exit: config.thresholds.liquid_exit,
-        };
-        jobs.push(ScheduledJob::new(LiquidUniverse::new(services, thresholds)));
-    }
-    // telegram: on when channels are configured; `--local` logs the ingest
-    // through the outbox's local mode instead of posting it.
-    if wanted(TelegramJob::NAME) {
-        if config.telegram.channels.is_empty() {
-            if !only.is_empty() {
-                return Err(
-                    "--only telegram: no channels configured (TELEGRAM_CHANNEL_IDS)".into(),
-                );
-            }
-        } else {
-            jobs.push(ScheduledJob::new(TelegramJob::new(
-                &config.telegram,
-                services.outbox.clone(),
-                services.state.clone(),
-            )));
-        }
-    }
-    if wanted(VolumeSpike::NAME) {
-        let rules = Rules {
-            min_ratio: config.thresholds.spike_ratio,
-            min_quote_volume: config.thresholds.spike_min_volume,
-        };
-        jobs.push(ScheduledJob::new(VolumeSpike::new(services, rules)));
-    }
-    if wanted(OpenInterest::NAME) {
-        let settings =
-            open_interest::Settings::from_config(&config.open_interest, config.funding.stale_after);
-        jobs.push(ScheduledJob::new(OpenInterest::from_services(
-            services, settings,
-        )));
-    }
-    if wanted(UserAlerts::NAME) {
-        // User alerts live in the backends: nothing to check in --local.
-        match UserAlerts::from_services(services, config.user_alerts.clone()) {
-            Some(job) => jobs.push(ScheduledJob::new(job)),
-            None => tracing::info!("user_alerts not started: no backend configured (--local)"),
-        }
-    }
-    Ok(jobs)
 }
 
 /// Starts every loop, signals READY, and waits for SIGTERM or Ctrl-C.
@@ -475,44 +392,29 @@ async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use clap::{Args, Command};
 
-    fn config(env: &[(&str, &str)]) -> Config {
-        let sources = Sources {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Sources::default()
-        };
-        match Config::from_sources(&sources, Mode { local: true }) {
-            Ok((config, _)) => config,
-            Err(report) => panic!("test config invalid: {:?}", report.problems),
-        }
-    }
+    use super::RunArgs;
+    use crate::jobs::registry::ALL;
 
-    fn only(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
-    }
-
+    /// `--only`'s help names every registered job and nothing else.
     #[test]
-    fn jobs_are_selected_by_only_and_disabled() {
-        let default = config(&[]);
-        assert!(wanted(&default, &[], "funding_stream"));
-        assert!(wanted(
-            &default,
-            &only(&["funding_stream"]),
-            "funding_stream"
-        ));
-        assert!(!wanted(
-            &default,
-            &only(&["liquid_universe"]),
-            "funding_stream"
-        ));
-        let disabled = config(&[("VOLSPIKE_DISABLED_JOBS", "funding_stream")]);
-        assert!(!wanted(&disabled, &[], "funding_stream"));
-        assert!(check_only(&only(&["funding_stream", "liquid_universe"])).is_ok());
-        assert!(check_only(&only(&["open_interest", "user_alerts"])).is_ok());
-        assert!(check_only(&only(&["nonsense"])).is_err());
+    fn only_help_names_exactly_the_registered_jobs() {
+        let command = RunArgs::augment_args(Command::new("run"));
+        let help = command
+            .get_arguments()
+            .find(|a| a.get_id() == "only")
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .expect("--only has a help text");
+        let listed = help
+            .split_once(':')
+            .map(|(_, names)| names.trim().trim_end_matches('.'))
+            .expect("the help lists the jobs after a colon");
+        let mut named: Vec<&str> = listed.split(',').map(str::trim).collect();
+        named.sort();
+        let mut registered: Vec<&str> = ALL.iter().map(|j| j.name).collect();
+        registered.sort();
+        assert_eq!(named, registered, "{help}");
     }
 }

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use anyhow::anyhow;
 use serde::Serialize;
 
 use crate::config::{settings, Sources};
@@ -25,7 +26,7 @@ pub struct Target {
 /// Resolves the address. An env file named with `--env-file` must be
 /// readable; the default one is used only when it is (as non-root it is
 /// not: mode 0600), else the environment and the default decide.
-pub fn resolve(env_file: Option<&Path>) -> Result<Target, String> {
+pub fn resolve(env_file: Option<&Path>) -> anyhow::Result<Target> {
     // Why the default env file was skipped, when it exists: the operator
     // then knows a non-default address in it went unseen.
     let mut skipped = None;
@@ -43,7 +44,7 @@ pub fn resolve(env_file: Option<&Path>) -> Result<Target, String> {
             }
         }
     };
-    let sources = Sources::load(file.as_deref())?;
+    let sources = Sources::load(file.as_deref()).map_err(anyhow::Error::msg)?;
     let mut target = from_sources(&sources)?;
     if let (Some(why), "default") = (skipped, target.origin.as_str()) {
         target.origin = format!("default; {why}");
@@ -52,7 +53,7 @@ pub fn resolve(env_file: Option<&Path>) -> Result<Target, String> {
 }
 
 /// [`resolve`] on already loaded sources.
-pub fn from_sources(sources: &Sources) -> Result<Target, String> {
+pub fn from_sources(sources: &Sources) -> anyhow::Result<Target> {
     let (text, origin) = match sources.lookup(&settings::HTTP_ADDR) {
         Some((value, origin)) => (value, origin.to_string()),
         None => (
@@ -61,7 +62,7 @@ pub fn from_sources(sources: &Sources) -> Result<Target, String> {
         ),
     };
     let listen: SocketAddr = text.trim().parse().map_err(|_| {
-        format!("VOLSPIKE_HTTP_ADDR: `{text}` is not an address like 127.0.0.1:8080 ({origin})")
+        anyhow!("VOLSPIKE_HTTP_ADDR: `{text}` is not an address like 127.0.0.1:8080 ({origin})")
     })?;
     Ok(Target {
         addr: connectable(listen),

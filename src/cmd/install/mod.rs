@@ -17,6 +17,7 @@
 //! required settings (the service would exit 78 anyway).
 
 pub mod actions;
+mod machine;
 pub mod plan;
 mod report;
 #[cfg(test)]
@@ -26,10 +27,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use actions::{apply, Action, Owner};
-pub use plan::{lookup_user, plan, Options, Plan};
+pub use machine::lookup_user;
+pub use plan::{plan, BadEnvFile, Options, Plan};
 
-use crate::cli::InstallArgs;
-use crate::config::EXIT_CONFIG;
+use anyhow::{anyhow, bail};
+use clap::Args;
+
+use crate::cmd::exit::ExitCode;
 use crate::service::fs::effective_uid;
 use crate::service::paths::{Layout, ENV_FILE, SERVICE};
 use crate::service::ready::{self, Waited};
@@ -37,6 +41,20 @@ use crate::service::ready::{self, Waited};
 use crate::service::systemctl::UnitQuery;
 use crate::service::systemctl::{self, Systemctl, UnitState};
 use report::{print_findings, print_not_started, print_status};
+
+/// `volspike install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Print every action and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Env file to install as /etc/volspike/volspike.env (default: import /home/trader/.volspike.env when present).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Leave the old Python deployment's units running (they would post every alert twice).
+    #[arg(long)]
+    pub keep_legacy: bool,
+}
 
 /// How long to wait for READY after (re)starting.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,7 +71,7 @@ enum Readiness {
 /// Why a new invocation that stopped during its start did not come up.
 fn failure(state: &UnitState) -> String {
     let exit = state.exec_main_status.as_str();
-    if exit == EXIT_CONFIG.to_string() {
+    if exit == ExitCode::Config.code().to_string() {
         format!(
             "{SERVICE} exited with status 78: configuration error (see `volspike check-config`)"
         )
@@ -81,20 +99,21 @@ fn wait_ready(before: &str, timeout: Duration) -> Readiness {
     }
 }
 
-/// Runs the command; returns the exit code.
-pub fn run(args: InstallArgs) -> i32 {
+/// Runs the command: [`ExitCode::Ok`] installed and READY,
+/// [`ExitCode::Config`] installed but not started (the env file lacks
+/// required settings: the service would exit 78 anyway), `Err` when a step
+/// failed (nothing after it was done).
+pub fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let euid = effective_uid();
     if !args.dry_run && euid != Some(0) {
-        eprintln!("volspike install: install must run as root; try sudo volspike install (nothing was changed)");
-        return 1;
+        bail!("install must run as root; try sudo volspike install (nothing was changed)");
     }
     // Without systemd as PID 1 every systemctl call would fail half-way.
     if !Path::new("/run/systemd/system").is_dir() {
         if args.dry_run {
             println!("WARNING: systemd is not running on this machine (no /run/systemd/system); install would refuse");
         } else {
-            eprintln!("volspike install: systemd is not running on this machine (no /run/systemd/system); the appliance needs systemd as PID 1 (nothing was changed)");
-            return 1;
+            bail!("systemd is not running on this machine (no /run/systemd/system); the appliance needs systemd as PID 1 (nothing was changed)");
         }
     }
     let options = Options {
@@ -109,13 +128,13 @@ pub fn run(args: InstallArgs) -> i32 {
     let plan = match plan(&layout, &options, &Systemctl) {
         Ok(plan) => plan,
         Err(e) => {
-            eprintln!("volspike install: {e} (nothing was changed)");
+            eprintln!("volspike install: {e:#} (nothing was changed)");
             // A bad --env-file is a configuration problem, as in check-config.
-            return if e.starts_with("--env-file") {
-                EXIT_CONFIG
+            return Ok(if e.is::<BadEnvFile>() {
+                ExitCode::Config
             } else {
-                1
-            };
+                ExitCode::Failure
+            });
         }
     };
     print_findings(&plan);
@@ -151,23 +170,23 @@ pub fn run(args: InstallArgs) -> i32 {
             // Judged like check-config: a configuration that would not
             // start is EX_CONFIG, unless the file could not be read here.
             if !plan.config_unknown {
-                return EXIT_CONFIG;
+                return Ok(ExitCode::Config);
             }
         }
-        return 0;
+        return Ok(ExitCode::Ok);
     }
 
     if total == 0 {
         if !plan.config_ok() {
             print_not_started(&plan);
-            return EXIT_CONFIG;
+            return Ok(ExitCode::Config);
         }
         println!("already installed, nothing to do");
         println!(
             "{SERVICE}: {}/{} (invocation {})",
             plan.service.active_state, plan.service.sub_state, plan.service.invocation_id
         );
-        return 0;
+        return Ok(ExitCode::Ok);
     }
 
     let mut started = None;
@@ -181,11 +200,10 @@ pub fn run(args: InstallArgs) -> i32 {
             _ => String::new(),
         };
         if let Err(e) = apply(&layout, action) {
-            eprintln!(
-                "volspike install: step {}/{total} failed: {e}; the steps after it were not run",
+            return Err(anyhow!(
+                "step {}/{total} failed: {e:#}; the steps after it were not run",
                 i + 1
-            );
-            return 1;
+            ));
         }
         if matches!(action, Action::Start { .. }) {
             started = Some(wait_ready(&invocation_before, READY_TIMEOUT));
@@ -194,7 +212,7 @@ pub fn run(args: InstallArgs) -> i32 {
 
     if !plan.config_ok() {
         print_not_started(&plan);
-        return EXIT_CONFIG;
+        return Ok(ExitCode::Config);
     }
     match started {
         Some(Readiness::Ready(state)) => {
@@ -204,19 +222,19 @@ pub fn run(args: InstallArgs) -> i32 {
             );
             print_status(&plan);
             println!("\ninstalled; follow it with `journalctl -u volspike -f`, check it with `volspike check-config`");
-            0
+            Ok(ExitCode::Ok)
         }
         Some(Readiness::Failed(why)) => {
             eprintln!("volspike install: {why}");
             print!("{}", systemctl::status_text(SERVICE, 20));
             eprintln!("see: journalctl -u volspike -n 50; volspike check-config");
-            1
+            Ok(ExitCode::Failure)
         }
         None => {
             // Nothing needed a restart (e.g. only a legacy unit was retired).
             print_status(&plan);
             println!("\ninstalled");
-            0
+            Ok(ExitCode::Ok)
         }
     }
 }

@@ -4,11 +4,13 @@
 //! temporary tree with a fake service manager.
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use anyhow::{anyhow, Context};
+
 use super::actions::{Action, Owner};
+use super::machine::{read_optional, read_text, service_user};
 use crate::config::{envfile, settings, template, Config, Mode, Sources};
 use crate::service::paths::{
     Layout, BINARY, ENV_DIR, ENV_FILE, LEGACY_DIR, LEGACY_ENV_FILE, PREVIOUS_ENV_FILE, SERVICE,
@@ -17,6 +19,7 @@ use crate::service::paths::{
 use crate::service::systemctl::{UnitQuery, UnitState};
 use crate::systemd::units::{self, UnitValues, LEGACY_UNITS};
 
+/// What the operator asked for.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The binary to install (this process's own executable).
@@ -29,8 +32,7 @@ pub struct Options {
     pub dry_run: bool,
 }
 
-/// Who should own a directory install creates.
-
+/// What install will do, and what it found on the way.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// The steps, in order.
@@ -57,43 +59,6 @@ impl Plan {
     pub fn config_ok(&self) -> bool {
         self.missing_keys.is_empty() && self.config_problems.is_empty()
     }
-}
-
-/// Reads a file; `Ok(None)` when it does not exist.
-pub(super) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-/// Reads a text file; `Ok(None)` when it does not exist.
-fn read_text(path: &Path) -> Result<Option<String>, String> {
-    read_optional(path)?
-        .map(|bytes| {
-            String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
-        })
-        .transpose()
-}
-
-/// The uid and gid of `name` in an `/etc/passwd` text.
-pub fn lookup_user(passwd: &str, name: &str) -> Option<(u32, u32)> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != name {
-            return None;
-        }
-        let _password = fields.next()?;
-        let uid = fields.next()?.parse().ok()?;
-        let gid = fields.next()?.parse().ok()?;
-        Some((uid, gid))
-    })
-}
-
-pub(super) fn service_user(layout: &Layout) -> Result<Option<(u32, u32)>, String> {
-    let passwd = layout.path("/etc/passwd");
-    Ok(read_text(&passwd)?.and_then(|text| lookup_user(&text, USER)))
 }
 
 /// The units whose state the plan needs: ours, the legacy ones, and the
@@ -124,7 +89,7 @@ fn fragment(layout: &Layout, state: &UnitState) -> Option<PathBuf> {
 }
 
 /// (source, destination) when the copy under [`LEGACY_DIR`] is missing or differs.
-fn copy_needed(layout: &Layout, source: &Path) -> Result<Option<(PathBuf, PathBuf)>, String> {
+fn copy_needed(layout: &Layout, source: &Path) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
     let Some(name) = source.file_name() else {
         return Ok(None);
     };
@@ -146,7 +111,7 @@ fn write_if_changed(
     path: &str,
     rendered: String,
     what: String,
-) -> Result<bool, String> {
+) -> anyhow::Result<bool> {
     let changed = read_text(&layout.path(path))?.as_deref() != Some(rendered.as_str());
     if changed {
         actions.push(Action::WriteFile {
@@ -160,8 +125,21 @@ fn write_if_changed(
     Ok(changed)
 }
 
+/// `--env-file` names a file install cannot use: a configuration error
+/// (exit 78), as `check-config` would judge it.
+#[derive(Debug)]
+pub struct BadEnvFile(pub String);
+
+impl std::fmt::Display for BadEnvFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadEnvFile {}
+
 /// Looks at the machine and computes the plan.
-pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result<Plan, String> {
+pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
     let mut actions = Vec::new();
 
@@ -177,7 +155,7 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
                 .map(|u| UnitState::not_found(u))
                 .collect()
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(anyhow!(e)),
     };
     let service = state_of(&states, SERVICE)
         .cloned()
@@ -286,9 +264,9 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
     }
 
     // The binary.
-    let source = fs::read(&options.source_binary).map_err(|e| {
+    let source = fs::read(&options.source_binary).with_context(|| {
         format!(
-            "cannot read this program's binary {}: {e}",
+            "cannot read this program's binary {}",
             options.source_binary.display()
         )
     })?;
@@ -309,7 +287,8 @@ pub fn plan(layout: &Layout, options: &Options, query: &dyn UnitQuery) -> Result
         binary: BINARY,
         env_file: ENV_FILE,
         user: USER,
-    })?;
+    })
+    .map_err(anyhow::Error::msg)?;
     let service_changed = write_if_changed(
         layout,
         &mut actions,
@@ -393,13 +372,13 @@ fn plan_env(
     options: &Options,
     plan: &mut Plan,
     actions: &mut Vec<Action>,
-) -> Result<bool, String> {
+) -> anyhow::Result<bool> {
     let env_path = layout.path(ENV_FILE);
-    let tolerate = |e: String, plan: &mut Plan| -> Result<(), String> {
+    let tolerate = |e: anyhow::Error, plan: &mut Plan| -> anyhow::Result<()> {
         if options.dry_run {
             plan.config_unknown = true;
             plan.warnings.push(format!(
-                "{e}; run the dry run as root to see whether the env file would change"
+                "{e:#}; run the dry run as root to see whether the env file would change"
             ));
             Ok(())
         } else {
@@ -424,18 +403,19 @@ fn plan_env(
     let legacy_path = layout.path(LEGACY_ENV_FILE);
     let (desired, what, backup) = if let Some(path) = &options.env_file {
         if !path.exists() {
-            return Err(format!("--env-file {}: no such file", path.display()));
+            return Err(BadEnvFile(format!("--env-file {}: no such file", path.display())).into());
         }
         // Regular files only, size-capped, no BOM or NUL: as check-config.
-        let text = envfile::read_file(path).map_err(|e| format!("--env-file: {e}"))?;
+        let text = envfile::read_file(path).map_err(|e| BadEnvFile(format!("--env-file: {e}")))?;
         let (_, errors) = envfile::parse(&text);
         if !errors.is_empty() && !options.dry_run {
             let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            return Err(format!(
+            return Err(BadEnvFile(format!(
                 "--env-file {}: {} (systemd would ignore such lines)",
                 path.display(),
                 lines.join("; ")
-            ));
+            ))
+            .into());
         }
         let backup = existing
             .as_ref()

@@ -3,6 +3,8 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use anyhow::{anyhow, Context};
+
 use super::plan::Plan;
 use crate::service::paths::{ENV_FILE, SERVICE};
 use crate::service::ready;
@@ -54,19 +56,19 @@ pub(super) fn print_status(plan: &Plan) {
             let shown: String = health.chars().take(1500).collect();
             println!("{shown}");
         }
-        Err(e) => println!("\n/health not reachable: {e}"),
+        Err(e) => println!("\n/health not reachable: {e:#}"),
     }
 }
 
 /// `GET /health` on the service's listen address (a wildcard one reached on
 /// loopback): the status and body.
-fn fetch_health(addr: &str) -> Result<String, String> {
+fn fetch_health(addr: &str) -> anyhow::Result<String> {
     let target: SocketAddr = addr
         .to_socket_addrs()
-        .map_err(|e| format!("VOLSPIKE_HTTP_ADDR `{addr}`: {e}"))?
+        .with_context(|| format!("VOLSPIKE_HTTP_ADDR `{addr}`"))?
         .next()
-        .ok_or_else(|| format!("VOLSPIKE_HTTP_ADDR `{addr}` resolves to nothing"))?;
+        .ok_or_else(|| anyhow!("VOLSPIKE_HTTP_ADDR `{addr}` resolves to nothing"))?;
     let (status, body) =
-        ready::get_health(ready::connectable(target)).map_err(|e| e.to_string())?;
+        ready::get_health(ready::connectable(target)).map_err(|e| anyhow!("{e}"))?;
     Ok(format!("HTTP {status}\n{}", body.trim()))
 }

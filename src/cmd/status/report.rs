@@ -1,27 +1,13 @@
-//! `volspike status [--json] [--env-file F]`: what the service is doing.
-//!
-//! Asks systemd about the unit (when there is systemd) and the running
-//! appliance for its `/health`, and prints both as a table (or one JSON
-//! object). Exit codes, as `systemctl status` and LSB init scripts use them:
-//! 0 healthy, 1 degraded (or answering wrongly), 3 not running (nothing
-//! listens, or systemd says the unit is inactive/failed), 78 when the
-//! address cannot be worked out from the configuration.
-
-pub mod address;
-pub mod probe;
-pub mod table;
-pub mod unit;
-
-use std::time::SystemTime;
+//! The verdict of `volspike status`: what systemd and `/health` said,
+//! judged into healthy, degraded or not running (pure, unit-tested).
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::StatusArgs;
-use crate::config::EXIT_CONFIG;
-use address::Target;
-use probe::Probe;
-use unit::UnitState;
+use super::address::Target;
+use super::probe::Probe;
+use super::unit::{self, UnitState};
+use crate::cmd::exit::ExitCode;
 
 /// The overall answer and its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,11 +24,11 @@ pub enum Verdict {
 
 impl Verdict {
     /// The exit code.
-    pub fn code(self) -> i32 {
+    pub fn code(self) -> ExitCode {
         match self {
-            Verdict::Healthy => 0,
-            Verdict::Degraded => 1,
-            Verdict::NotRunning => 3,
+            Verdict::Healthy => ExitCode::Ok,
+            Verdict::Degraded => ExitCode::Failure,
+            Verdict::NotRunning => ExitCode::NotRunning,
         }
     }
 }
@@ -113,32 +99,6 @@ pub fn judge(unit: UnitState, target: Target, probe: Probe) -> Report {
     }
 }
 
-/// Runs the command; returns the exit code.
-pub fn run(args: StatusArgs) -> i32 {
-    let target = match address::resolve(args.env_file.as_deref()) {
-        Ok(target) => target,
-        Err(problem) => {
-            eprintln!("volspike status: {problem}");
-            return EXIT_CONFIG;
-        }
-    };
-    let unit = unit::query();
-    let probe = probe::health(target.addr);
-    let report = judge(unit, target, probe);
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("volspike status: cannot encode the report: {e}");
-                return 1;
-            }
-        }
-    } else {
-        print!("{}", table::render(&report, SystemTime::now()));
-    }
-    report.verdict.code()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,19 +136,19 @@ mod tests {
             judge(none(), target(), answer(200, ok.clone()))
                 .verdict
                 .code(),
-            0
+            ExitCode::Ok
         );
         assert_eq!(
             judge(unit("active"), target(), answer(200, ok.clone()))
                 .verdict
                 .code(),
-            0
+            ExitCode::Ok
         );
         assert_eq!(
             judge(none(), target(), answer(200, degraded.clone()))
                 .verdict
                 .code(),
-            1,
+            ExitCode::Failure,
             "an optional problem (200 degraded) still exits 1"
         );
         let critical = json!({"status": "critical", "jobs": {}});
@@ -196,39 +156,39 @@ mod tests {
             judge(none(), target(), answer(503, critical))
                 .verdict
                 .code(),
-            1
+            ExitCode::Failure
         );
         assert_eq!(
             judge(none(), target(), answer(503, degraded))
                 .verdict
                 .code(),
-            1
+            ExitCode::Failure
         );
         assert_eq!(
             judge(none(), target(), Probe::Refused("no".into()))
                 .verdict
                 .code(),
-            3
+            ExitCode::NotRunning
         );
         assert_eq!(
             judge(none(), target(), Probe::Failed("timeout".into()))
                 .verdict
                 .code(),
-            1
+            ExitCode::Failure
         );
         // Something else on the port.
         let other = judge(none(), target(), answer(200, json!({"status": "ok"})));
-        assert_eq!(other.verdict.code(), 1);
+        assert_eq!(other.verdict.code(), ExitCode::Failure);
         assert!(other.problem.is_some());
         // The unit is down: whatever answers is not the service.
         let down = judge(unit("failed"), target(), answer(200, ok));
-        assert_eq!(down.verdict.code(), 3);
+        assert_eq!(down.verdict.code(), ExitCode::NotRunning);
         assert!(down.problem.is_some_and(|p| p.contains("not the service")));
         assert_eq!(
             judge(unit("inactive"), target(), Probe::Refused("no".into()))
                 .verdict
                 .code(),
-            3
+            ExitCode::NotRunning
         );
     }
 }

@@ -3,14 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::CheckConfigArgs;
-use crate::config::{self, Config, Mode, Sources, EXIT_CONFIG};
+use clap::Args;
 
-/// The env file `install` writes and `check-config` reads by default.
-pub const DEFAULT_ENV_FILE: &str = crate::service::paths::ENV_FILE;
+use crate::cmd::exit::ExitCode;
+use crate::config::{self, Config, Mode, Sources};
+use crate::service::paths::ENV_FILE as DEFAULT_ENV_FILE;
 
-/// Runs the command; returns the exit code.
-pub fn run(args: CheckConfigArgs) -> i32 {
+/// `volspike check-config`.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Env file to check (default: /etc/volspike/volspike.env when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+}
+
+/// Runs the command: [`ExitCode::Ok`] when valid, [`ExitCode::Config`] with
+/// every problem printed.
+pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let env_file: Option<PathBuf> = args.env_file.or_else(|| {
         Path::new(DEFAULT_ENV_FILE)
             .exists()
@@ -20,7 +29,7 @@ pub fn run(args: CheckConfigArgs) -> i32 {
         Ok(sources) => sources,
         Err(problem) => {
             println!("problems:\n  - {problem}");
-            return EXIT_CONFIG;
+            return Ok(ExitCode::Config);
         }
     };
     match &env_file {
@@ -49,12 +58,12 @@ pub fn run(args: CheckConfigArgs) -> i32 {
     }
     if ok {
         println!("configuration is valid");
-        0
+        Ok(ExitCode::Ok)
     } else {
         println!("problems ({}):", report.problems.len());
         for p in &report.problems {
             println!("  - {p}");
         }
-        EXIT_CONFIG
+        Ok(ExitCode::Config)
     }
 }

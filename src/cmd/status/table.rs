@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use super::{Report, Verdict};
+use super::report::{Report, Verdict};
 
 /// Longest summary or error shown in the jobs table; the JSON has it whole.
 const DETAIL_WIDTH: usize = 100;
@@ -302,8 +302,8 @@ fn clip(s: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::address::Target;
-    use crate::status::unit::UnitState;
+    use crate::cmd::status::address::Target;
+    use crate::cmd::status::unit::UnitState;
     use std::time::Duration;
 
     /// A degraded report (HTTP 503, unit not installed, default address).
