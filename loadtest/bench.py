@@ -35,7 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.request
+
+import volume_detection
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = 1024  # /proc/*/status figures are in kB
@@ -277,7 +280,10 @@ def main_run(setup, seconds):
     state = os.path.join(setup.tmp, "state")
     addr = f"127.0.0.1:{free_port()}"
     offset, due_s, boundary_ms = clock_offset_ms(LEAD_MS)
-    env = setup.volspike_env(state, addr, {"VOLSPIKE_CLOCK_OFFSET_MS": str(offset)})
+    # The sweep's rows (duration, busiest minute) measure the REST sweep; the
+    # stream mode is measured in the volume detection phase.
+    env = setup.volspike_env(state, addr, {"VOLSPIKE_CLOCK_OFFSET_MS": str(offset),
+                                           "VOLSPIKE_VOLUME_SOURCE": "sweep"})
     logpath = os.path.join(setup.tmp, "volspike.log")
     started_ms = int(time.time() * 1000)
     t0 = time.monotonic()
@@ -455,6 +461,10 @@ def table(args, r):
     def row(name, value, ref="", ratio="", target="", met=None):
         rows.append((name, value, ref, ratio, target, "" if target == "" else verdict(met)))
 
+    if args.volume_only:
+        volume_detection.rows(r["volume"], row, mib)
+        return volume_table(args, r["volume"], rows)
+
     size = r["binary_size"]
     row("binary size (static musl, stripped)", f"{size / MIB:.2f} MiB", target="<= 10 MiB",
         met=size <= 10 * MIB)
@@ -505,6 +515,8 @@ def table(args, r):
         ratio=f"{ref_api['p99'] / api['p99']:.1f}x" if api["p99"] else "", target="< 2 ms",
         met=api["p99"] < 2.0)
     row("funding API latency p50", f"{api['p50']:.2f} ms", ref=f"{ref_api['p50']:.2f} ms FastAPI")
+    if r.get("volume"):
+        volume_detection.rows(r["volume"], row, mib)
 
     headers = ("figure", "volspike", "old design / detail", "ratio", "target", "")
     widths = [max(len(str(x[i])) for x in rows + [headers]) for i in range(6)]
@@ -534,6 +546,29 @@ def table(args, r):
     return "\n".join(lines)
 
 
+def volume_table(args, v, rows):
+    headers = ("figure", "volspike", "old design / detail", "ratio", "target", "")
+    widths = [max(len(str(x[i])) for x in rows + [headers]) for i in range(6)]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    lines = [f"volspike bench, volume detection only: {args.symbols} symbols, every kline 4/s, "
+             f"{v['spikes']} spikes one every {v['interval_s']} s ({v['window_min']:.1f} min), "
+             f"{args.latency_ms} ms REST latency, all jobs in both appliances",
+             fmt.format(*headers).rstrip(), "  ".join("-" * w for w in widths)]
+    lines += [fmt.format(*x).rstrip() for x in rows]
+    for tag in ("stream", "sweep"):
+        lines.append(f"{tag}: appliance's own latency figures {v[tag]['latency_metrics']}")
+        lines.append(f"{tag}: volume_spike tick: {v[tag]['summary']}")
+    return "\n".join(lines)
+
+
+def bench_helpers(args, procs, tmp):
+    """What volume_detection needs of this file."""
+    return types.SimpleNamespace(
+        args=args, procs=procs, tmp=tmp, log=log, ready_line=ready_line, field=field,
+        free_port=free_port, http_json=http_json, wait_for=wait_for,
+        cpu_seconds=cpu_seconds, proc_status=proc_status)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=int, default=150, help="length of the main run (default 150)")
@@ -549,6 +584,11 @@ def main():
     p.add_argument("--python", default=sys.executable, help="python with fastapi, uvicorn, requests")
     p.add_argument("--bench-dir", default=os.path.dirname(os.path.abspath(__file__)))
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    p.add_argument("--spikes", type=int, default=60, help="volume spikes injected (default 60)")
+    p.add_argument("--spike-interval", type=int, default=3, help="seconds between spikes (default 3)")
+    p.add_argument("--volume-only", action="store_true",
+                   help="only the volume detection phase (stream against sweep)")
+    p.add_argument("--no-volume", action="store_true", help="skip the volume detection phase")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra setting for volspike, e.g. VOLSPIKE_BINANCE_CONCURRENCY=12")
     args = p.parse_args()
@@ -568,6 +608,12 @@ def main():
     code = 0
     try:
         results = {"binary_size": os.stat(args.volspike).st_size}
+        helpers = bench_helpers(args, procs, tmp)
+        if args.volume_only:
+            results["volume"] = volume_detection.run(
+                helpers, args.spikes, args.spike_interval, args.symbols, args.latency_ms)
+            print(table(args, results), flush=True)
+            return code
         setup = Setup(args, procs, tmp)
         setup.start_fakes()
         log(f"start -> READY, {args.ready_runs} runs")
@@ -589,6 +635,10 @@ def main():
         results["fastapi"] = fastapi_reference(args, procs, tmp, data_path, script)
         log("reference: sequential sweep (Python requests, one call at a time)")
         results["sequential"] = sequential_sweep(args, procs, setup.rest)
+        if not args.no_volume:
+            log("volume detection: stream against sweep, side by side")
+            results["volume"] = volume_detection.run(
+                helpers, args.spikes, args.spike_interval, args.symbols, args.latency_ms)
         print(table(args, results), flush=True)
     except Bench as e:
         log(f"FAILED: {e}")

@@ -3,21 +3,27 @@
 # nothing and is not part of tests/run.sh).
 #
 #   loadtest/run.sh [--seconds N] [--symbols N] [--latency-ms MS] [--keep] [--no-build]
+#                   [--spikes N] [--spike-interval S] [--volume-only | --no-volume]
 #
 # Builds the static release binary and the fakes, installs wrk (Debian) and
 # fastapi/uvicorn/requests (PyPI, into a venv under the cargo target dir),
 # then runs loadtest/bench.py, which prints one table. Everything runs on
 # 127.0.0.1 against fakes; every process it starts is stopped on exit and on
-# Ctrl-C. Takes about --seconds (default 150) plus two minutes.
+# Ctrl-C. Takes about --seconds (default 150) plus two minutes, plus the
+# volume detection phase (stream against sweep side by side, about
+# --spikes x --spike-interval plus two minutes; --volume-only runs just it
+# and needs neither wrk nor the venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
+volume_only=0
 pass=()
 for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --volume-only) volume_only=1; pass+=("$arg") ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$arg") ;;
   esac
 done
@@ -33,6 +39,15 @@ volspike=$target_dir/$musl/release/volspike
 for f in "$volspike" "$target_dir/release/fake-binance" "$target_dir/release/fake-backend"; do
   [ -x "$f" ] || { echo "bench: $f missing (run without --no-build)" >&2; exit 1; }
 done
+
+if [ "$volume_only" = 1 ]; then
+  export PYTHONDONTWRITEBYTECODE=1
+  exec python3 loadtest/bench.py \
+    --volspike "$volspike" \
+    --fake-binance "$target_dir/release/fake-binance" \
+    --fake-backend "$target_dir/release/fake-backend" \
+    ${pass[@]+"${pass[@]}"}
+fi
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 if ! command -v wrk >/dev/null; then

@@ -4,6 +4,7 @@
 //! Start at [`cli`] (the command line), [`cmd`] (one module per command) and
 //! [`cmd::run`] (how `volspike run` wires the loops together); each folder is one concern.
 
+pub mod alert_latency;
 pub mod backend;
 pub mod backoff;
 pub mod binance;

@@ -480,6 +480,11 @@ fn chromium_shows_dead_letters_and_a_paused_backend() {
     );
     assert!(panel.contains("paused"), "{panel}");
     assert!(panel.contains("401"), "the pause names the answer: {panel}");
+    // Volume alerts' latency row (none detected in this run).
+    assert!(
+        panel.contains("volume latencyevent → queued: no alert yet"),
+        "{panel}"
+    );
     assert!(
         dom[start..end].contains("class=\"trouble\""),
         "the pause stands out: {panel}"

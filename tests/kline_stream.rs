@@ -285,7 +285,7 @@ fn the_link_follows_the_universe_and_comes_back_after_a_drop_or_silence() {
     settings.backoff_max = Duration::from_millis(400);
     let (trigger, shutdown) = volspike::shutdown::channel();
     let (tx, rx) = std::sync::mpsc::channel();
-    let thread = kline_link::spawn(settings, symbols.clone(), tx, shutdown).expect("thread");
+    let thread = kline_link::spawn(settings, symbols.clone(), tx, None, shutdown).expect("thread");
 
     assert_eq!(next_link_event(&rx), LinkEvent::Up);
     wait_kline(&rx, &first);

@@ -59,6 +59,7 @@ mod telegram;
 mod user_alerts;
 mod volume_spike;
 mod volume_spike_binary;
+mod volume_stream_binary;
 
 // Durable delivery to the backend: the outbox in-process, and across
 // `kill -9` in the real binary.

@@ -23,16 +23,7 @@ const MINUTE: u64 = 60_000;
 const PATH: &str = "/api/volume-alerts/ingest";
 
 fn candle(open_time_ms: i64, open: f64, close: f64, quote_volume: f64) -> Candle {
-    Candle {
-        open_time_ms,
-        open,
-        high: open.max(close),
-        low: open.min(close),
-        close,
-        base_volume: quote_volume / close,
-        quote_volume,
-        trades: 1000,
-    }
+    Candle::moving(open_time_ms, open, close, quote_volume)
 }
 
 /// BTC spikes in the 14:00 hour (10M → 40M so far); ETH is flat.

@@ -10,7 +10,6 @@
 //! batches no faster than [`klines::SEND_PER_SECOND`].
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,9 +20,13 @@ use super::klines::{self, KlineEvent, NotKline, SendPacer};
 use super::stream::{self, StreamSettings};
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
+use crate::systemd::liveness::Heartbeat;
 
 /// How long one read may block, so subscriptions and shutdown are seen fast.
 const READ_TICK: Duration = Duration::from_millis(100);
+/// How often the symbol set is compared with what is subscribed: not on
+/// every frame (2400 a second for 600 symbols), a copy of the set each time.
+const SYNC_EVERY: Duration = Duration::from_millis(500);
 
 /// What the link reports to its reader.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,22 +39,47 @@ pub enum LinkEvent {
     Down(String),
 }
 
-/// Starts the link's thread. It ends at shutdown or when `sink` is dropped.
+/// Where a link hands its events: `false` when the reader is gone (the
+/// link then stops).
+pub trait LinkSink: Send + 'static {
+    /// Hands over one event.
+    fn send(&mut self, event: LinkEvent) -> bool;
+}
+
+impl LinkSink for std::sync::mpsc::Sender<LinkEvent> {
+    fn send(&mut self, event: LinkEvent) -> bool {
+        std::sync::mpsc::Sender::send(self, event).is_ok()
+    }
+}
+
+/// Starts the link's thread. It ends at shutdown or when the sink's reader
+/// is gone. `heartbeat`, when given, beats at least every
+/// [`READ_TICK`] while connected or backing off: the watchdog sees a stuck
+/// thread.
 pub fn spawn(
     settings: StreamSettings,
     symbols: Arc<Mutex<BTreeSet<String>>>,
-    sink: Sender<LinkEvent>,
+    mut sink: impl LinkSink,
+    heartbeat: Option<Heartbeat>,
     shutdown: Shutdown,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("kline-link".into())
-        .spawn(move || run(&settings, &symbols, &sink, &shutdown))
+        .spawn(move || {
+            let beat = || {
+                if let Some(h) = &heartbeat {
+                    h.beat_blocking();
+                }
+            };
+            run(&settings, &symbols, &mut sink, &beat, &shutdown)
+        })
 }
 
 fn run(
     settings: &StreamSettings,
     symbols: &Mutex<BTreeSet<String>>,
-    sink: &Sender<LinkEvent>,
+    sink: &mut impl LinkSink,
+    beat: &dyn Fn(),
     shutdown: &Shutdown,
 ) {
     let url = format!("{}/stream", settings.base_url);
@@ -59,11 +87,11 @@ fn run(
     while !shutdown.is_triggered() {
         let why = match stream::connect(&url, settings.proxy.as_ref()) {
             Ok(ws) => {
-                if sink.send(LinkEvent::Up).is_err() {
+                if !sink.send(LinkEvent::Up) {
                     return;
                 }
                 let started = Instant::now();
-                let why = session(ws, settings, symbols, sink, shutdown);
+                let why = session(ws, settings, symbols, sink, beat, shutdown);
                 if started.elapsed() >= Duration::from_secs(60) {
                     backoff.reset();
                 }
@@ -75,11 +103,12 @@ fn run(
             return; // shutdown or no reader
         };
         tracing::warn!(JOB = "volume_spike", "kline stream down: {why}");
-        if sink.send(LinkEvent::Down(why)).is_err() {
+        if !sink.send(LinkEvent::Down(why)) {
             return;
         }
         let until = Instant::now() + backoff.next_delay();
         while Instant::now() < until && !shutdown.is_triggered() {
+            beat();
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -90,7 +119,8 @@ fn session(
     mut ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
     settings: &StreamSettings,
     symbols: &Mutex<BTreeSet<String>>,
-    sink: &Sender<LinkEvent>,
+    sink: &mut impl LinkSink,
+    beat: &dyn Fn(),
     shutdown: &Shutdown,
 ) -> Option<String> {
     if let Err(e) = stream::set_read_timeout(&mut ws, READ_TICK) {
@@ -102,7 +132,9 @@ fn session(
     let mut pacer = SendPacer::new(klines::SEND_PER_SECOND);
     let mut next_id = 1;
     let mut last_data = Instant::now();
+    let mut last_sync: Option<Instant> = None;
     loop {
+        beat();
         if shutdown.is_triggered() {
             stream::close(&mut ws);
             return None;
@@ -113,26 +145,29 @@ fn session(
         }
         // Subscriptions follow the symbol set; this connection carries at
         // most the first 1024 (the universe is ~600).
-        let desired = match symbols.lock() {
-            Ok(set) => set.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        if desired != carried {
-            let plans = klines::plan(std::slice::from_ref(&carried), &desired);
-            if let Some(plan) = plans.first() {
-                let messages = klines::control_messages(plan, next_id);
-                next_id += messages.len() as u64;
-                outgoing.extend(messages);
-                carried.retain(|s| !plan.unsubscribe.contains(s));
-                carried.extend(plan.subscribe.iter().cloned());
-            }
-            if plans.len() > 1 {
-                tracing::warn!(
-                    JOB = "volume_spike",
-                    "{} symbols past the {} streams of one connection are not streamed",
-                    desired.len() - carried.len(),
-                    klines::MAX_STREAMS_PER_CONNECTION
-                );
+        if last_sync.is_none_or(|t: Instant| t.elapsed() >= SYNC_EVERY) {
+            last_sync = Some(Instant::now());
+            let desired = match symbols.lock() {
+                Ok(set) => set.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            if desired != carried {
+                let plans = klines::plan(std::slice::from_ref(&carried), &desired);
+                if let Some(plan) = plans.first() {
+                    let messages = klines::control_messages(plan, next_id);
+                    next_id += messages.len() as u64;
+                    outgoing.extend(messages);
+                    carried.retain(|s| !plan.unsubscribe.contains(s));
+                    carried.extend(plan.subscribe.iter().cloned());
+                }
+                if plans.len() > 1 {
+                    tracing::warn!(
+                        JOB = "volume_spike",
+                        "{} symbols past the {} streams of one connection are not streamed",
+                        desired.len() - carried.len(),
+                        klines::MAX_STREAMS_PER_CONNECTION
+                    );
+                }
             }
         }
         while !outgoing.is_empty() && pacer.wait_before_next(Instant::now()).is_zero() {
@@ -151,7 +186,7 @@ fn session(
             Ok(Message::Text(text)) => match klines::parse_event(text.as_str()) {
                 Ok(event) => {
                     last_data = Instant::now();
-                    if sink.send(LinkEvent::Kline(event)).is_err() {
+                    if !sink.send(LinkEvent::Kline(event)) {
                         stream::close(&mut ws);
                         return None;
                     }

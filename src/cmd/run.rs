@@ -228,6 +228,11 @@ async fn supervise(
         None
     };
 
+    let kline_threads = crate::jobs::volume_spike::runner::start(
+        &services.volume_stream,
+        &liveness,
+        shutdown.clone(),
+    )?;
     let job_count = jobs.len() + usize::from(stream_thread.is_some());
     let scheduler = tokio::spawn(scheduler::run(
         jobs,
@@ -326,7 +331,11 @@ async fn supervise(
     // The stream notices shutdown within a second; HTTP drains its
     // connections within drain::DRAIN_LIMIT (3 s).
     let join = tokio::task::spawn_blocking(move || {
-        for t in http_threads.into_iter().chain(stream_thread) {
+        for t in http_threads
+            .into_iter()
+            .chain(stream_thread)
+            .chain(kline_threads)
+        {
             let _ = t.join();
         }
     });

@@ -225,6 +225,8 @@ declare! {
         "volume_spike: minimum current/previous hourly quote-volume ratio";
     SPIKE_MIN_VOLUME: number<f64>(["VOLSPIKE_SPIKE_MIN_VOLUME"], 3000000, 0.0..=1e13)
         "volume_spike: minimum hourly quote volume in USDT";
+    VOLUME_SOURCE: text(["VOLSPIKE_VOLUME_SOURCE"], "stream")
+        "volume_spike: `stream` (kline streams, within a second; REST only for symbols in a stream gap) or `sweep` (every symbol over REST every 5 minutes)";
     LIQUID_ENTER_USD: number<f64>(["VOLSPIKE_LIQUID_ENTER_USD"], 100000000, 0.0..=1e13)
         "liquid_universe: a symbol enters above this 24h quote volume (USDT)";
     LIQUID_EXIT_USD: plain(["VOLSPIKE_LIQUID_EXIT_USD"], Computed("half of VOLSPIKE_LIQUID_ENTER_USD"))

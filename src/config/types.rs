@@ -138,6 +138,8 @@ pub struct JobThresholds {
     pub spike_ratio: f64,
     /// volume_spike: minimum hourly quote volume.
     pub spike_min_volume: f64,
+    /// volume_spike: from the kline streams (`stream`) or the REST sweep.
+    pub volume_from_stream: bool,
     /// liquid_universe: enter above this 24h quote volume.
     pub liquid_enter: f64,
     /// liquid_universe: stay while at or above this.

@@ -260,6 +260,16 @@ fn thresholds(r: &mut Reader<'_>) -> JobThresholds {
     JobThresholds {
         spike_ratio: r.number(&settings::SPIKE_RATIO),
         spike_min_volume: r.number(&settings::SPIKE_MIN_VOLUME),
+        volume_from_stream: match r.text(&settings::VOLUME_SOURCE).as_str() {
+            "stream" => true,
+            "sweep" => false,
+            other => {
+                r.problem(format!(
+                    "VOLSPIKE_VOLUME_SOURCE: `{other}` is not `stream` or `sweep`"
+                ));
+                true
+            }
+        },
         liquid_enter,
         liquid_exit: match r.raw(&settings::LIQUID_EXIT_USD) {
             Some(_) => r

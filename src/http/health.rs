@@ -62,6 +62,8 @@ pub struct HealthBody {
     pub http: HttpView,
     /// The caps on Binance answers and how many answers they cut.
     pub binance_bodies: crate::binance::rest::BodyLimits,
+    /// Volume alerts' detection latency (kline event → queued → delivered).
+    pub volume_latency: crate::alert_latency::LatencyView,
 }
 
 /// How much a problem matters.
@@ -218,6 +220,7 @@ pub fn body(ctx: &HttpContext, now: SystemTime) -> (HealthBody, bool) {
         websocket: ctx.funding.stream.view(),
         http: ctx.http.view(),
         binance_bodies: crate::binance::rest::body_limits(),
+        volume_latency: crate::alert_latency::view(),
     };
     (body, status != "critical")
 }

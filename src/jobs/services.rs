@@ -37,6 +37,8 @@ pub struct Services {
     pub funding: FundingApi,
     /// Volume alerts to a Telegram chat, when a bot token and chat id are set.
     pub notifier: TelegramNotifier,
+    /// volume_spike's kline streams (`VOLSPIKE_VOLUME_SOURCE=stream`).
+    pub volume_stream: crate::jobs::volume_spike::live::VolumeStream,
     /// Volume alerts sent without `oiChange`: added by volume_spike, read by `/metrics`.
     pub oi_change_omissions: OiChangeOmissionCounters,
 }
@@ -78,6 +80,7 @@ impl Services {
                 stale_after: config.funding.stale_after,
             },
             notifier: TelegramNotifier::from_config(&config.telegram),
+            volume_stream: crate::jobs::volume_spike::live::VolumeStream::from_config(config),
             oi_change_omissions: OiChangeOmissionCounters::default(),
         })
     }

@@ -72,6 +72,9 @@ impl Queue {
             .removals
             .insert(post.seq, post.key.is_some());
         state.stats.delivered += 1;
+        if post.kind == crate::backend::kind::Kind::VolumeAlert {
+            crate::alert_latency::record_delivered(now_ms.saturating_sub(post.enqueued_ms));
+        }
         *state
             .stats
             .delivered_by_kind

@@ -28,6 +28,7 @@ mod binance;
 mod delivery;
 pub mod encode;
 mod http;
+pub mod latency;
 pub(crate) mod process;
 
 use std::time::SystemTime;
@@ -67,6 +68,7 @@ pub fn render(ctx: &HttpContext, now: SystemTime) -> String {
     process::write(&mut e, &process::read());
     jobs(&mut e, ctx, now);
     delivery::alerts_and_delivery(&mut e, ctx);
+    latency::write(&mut e);
     binance::websocket(&mut e, ctx, now);
     binance::governor(&mut e, ctx);
     binance::bodies(&mut e);

@@ -190,6 +190,16 @@ impl StreamDetector {
         }
     }
 
+    /// Marks `symbols` silent (their connection went down): slots sweep
+    /// them over REST until their next update.
+    pub fn mark_silent<'a>(&mut self, symbols: impl IntoIterator<Item = &'a String>) {
+        for symbol in symbols {
+            if let Some(tape) = self.tapes.get_mut(symbol) {
+                tape.last_update_ms = 0;
+            }
+        }
+    }
+
     /// Forgets symbols no longer in the universe.
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.tapes.retain(|symbol, _| keep(symbol));

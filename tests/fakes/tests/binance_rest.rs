@@ -413,3 +413,33 @@ fn concurrent_requests_overlap_their_latency() {
         "8 concurrent requests took {total:?}"
     );
 }
+
+#[test]
+fn spike_route_puts_the_open_hour_across_the_rule_and_lists_injections() {
+    let fake = fake(3);
+    let url = fake.rest_url();
+    let previous = fake
+        .market()
+        .get("BTCUSDT")
+        .and_then(|s| s.candles.iter().rev().nth(1).map(|c| c.quote_volume))
+        .expect("BTC has a previous hour");
+    let resp = get(&url, "/__spike?symbol=BTCUSDT");
+    assert_eq!(resp.status, 200);
+    let answer = resp.json();
+    assert_eq!(answer["quoteVolume"], previous * 4.0 + 3e6);
+    let open = fake
+        .market()
+        .get("BTCUSDT")
+        .and_then(|s| s.candles.last().map(|c| c.quote_volume));
+    assert_eq!(open, Some(previous * 4.0 + 3e6));
+    assert_eq!(get(&url, "/__spike?symbol=NOPEUSDT").status, 404);
+    let marks = get(&url, "/__spikes").json();
+    assert_eq!(marks[0]["symbol"], "BTCUSDT");
+    assert_eq!(marks[0]["injectedMs"], answer["injectedMs"]);
+    // No kline subscriber: no push carried it yet.
+    assert!(marks[0]["firstEventMs"].is_null());
+    assert!(
+        fake.requests().is_empty(),
+        "control routes are not Binance's"
+    );
+}

@@ -85,6 +85,21 @@ impl Candle {
         }
     }
 
+    /// A candle moving from `open` to `close` (high and low at the two)
+    /// trading `quote_volume` USDT, 1000 trades.
+    pub fn moving(open_time_ms: i64, open: f64, close: f64, quote_volume: f64) -> Candle {
+        Candle {
+            open_time_ms,
+            open,
+            high: open.max(close),
+            low: open.min(close),
+            close,
+            base_volume: quote_volume / close,
+            quote_volume,
+            trades: 1000,
+        }
+    }
+
     /// Open time of the hour containing `ms`.
     pub fn hour_start(ms: i64) -> i64 {
         ms.div_euclid(HOUR_MS) * HOUR_MS

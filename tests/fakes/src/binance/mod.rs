@@ -15,7 +15,8 @@ use rest::RestState;
 pub use rest::{HostileBody, RestRequest, DEFAULT_WEIGHT_LIMIT, STATS_PATH};
 use ws::WsState;
 
-use crate::http_server::{Handler, HttpServer};
+use crate::http_server::{Handler, HttpResponse, HttpServer};
+use crate::http_util::{json_response, parse_query, query_value};
 use crate::tcp_server::{ConnHandler, TcpServer};
 
 /// A running fake Binance. Dropping it stops both servers and closes every
@@ -34,6 +35,9 @@ use crate::tcp_server::{ConnHandler, TcpServer};
 /// Control (not Binance): `GET /__stats[?since=MS]` reports the requests,
 /// weight per window and per path recorded since unix time `MS`; it is
 /// neither charged nor recorded (benches read it from the `fake-binance` binary).
+/// `GET /__spike?symbol=S` puts S's open hour at 4× its previous hour plus
+/// 3 M and answers `{"injectedMs", "quoteVolume"}`; `GET /__spikes` lists
+/// every injection with the event time of the first kline push carrying it.
 pub struct FakeBinance {
     market: MarketHandle,
     rest: RestServer,
@@ -65,17 +69,24 @@ impl FakeBinance {
     ) -> std::io::Result<FakeBinance> {
         let market = MarketHandle::new(market);
 
+        let ws_state = Arc::new(WsState::new(market.clone()));
         let rest_state = Arc::new(RestState::new(market.clone()));
         let handler: Handler = {
             let state = Arc::clone(&rest_state);
-            Arc::new(move |req| Some(state.handle(req)))
+            let ws = Arc::clone(&ws_state);
+            Arc::new(move |req| {
+                Some(match req.path.as_str() {
+                    SPIKE_PATH => spike_control(&ws, &req.query),
+                    SPIKES_PATH => json_response(200, &ws.spike_marks()),
+                    _ => state.handle(req),
+                })
+            })
         };
         let rest = RestServer {
             state: rest_state,
             server: HttpServer::bind(rest_addr, handler)?,
         };
 
-        let ws_state = Arc::new(WsState::new(market.clone()));
         let conn_handler: ConnHandler = {
             let state = Arc::clone(&ws_state);
             Arc::new(move |stream, conns| state.serve(stream, &conns))
@@ -229,17 +240,13 @@ impl FakeBinance {
     /// carries it. How a test puts one symbol across the spike threshold at
     /// a known time.
     pub fn set_open_hour_volume(&self, symbol: &str, quote_volume: f64) -> i64 {
-        let now = crate::sync::now_ms();
-        let hour = market::Candle::hour_start(now);
-        self.market.update(symbol, |s| {
-            if let Some(open) = s.candles.iter_mut().find(|c| c.open_time_ms == hour) {
-                open.quote_volume = quote_volume;
-            } else {
-                s.candles
-                    .push(market::Candle::flat(hour, s.last_price, quote_volume));
-            }
-        });
-        now
+        self.ws.state.set_open_hour_volume(symbol, quote_volume)
+    }
+
+    /// Shifts the WebSocket streams' clock (event times, the open hour) by
+    /// `offset_ms`, as `VOLSPIKE_CLOCK_OFFSET_MS` shifts the appliance's.
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.ws.state.set_clock_offset_ms(offset_ms);
     }
 
     /// Every SUBSCRIBE/UNSUBSCRIBE received on the WebSocket, in order.
@@ -263,5 +270,22 @@ impl FakeBinance {
     /// connections opened afterwards.
     pub fn ws_legacy_silent(&self, silent: bool) {
         self.ws.state.set_legacy_silent(silent);
+    }
+}
+
+/// Control route: inject a spike (see [`FakeBinance`]).
+pub const SPIKE_PATH: &str = "/__spike";
+/// Control route: the injected spikes and their first event times.
+pub const SPIKES_PATH: &str = "/__spikes";
+
+fn spike_control(ws: &WsState, query: &str) -> HttpResponse {
+    let params = parse_query(query);
+    let symbol = query_value(&params, "symbol").unwrap_or_default();
+    match ws.spike(symbol) {
+        Some((at, volume)) => json_response(
+            200,
+            &serde_json::json!({"injectedMs": at, "quoteVolume": volume}),
+        ),
+        None => json_response(404, &serde_json::json!({"error": "unknown symbol"})),
     }
 }

@@ -6,7 +6,7 @@
 
 use std::io::{self, ErrorKind, Read};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -68,6 +68,23 @@ pub(crate) struct WsState {
     subscriptions: Mutex<Vec<(String, Vec<String>)>>,
     /// The most client messages any connection sent within one second.
     peak_client_rate: AtomicUsize,
+    /// Added to the wall clock for event times and the open hour, so the
+    /// streams agree with an appliance run with `VOLSPIKE_CLOCK_OFFSET_MS`.
+    clock_offset_ms: AtomicI64,
+    /// Injected volumes by symbol: when, and the event time of the first
+    /// push that carried it (where a detection latency starts).
+    spikes: Mutex<std::collections::BTreeMap<String, SpikeMark>>,
+}
+
+/// One injected open-hour volume.
+#[derive(Debug, Clone, Copy)]
+struct SpikeMark {
+    /// When it was set, unix ms (the streams' clock).
+    injected_ms: i64,
+    /// `E` of the first kline frame carrying it.
+    first_event_ms: Option<i64>,
+    /// The volume set.
+    quote_volume: f64,
 }
 
 impl WsState {
@@ -82,7 +99,74 @@ impl WsState {
             pongs: Mutex::new(Vec::new()),
             subscriptions: Mutex::new(Vec::new()),
             peak_client_rate: AtomicUsize::new(0),
+            clock_offset_ms: AtomicI64::new(0),
+            spikes: Mutex::new(std::collections::BTreeMap::new()),
         }
+    }
+
+    /// Sets `symbol`'s open-hour quote volume now; returns the instant.
+    pub(crate) fn set_open_hour_volume(&self, symbol: &str, quote_volume: f64) -> i64 {
+        let now = self.now();
+        let hour = Candle::hour_start(now);
+        self.market.update(symbol, |s| {
+            if let Some(open) = s.candles.iter_mut().find(|c| c.open_time_ms == hour) {
+                open.quote_volume = quote_volume;
+            } else {
+                s.candles
+                    .push(Candle::flat(hour, s.last_price, quote_volume));
+            }
+        });
+        lock(&self.spikes).insert(
+            symbol.to_string(),
+            SpikeMark {
+                injected_ms: now,
+                first_event_ms: None,
+                quote_volume,
+            },
+        );
+        now
+    }
+
+    /// Puts `symbol`'s open hour at 4× its previous hour plus 3 M (a spike
+    /// under the default rule whatever the symbol's size); `None` for an
+    /// unknown symbol.
+    pub(crate) fn spike(&self, symbol: &str) -> Option<(i64, f64)> {
+        let hour = Candle::hour_start(self.now());
+        let previous = self.market.read(|m| {
+            m.get(symbol).map(|s| {
+                s.candles
+                    .iter()
+                    .filter(|c| c.open_time_ms < hour)
+                    .map(|c| c.quote_volume)
+                    .next_back()
+                    .unwrap_or(0.0)
+            })
+        })?;
+        let volume = previous * 4.0 + 3e6;
+        Some((self.set_open_hour_volume(symbol, volume), volume))
+    }
+
+    /// Every injected volume: symbol, when, first event time carrying it.
+    pub(crate) fn spike_marks(&self) -> Value {
+        Value::Array(
+            lock(&self.spikes)
+                .iter()
+                .map(|(symbol, m)| {
+                    json!({"symbol": symbol, "injectedMs": m.injected_ms,
+                           "firstEventMs": m.first_event_ms, "quoteVolume": m.quote_volume})
+                })
+                .collect(),
+        )
+    }
+
+    /// Shifts the streams' clock by `offset_ms`.
+    pub(crate) fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.clock_offset_ms.store(offset_ms, Ordering::SeqCst);
+    }
+
+    /// The streams' clock, unix ms.
+    pub(crate) fn now(&self) -> i64 {
+        now_ms() + self.clock_offset_ms.load(Ordering::SeqCst)
     }
 
     pub(crate) fn total_connections(&self) -> usize {
@@ -224,7 +308,7 @@ impl WsState {
                     }),
                     Broadcast::ClosedKline(symbol, candle) => {
                         if klines.streams.contains_key(&symbol) {
-                            let frame = json::ws_kline(&symbol, &candle, now_ms(), true);
+                            let frame = json::ws_kline(&symbol, &candle, self.now(), true);
                             send(&mut socket, Message::text(frame))
                         } else {
                             Ok(())
@@ -319,9 +403,10 @@ impl WsState {
     /// (`k.x` false), preceded once by the previous hour closed (`k.x` true)
     /// when the hour turned since the last push.
     fn kline_frames(&self, klines: &mut KlineSubscriptions) -> Vec<String> {
-        let now = now_ms();
+        let now = self.now();
         let hour = Candle::hour_start(now);
-        self.market.read(|m| {
+        let mut pushed = Vec::new();
+        let frames = self.market.read(|m| {
             let mut frames = Vec::new();
             for (symbol, last_hour) in klines.streams.iter_mut() {
                 let Some(state) = m.get(symbol) else {
@@ -335,23 +420,40 @@ impl WsState {
                         }
                     }
                 }
-                let open = state
-                    .candles
-                    .iter()
-                    .find(|c| c.open_time_ms == hour)
-                    .or(state.candles.last());
+                // An hour without trades yet starts at zero volume, as on Binance.
+                let fresh;
+                let open = match state.candles.iter().find(|c| c.open_time_ms == hour) {
+                    Some(open) => Some(open),
+                    None if !state.candles.is_empty() => {
+                        fresh = Candle::flat(hour, state.last_price, 0.0);
+                        Some(&fresh)
+                    }
+                    None => None,
+                };
                 if let Some(open) = open {
                     frames.push(json::ws_kline(symbol, open, now, false));
                     *last_hour = Some(open.open_time_ms);
+                    pushed.push(symbol.clone());
                 }
             }
             frames
-        })
+        });
+        let mut spikes = lock(&self.spikes);
+        if !spikes.is_empty() {
+            for symbol in &pushed {
+                if let Some(mark) = spikes.get_mut(symbol) {
+                    if mark.first_event_ms.is_none() && mark.injected_ms <= now {
+                        mark.first_event_ms = Some(now);
+                    }
+                }
+            }
+        }
+        frames
     }
 
     /// The combined-stream frames for the requested streams, rendered now.
     fn frames(&self, streams: &[String]) -> Vec<String> {
-        let now = now_ms();
+        let now = self.now();
         streams
             .iter()
             .filter_map(|stream| {
