@@ -17,7 +17,7 @@ use tungstenite::{Message, WebSocket};
 use volspike::binance::kline_link::{self, LinkEvent};
 use volspike::binance::klines::{self, KlineEvent, NotKline, SendPacer};
 use volspike::binance::stream::StreamSettings;
-use volspike::jobs::volume_spike::detect::{Candle, Rules};
+use volspike::jobs::volume_spike::rules::{Candle, Rules};
 use volspike::jobs::volume_spike::stream::StreamDetector;
 use volspike_fakes::{FakeBinance, Market, SymbolState};
 

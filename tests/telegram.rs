@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use volspike::backend::{Outbox, OutboxSettings};
 use volspike::config::{BackendConfig, Secret, TelegramConfig};
 use volspike::jobs::telegram::{TelegramJob, STATE_FILE};
-use volspike::jobs::volume_spike::detect::{message, AlertType};
+use volspike::jobs::volume_spike::rules::{message, AlertType};
 use volspike::jobs::Job;
 use volspike::shutdown::{self, ShutdownTrigger};
 use volspike::state::StateDir;

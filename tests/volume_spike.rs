@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use volspike::binance::frames::{MarkUpdate, Update};
 use volspike::clock::from_unix_ms;
-use volspike::jobs::volume_spike::detect::Rules;
+use volspike::jobs::volume_spike::rules::Rules;
 use volspike::jobs::volume_spike::VolumeSpike;
 use volspike_fakes::{Candle, FakeBackend, FakeBinance, Market, SymbolState};
 

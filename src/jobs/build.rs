@@ -13,7 +13,7 @@ use crate::jobs::scheduler::ScheduledJob;
 use crate::jobs::services::Services;
 use crate::jobs::telegram::TelegramJob;
 use crate::jobs::user_alerts::UserAlerts;
-use crate::jobs::volume_spike::detect::Rules;
+use crate::jobs::volume_spike::rules::Rules;
 use crate::jobs::volume_spike::VolumeSpike;
 
 /// What `volspike run` starts.

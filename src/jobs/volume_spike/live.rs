@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::detect::{Candle, Rules};
 use super::post::Poster;
+use super::rules::{Candle, Rules};
 use super::stream::StreamDetector;
 use crate::binance::proxy::BinanceProxy;
 use crate::binance::{BinanceRest, Universe};

@@ -1,5 +1,5 @@
 //! volume_spike: hourly quote-volume spikes over the whole universe
-//! (docs/jobs.md). The rules are in [`detect`]. In `stream` mode
+//! (docs/jobs.md). The rules are in [`rules`]. In `stream` mode
 //! (`VOLSPIKE_VOLUME_SOURCE`, the default) spikes are seen on the kline
 //! streams the moment they hold ([`runner`], [`stream`]); the 5-minute tick
 //! posts HALF/FULL updates and the hh:00 check from the stream's figures and
@@ -7,10 +7,10 @@
 //! the tick sweeps every symbol, as before. Both share one post path and its
 //! (symbol, hour) ledger ([`post`]).
 
-pub mod detect;
 pub mod live;
 mod oi_change;
 mod post;
+pub mod rules;
 pub mod runner;
 pub mod stream;
 
@@ -20,10 +20,10 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use self::detect::{AlertType, Candle, Rules};
 use self::live::{JobContext, VolumeStream};
 use self::oi_change::OiLookup;
 use self::post::{Decision, Poster};
+use self::rules::{AlertType, Candle, Rules};
 use super::services::Services;
 use super::{Job, Schedule};
 use crate::binance::{BinanceRest, Kline, Universe};
@@ -98,7 +98,7 @@ impl Job for VolumeSpike {
     async fn tick(&mut self, now: SystemTime) -> anyhow::Result<String> {
         let now_ms = unix_ms(now);
         let minute = ((now_ms / 60_000) % 60) as u32;
-        let limit = u32::from(detect::klines_limit(minute));
+        let limit = u32::from(rules::klines_limit(minute));
         let universe = self
             .universe
             .symbols()
@@ -135,7 +135,7 @@ impl Job for VolumeSpike {
             };
             let candles: Vec<Candle> = klines.iter().map(candle).collect();
             self.stream.seed(&symbol, &candles, now_ms);
-            if let Some((current, previous)) = detect::select(&candles, now_ms, minute) {
+            if let Some((current, previous)) = rules::select(&candles, now_ms, minute) {
                 slots.push((symbol, current, previous));
             }
         }
@@ -145,22 +145,21 @@ impl Job for VolumeSpike {
         for (symbol, current, previous) in slots {
             let hour = current.open_time_ms;
             let first = self.poster.first_alert(&symbol, hour);
-            let Some(alert) = detect::decide(&current, &previous, minute, first, &self.rules)
-            else {
+            let Some(alert) = rules::decide(&current, &previous, minute, first, &self.rules) else {
                 continue;
             };
             // The stream may have claimed the hour since `first` was read.
             if alert == AlertType::Spike
                 && !self
                     .poster
-                    .reserve(&symbol, hour, detect::first_alert_minute(minute))
+                    .reserve(&symbol, hour, rules::first_alert_minute(minute))
             {
                 continue;
             }
             let asset = assets
                 .get(&symbol)
                 .cloned()
-                .unwrap_or_else(|| detect::asset_of(&symbol).to_string());
+                .unwrap_or_else(|| rules::asset_of(&symbol).to_string());
             decided.push(Decision {
                 symbol,
                 asset,

@@ -13,8 +13,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::detect::{self, AlertType, Candle};
 use super::oi_change::{self, OiLookup};
+use super::rules::{self, AlertType, Candle};
 use crate::backend::{Enqueued, Outbox, Post, VolumeAlert};
 use crate::binance::cache::FundingCache;
 use crate::clock::{from_unix_ms, iso, unix_ms};
@@ -152,7 +152,7 @@ impl Poster {
     /// The backend payload for one decision.
     fn payload(&self, d: &Decision, now: SystemTime) -> VolumeAlert {
         let (current, previous) = (&d.current, &d.previous);
-        let ratio = detect::ratio(current.quote_volume, previous.quote_volume);
+        let ratio = rules::ratio(current.quote_volume, previous.quote_volume);
         VolumeAlert {
             symbol: d.symbol.clone(),
             asset: d.asset.clone(),
@@ -163,14 +163,14 @@ impl Poster {
             volume_ratio: ratio,
             price: Some(current.close),
             funding_rate: Some(self.funding.funding_rate(&d.symbol).unwrap_or(0.0)),
-            candle_direction: Some(detect::direction(current)),
-            message: detect::message(d.alert, &d.asset, current.quote_volume, ratio),
+            candle_direction: Some(rules::direction(current)),
+            message: rules::message(d.alert, &d.asset, current.quote_volume, ratio),
             timestamp: iso(now),
             detection_time: Some(iso(now)),
             hour_timestamp: iso(from_unix_ms(current.open_time_ms)),
             is_update: Some(d.alert != AlertType::Spike),
             alert_type: Some(d.alert),
-            price_change: detect::price_change(current),
+            price_change: rules::price_change(current),
             oi_change: None,
         }
     }

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::detect;
 use super::live::{lock, JobContext, VolumeStream};
 use super::post::Decision;
+use super::rules;
 use super::stream::{hour_of, stream_alert_minute};
 use crate::binance::kline_link::{self, LinkEvent, LinkSink};
 use crate::binance::klines;
@@ -164,7 +164,7 @@ fn on_link_event(
             // A closed candle's crossing is the hh:00 finding of the hour
             // that just closed; inside the hour, the sweep's slot.
             let minute = if crossing.current.open_time_ms < hour_of(now_ms) {
-                detect::first_alert_minute(0)
+                rules::first_alert_minute(0)
             } else {
                 stream_alert_minute(now_ms)
             };
@@ -177,11 +177,11 @@ fn on_link_event(
             let asset = lock(&inner.assets)
                 .get(&crossing.symbol)
                 .cloned()
-                .unwrap_or_else(|| detect::asset_of(&crossing.symbol).to_string());
+                .unwrap_or_else(|| rules::asset_of(&crossing.symbol).to_string());
             let decision = Decision {
                 symbol: crossing.symbol,
                 asset,
-                alert: detect::AlertType::Spike,
+                alert: rules::AlertType::Spike,
                 current: crossing.current,
                 previous: crossing.previous,
                 event_time_ms: Some(crossing.event_time_ms),
@@ -312,7 +312,7 @@ impl Planner {
         for (symbol, result) in results {
             match result {
                 Ok(rows) => {
-                    let candles: Vec<detect::Candle> = rows.iter().map(super::candle).collect();
+                    let candles: Vec<rules::Candle> = rows.iter().map(super::candle).collect();
                     self.stream.seed(&symbol, &candles, now_ms);
                     self.stream.inner.seeded.fetch_add(1, Ordering::Relaxed);
                     self.tried.insert(symbol, hour);

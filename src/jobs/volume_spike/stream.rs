@@ -1,5 +1,5 @@
 //! The stream-driven side of volume_spike, pure: what the kline stream has
-//! shown of each symbol's hours, the spike rule of [`detect`] applied to
+//! shown of each symbol's hours, the spike rule of [`rules`] applied to
 //! every update of the open hour (the update is the "current candle"), and
 //! which symbols the stream cannot answer for (never seen, silent, or no
 //! closed previous hour), so a 5-minute slot sweeps only those over REST.
@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::detect::{self, AlertType, Candle, Rules};
+use super::rules::{self, AlertType, Candle, Rules};
 use crate::binance::klines::KlineEvent;
 
 const HOUR_MS: u64 = 3_600_000;
@@ -123,7 +123,7 @@ impl StreamDetector {
         if alerted(&event.symbol, current.open_time_ms) {
             return None;
         }
-        let decision = detect::decide(&current, &previous, 5, None, &self.rules);
+        let decision = rules::decide(&current, &previous, 5, None, &self.rules);
         (decision == Some(AlertType::Spike)).then(|| Crossing {
             symbol: event.symbol.clone(),
             current,
@@ -162,7 +162,7 @@ impl StreamDetector {
     }
 
     /// The (current, previous) candles for the slot at `now_ms`, `minute`
-    /// past the hour, as [`detect::select`] would pick them from REST: at
+    /// past the hour, as [`rules::select`] would pick them from REST: at
     /// hh:00 the two last closed hours, otherwise the open hour and the one
     /// before. `None` when the stream cannot answer: the symbol was silent
     /// for `silence_ms` or more, or a candle is missing. Such symbols are
@@ -366,15 +366,15 @@ mod tests {
             quote_volume: 1.0,
         };
         assert_eq!(
-            detect::decide(&c, &c, 30, Some(stream_alert_minute(at(17, 0))), &rules),
+            rules::decide(&c, &c, 30, Some(stream_alert_minute(at(17, 0))), &rules),
             Some(AlertType::HalfUpdate)
         );
         assert_eq!(
-            detect::decide(&c, &c, 30, Some(stream_alert_minute(at(21, 0))), &rules),
+            rules::decide(&c, &c, 30, Some(stream_alert_minute(at(21, 0))), &rules),
             None
         );
         assert_eq!(
-            detect::decide(&c, &c, 0, Some(stream_alert_minute(at(57, 0))), &rules),
+            rules::decide(&c, &c, 0, Some(stream_alert_minute(at(57, 0))), &rules),
             None
         );
     }
