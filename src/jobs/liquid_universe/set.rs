@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use super::select::Member;
+use super::rules::Member;
 
 /// The current liquid set, shared with open_interest (no backend round trip).
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,7 @@
 //!    client; USD = contracts × mark price from the funding cache, with ONE
 //!    `ticker/price` call (weight 2) for every symbol the cache has no fresh
 //!    mark for, and only when there is such a symbol;
-//! 3. alerts: decided by [`detect::evaluate`], enqueued in the outbox, and
+//! 3. alerts: decided by [`rules::evaluate`], enqueued in the outbox, and
 //!    only then is the state (history + alert state) saved, once per tick, so
 //!    a crash in between re-decides an alert the outbox then dedups instead
 //!    of losing it (backend/mod.rs);
@@ -18,7 +18,7 @@
 //! of the governor's ceiling, the effective interval is stretched: ticks are
 //! skipped until it has passed, and the change is logged once.
 
-pub mod detect;
+pub mod rules;
 mod memory;
 mod settings;
 
@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use self::detect::{Sample, Timeframe};
+use self::rules::{Sample, Timeframe};
 pub use self::memory::STATE_FILE;
 use self::memory::{load, SymbolMemory};
 pub use self::settings::Settings;
@@ -235,7 +235,7 @@ impl OpenInterest {
             return;
         }
         let before = memory.alerts.clone();
-        let alerts = detect::evaluate(&memory.history, &mut memory.alerts, sample, timeframes);
+        let alerts = rules::evaluate(&memory.history, &mut memory.alerts, sample, timeframes);
         if alerts.is_empty() {
             return;
         }
@@ -489,7 +489,7 @@ impl Job for OpenInterest {
 
 #[cfg(test)]
 mod tests {
-    use super::detect::TIMEFRAMES;
+    use super::rules::TIMEFRAMES;
     use super::*;
 
     #[test]

@@ -38,7 +38,7 @@
 
 pub mod active;
 pub mod checked;
-pub mod cross;
+pub mod rules;
 mod sources;
 mod values;
 
@@ -47,7 +47,7 @@ use std::time::SystemTime;
 
 pub use self::active::{parse_active, ActiveAlert, AlertKind, Tier, ACTIVE_PATH};
 pub use self::checked::should_update;
-use self::cross::{crossed, Cross};
+use self::rules::{crossed, Cross};
 pub use self::sources::Sources;
 use self::values::Values;
 use super::services::Services;
