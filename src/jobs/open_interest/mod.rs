@@ -18,17 +18,17 @@
 //! of the governor's ceiling, the effective interval is stretched: ticks are
 //! skipped until it has passed, and the change is logged once.
 
-pub mod rules;
 mod memory;
+pub mod rules;
 mod settings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use self::rules::{Sample, Timeframe};
 pub use self::memory::STATE_FILE;
 use self::memory::{load, SymbolMemory};
+use self::rules::{Sample, Timeframe};
 pub use self::settings::Settings;
 use super::liquid_universe::set::LiquidSet;
 use super::services::Services;
