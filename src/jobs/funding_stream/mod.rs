@@ -16,7 +16,7 @@
 //! by tungstenite (queued on read, flushed right away here). A garbage frame
 //! is logged (rate-limited) and skipped; it neither panics nor reconnects.
 
-mod rules;
+pub mod rules;
 mod status;
 
 use std::io;

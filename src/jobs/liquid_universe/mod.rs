@@ -1,6 +1,6 @@
 //! liquid_universe: every 5 minutes, the universe symbols above $100M of 24h
 //! quote volume (with hysteresis), posted whole to the backend and handed to
-//! open_interest in-process (docs/jobs.md). The selection is in [`select`].
+//! open_interest in-process (docs/jobs.md). The selection is in [`rules`].
 //!
 //! 24 h volumes come from the stream's `!ticker@arr` cache when it holds a
 //! recent ticker for every universe symbol (free), else from REST

@@ -1,6 +1,6 @@
 //! open_interest: polls open interest of the liquid set every 30 s, posts
 //! samples and alerts on 5 min / 15 min / 1 hour moves (docs/jobs.md). The rules
-//! are in [`detect`]; this module does the I/O around them.
+//! are in [`rules`]; this module does the I/O around them.
 //!
 //! One tick:
 //! 1. the liquid set (shared with liquid_universe, no backend round trip);
@@ -312,7 +312,7 @@ impl OpenInterest {
     }
 }
 
-/// The backend's timeframe for a [`detect`] label.
+/// The backend's timeframe for a [`rules`] label.
 fn wire_timeframe(label: &str) -> Option<OiTimeframe> {
     [
         OiTimeframe::FiveMinutes,

@@ -152,14 +152,7 @@ pub(crate) fn message_of(post: &Post) -> TelegramMessage {
 mod tests {
     use super::*;
     use crate::clock::from_unix_ms;
-
-    fn channel(id: i64, username: Option<&str>) -> Channel {
-        Channel {
-            id,
-            username: username.map(str::to_string),
-            title: "t".into(),
-        }
-    }
+    use crate::telegram::tests::channel;
 
     fn post(channel: Channel, id: i64, text: &str, edited: bool) -> ChannelPost {
         ChannelPost {
