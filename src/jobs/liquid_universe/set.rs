@@ -10,6 +10,7 @@ use super::rules::Member;
 /// The current liquid set, shared with open_interest (no backend round trip).
 #[derive(Debug, Clone, Default)]
 pub struct LiquidSet {
+    /// The set, swapped whole on each update so readers never see half of one.
     inner: Arc<RwLock<Arc<BTreeMap<String, Member>>>>,
 }
 
