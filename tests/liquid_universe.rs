@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use volspike::binance::frames::{TickerUpdate, Update};
 use volspike::clock::from_unix_ms;
-use volspike::jobs::liquid_universe::select::Thresholds;
+use volspike::jobs::liquid_universe::rules::Thresholds;
 use volspike::jobs::liquid_universe::LiquidUniverse;
 use volspike_fakes::{FakeBackend, FakeBinance, Market, SymbolState};
 

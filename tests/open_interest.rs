@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 use volspike::backend::{Outbox, OI_ALERT_PATH, OI_SAMPLES_PATH};
 use volspike::config::OpenInterestConfig;
-use volspike::jobs::liquid_universe::select::Member;
+use volspike::jobs::liquid_universe::rules::Member;
 use volspike::jobs::liquid_universe::LiquidSet;
 use volspike::jobs::open_interest::{OpenInterest, Settings, STATE_FILE};
 use volspike::state::StateDir;

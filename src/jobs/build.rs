@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::jobs::funding_health::FundingHealth;
 use crate::jobs::funding_stream as stream;
-use crate::jobs::liquid_universe::select::Thresholds;
+use crate::jobs::liquid_universe::rules::Thresholds;
 use crate::jobs::liquid_universe::LiquidUniverse;
 use crate::jobs::open_interest::{self, OpenInterest};
 use crate::jobs::registry::{JobId, Selection, ALL};

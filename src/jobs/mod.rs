@@ -1,11 +1,17 @@
 //! The jobs `volspike run` schedules.
 //!
-//! Every job has the same shape (like mini-redis' `cmd/`): a struct holding
-//! the clients and state it needs, handed in by `run`, implementing [`Job`]:
-//! a name, a [`Schedule`], and one `tick` that does one round of work and
-//! returns a one-line summary. Pure decision logic lives in plain functions
-//! next to it, unit-tested without sockets; the scheduler owns timing, logging
-//! context (`JOB=<name>`), panics and `/health` bookkeeping, so a job does not.
+//! Every job has the same shape (like mini-redis' `cmd/`): a folder
+//! `jobs/<job>/` where `mod.rs` does the I/O and `rules.rs` decides.
+//! `mod.rs` holds the job: a struct of the clients and state it needs
+//! (handed in by `run`, each field documented), its `new`, and the [`Job`]
+//! impl: a name, a [`Schedule`], and one `tick` that does one round of work
+//! and returns a one-line summary. `rules.rs` is the pure half: thresholds,
+//! decisions, message text and parsing that needs no socket, with their unit
+//! tests. Other files appear only where a concern is big enough to stand
+//! alone (`open_interest/memory.rs`, `user_alerts/active.rs`,
+//! `funding_stream/status.rs`). The scheduler owns timing, logging context
+//! (`JOB=<name>`), panics and `/health` bookkeeping, so a job does not;
+//! [`registry`] lists every job once and [`build`] builds them from config.
 
 pub mod build;
 pub mod funding_health;

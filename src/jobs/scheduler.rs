@@ -98,7 +98,9 @@ impl ScheduledJob {
 
 /// One job's scheduling state.
 struct Slot {
+    /// The job and its record keeping.
     job: ScheduledJob,
+    /// When its next tick is due.
     next_run: SystemTime,
     /// The tick in flight (it yields whether it succeeded), and its due time.
     running: Option<(JoinHandle<bool>, SystemTime)>,

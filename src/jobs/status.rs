@@ -84,6 +84,7 @@ pub struct JobView {
 /// Shared board of job records; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
+    /// Each job's record, by job name.
     jobs: Arc<RwLock<BTreeMap<&'static str, JobStatus>>>,
 }
 

@@ -130,10 +130,11 @@ fn excerpt(text: &str, secret: Option<&str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn channel(id: i64, username: Option<&str>) -> Channel {
+    /// A channel for tests (also used by the telegram job's rules tests).
+    pub(crate) fn channel(id: i64, username: Option<&str>) -> Channel {
         Channel {
             id,
             username: username.map(str::to_string),

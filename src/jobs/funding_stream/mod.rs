@@ -2,7 +2,9 @@
 //! carrying `!markPrice@arr` and `!ticker@arr`, read on its own thread
 //! (tungstenite is blocking), merged into the [`FundingCache`]. The link
 //! itself (connect, read timeout, close) is [`crate::binance::stream`]; this
-//! file is the run loop: reconnects, health and the garbage-frame log.
+//! file is the run loop: reconnects, health and the garbage-frame log; when
+//! a connection ends, resets the backoff or is healthy is decided in
+//! [`rules`], pure.
 //!
 //! The reader never blocks for long: the socket has a 1 s read timeout, so
 //! every second the thread beats its heartbeat, checks shutdown, refreshes
@@ -14,6 +16,7 @@
 //! by tungstenite (queued on read, flushed right away here). A garbage frame
 //! is logged (rate-limited) and skipped; it neither panics nor reconnects.
 
+pub mod rules;
 mod status;
 
 use std::io;
@@ -22,6 +25,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tungstenite::Message;
 
+use self::rules::{
+    board_due, healthy, resets_backoff, session_end, state_word, Ended, SessionLimits,
+};
 pub use self::status::{StreamState, StreamStatus, StreamView};
 use crate::backoff::Backoff;
 use crate::binance::cache::FundingCache;
@@ -37,12 +43,8 @@ use crate::systemd::liveness::Heartbeat;
 pub const NAME: &str = "funding_stream";
 /// How long one blocking read may wait, so the loop stays responsive.
 const READ_TICK: Duration = Duration::from_secs(1);
-/// A connection that carried data for this long resets the backoff.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// At most one garbage-frame log line per this period.
 const GARBAGE_LOG_EVERY: Duration = Duration::from_secs(60);
-/// How often the `/health` record is refreshed while nothing changes.
-const BOARD_EVERY: Duration = Duration::from_secs(5);
 
 /// What the stream thread is handed by `run`.
 pub struct FundingStream {
@@ -86,20 +88,6 @@ impl GarbageLog {
             self.suppressed += 1;
         }
     }
-}
-
-/// Why a connection ended.
-#[derive(Debug)]
-enum Ended {
-    /// Shutdown: close frame sent.
-    Shutdown,
-    /// Replaced on purpose before the 24 h cut-off.
-    Planned,
-    /// Closed, failed or silent; the reason is logged and shown.
-    Lost(String),
-    /// The connection could not be opened (DNS, refused, TLS, handshake):
-    /// logged as an outage, not line by line.
-    Unreachable(String),
 }
 
 /// Everything the stream thread holds.
@@ -177,7 +165,7 @@ impl Runner {
                         None => tracing::info!(url = %url, "funding stream connected"),
                     }
                     let (ended, got_data) = self.session(ws);
-                    if got_data && opened.elapsed() >= HEALTHY_AFTER {
+                    if resets_backoff(got_data, opened.elapsed()) {
                         backoff.reset();
                     }
                     ended
@@ -274,23 +262,19 @@ impl Runner {
         }
         loop {
             self.job.heartbeat.beat_blocking();
-            if self.job.shutdown.is_triggered() {
+            let limits = SessionLimits {
+                max_age: self.job.settings.max_connection_age,
+                silence: self.job.settings.silence,
+            };
+            let end = session_end(
+                self.job.shutdown.is_triggered(),
+                opened.elapsed(),
+                last_data.elapsed(),
+                limits,
+            );
+            if let Some(ended) = end {
                 stream::close(&mut ws);
-                return (Ended::Shutdown, got_data);
-            }
-            if opened.elapsed() >= self.job.settings.max_connection_age {
-                stream::close(&mut ws);
-                return (Ended::Planned, got_data);
-            }
-            if last_data.elapsed() >= self.job.settings.silence {
-                stream::close(&mut ws);
-                return (
-                    Ended::Lost(format!(
-                        "no data for {} s (a retired URL connects but sends nothing)",
-                        last_data.elapsed().as_secs()
-                    )),
-                    got_data,
-                );
+                return (ended, got_data);
             }
             self.job.cache.rebuild_if_due(unix_ms(SystemTime::now()));
             self.report_health(false);
@@ -362,11 +346,12 @@ impl Runner {
     /// Writes the stream's `/health` record when its health flips, and every
     /// few seconds to refresh the summary.
     fn report_health(&mut self, force: bool) {
-        let ok = self.healthy_at.elapsed() < self.job.settings.health_grace()
-            && self.job.status.state() != StreamState::Stopped;
-        let due = force
-            || self.board_ok != Some(ok)
-            || self.board_at.is_none_or(|t| t.elapsed() >= BOARD_EVERY);
+        let ok = healthy(
+            self.healthy_at.elapsed(),
+            self.job.settings.health_grace(),
+            self.job.status.state(),
+        );
+        let due = board_due(force, self.board_ok, ok, self.board_at.map(|t| t.elapsed()));
         if !due {
             return;
         }
@@ -374,13 +359,7 @@ impl Runner {
         let pending = ok && self.job.status.last_message_ms().is_none();
         let summary = format!(
             "{}; {} symbols; {} messages; {} reconnects",
-            match self.job.status.state() {
-                StreamState::Connected => "connected",
-                StreamState::Connecting => "connecting",
-                StreamState::Backoff => "waiting to reconnect",
-                StreamState::Stopped => "stopped",
-                StreamState::Disabled => "disabled",
-            },
+            state_word(self.job.status.state()),
             self.job.cache.funding_len(),
             self.job.status.messages_received(),
             self.job.status.reconnect_attempts()

@@ -51,6 +51,7 @@ impl StreamState {
 /// The stream's counters, shared with the HTTP handlers; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct StreamStatus {
+    /// The counters, written by the stream thread, read by the handlers.
     inner: Arc<StatusInner>,
 }
 

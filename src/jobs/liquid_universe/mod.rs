@@ -1,6 +1,6 @@
 //! liquid_universe: every 5 minutes, the universe symbols above $100M of 24h
 //! quote volume (with hysteresis), posted whole to the backend and handed to
-//! open_interest in-process (docs/jobs.md). The selection is in [`select`].
+//! open_interest in-process (docs/jobs.md). The selection is in [`rules`].
 //!
 //! 24 h volumes come from the stream's `!ticker@arr` cache when it holds a
 //! recent ticker for every universe symbol (free), else from REST
@@ -10,7 +10,7 @@
 //! posted after a failed or partial Binance read: a failed `exchangeInfo` or
 //! `ticker/24hr`, or a universe symbol without a ticker, fails the tick.
 
-pub mod select;
+pub mod rules;
 pub mod set;
 
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use self::select::{Member, Thresholds};
+use self::rules::{Member, Thresholds};
 pub use self::set::LiquidSet;
 use super::services::Services;
 use super::{Job, Schedule};
@@ -216,7 +216,7 @@ impl Job for LiquidUniverse {
         };
         let now_ms = unix_ms(now);
         let previous = self.liquid.get();
-        let set = select::select(&previous, &volumes, self.thresholds, now_ms);
+        let set = rules::select(&previous, &volumes, self.thresholds, now_ms);
         let entered = set.keys().filter(|s| !previous.contains_key(*s)).count();
         let left = previous.keys().filter(|s| !set.contains_key(*s)).count();
         let update = LiquidUniverseUpdate {

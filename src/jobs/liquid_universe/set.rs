@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use super::select::Member;
+use super::rules::Member;
 
 /// The current liquid set, shared with open_interest (no backend round trip).
 #[derive(Debug, Clone, Default)]
 pub struct LiquidSet {
+    /// The set, swapped whole on each update so readers never see half of one.
     inner: Arc<RwLock<Arc<BTreeMap<String, Member>>>>,
 }
 

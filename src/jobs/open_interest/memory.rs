@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::detect::{AlertState, History, Sample};
+use super::rules::{AlertState, History, Sample};
 use crate::state::StateDir;
 
 /// The state file in the state directory.

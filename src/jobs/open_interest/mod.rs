@@ -1,6 +1,6 @@
 //! open_interest: polls open interest of the liquid set every 30 s, posts
 //! samples and alerts on 5 min / 15 min / 1 hour moves (docs/jobs.md). The rules
-//! are in [`detect`]; this module does the I/O around them.
+//! are in [`rules`]; this module does the I/O around them.
 //!
 //! One tick:
 //! 1. the liquid set (shared with liquid_universe, no backend round trip);
@@ -8,7 +8,7 @@
 //!    client; USD = contracts × mark price from the funding cache, with ONE
 //!    `ticker/price` call (weight 2) for every symbol the cache has no fresh
 //!    mark for, and only when there is such a symbol;
-//! 3. alerts: decided by [`detect::evaluate`], enqueued in the outbox, and
+//! 3. alerts: decided by [`rules::evaluate`], enqueued in the outbox, and
 //!    only then is the state (history + alert state) saved, once per tick, so
 //!    a crash in between re-decides an alert the outbox then dedups instead
 //!    of losing it (backend/mod.rs);
@@ -18,17 +18,17 @@
 //! of the governor's ceiling, the effective interval is stretched: ticks are
 //! skipped until it has passed, and the change is logged once.
 
-pub mod detect;
 mod memory;
+pub mod rules;
 mod settings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use self::detect::{Sample, Timeframe};
 pub use self::memory::STATE_FILE;
 use self::memory::{load, SymbolMemory};
+use self::rules::{Sample, Timeframe};
 pub use self::settings::Settings;
 use super::liquid_universe::set::LiquidSet;
 use super::services::Services;
@@ -235,7 +235,7 @@ impl OpenInterest {
             return;
         }
         let before = memory.alerts.clone();
-        let alerts = detect::evaluate(&memory.history, &mut memory.alerts, sample, timeframes);
+        let alerts = rules::evaluate(&memory.history, &mut memory.alerts, sample, timeframes);
         if alerts.is_empty() {
             return;
         }
@@ -312,7 +312,7 @@ impl OpenInterest {
     }
 }
 
-/// The backend's timeframe for a [`detect`] label.
+/// The backend's timeframe for a [`rules`] label.
 fn wire_timeframe(label: &str) -> Option<OiTimeframe> {
     [
         OiTimeframe::FiveMinutes,
@@ -489,7 +489,7 @@ impl Job for OpenInterest {
 
 #[cfg(test)]
 mod tests {
-    use super::detect::TIMEFRAMES;
+    use super::rules::TIMEFRAMES;
     use super::*;
 
     #[test]

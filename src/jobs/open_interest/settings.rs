@@ -1,9 +1,9 @@
 //! The job's thresholds and timing: [`OpenInterestConfig`] turned into the
-//! rules [`super::detect`] applies.
+//! rules [`super::rules`] applies.
 
 use std::time::Duration;
 
-use super::detect::{Timeframe, TIMEFRAMES};
+use super::rules::{Timeframe, TIMEFRAMES};
 use crate::config::OpenInterestConfig;
 
 /// The job's thresholds and timing; [`OpenInterestConfig`] turned into rules.

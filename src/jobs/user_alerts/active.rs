@@ -143,3 +143,38 @@ pub fn parse_active(body: &Value) -> Result<(Vec<ActiveAlert>, Vec<String>), Str
     }
     Ok((alerts, problems))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_active_list_is_parsed_leniently() {
+        let body = json!({"alerts": [
+            {"id": "a1", "userId": "u", "symbol": "btcusdt", "alertType": "PRICE_CROSS",
+             "threshold": 65000, "lastCheckedValue": null, "lastCheckedAt": null,
+             "deliveryMethod": "email", "userTier": "pro"},
+            {"id": 7, "symbol": "ETHUSDT", "alertType": "FUNDING_CROSS",
+             "threshold": "0.0001", "lastCheckedValue": "0.00005", "userTier": "vip"},
+            {"id": "bad1", "symbol": "ETHUSDT", "alertType": "VOLUME_CROSS", "threshold": 1},
+            {"id": "bad2", "symbol": "ETHUSDT", "alertType": "OI_CROSS", "threshold": null},
+            {"symbol": "ETHUSDT", "alertType": "OI_CROSS", "threshold": 1}
+        ]});
+        let (alerts, problems) = parse_active(&body).expect("list");
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0].symbol, "BTCUSDT");
+        assert_eq!(alerts[0].tier, Tier::Pro);
+        assert_eq!(alerts[0].last_checked_value, None);
+        assert_eq!(alerts[1].id, "7");
+        assert_eq!(alerts[1].threshold, 0.0001);
+        assert_eq!(alerts[1].last_checked_value, Some(0.00005));
+        assert_eq!(
+            alerts[1].tier,
+            Tier::Free,
+            "unknown tiers get the slow check"
+        );
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(parse_active(&json!({"error": "x"})).is_err());
+    }
+}

@@ -1,8 +1,9 @@
 //! user_alerts: users' price, funding and open-interest cross alerts, checked
-//! every 30 s for pro/elite and every 5 minutes for free (docs/jobs.md). The rule
-//! is in [`cross`], the active list's reading in [`active`], when an
-//! update-checked is worth sending in [`checked`], where the current values
-//! come from in `values.rs`.
+//! every 30 s for pro/elite and every 5 minutes for free (docs/jobs.md). This
+//! file does the I/O; the cross and when an update-checked is worth sending
+//! are pure, in [`rules`]; the backend's active list is read in [`active`]
+//! (wire parsing, kept apart from the rules it feeds); where the current
+//! values come from is in `values.rs`.
 //!
 //! One tick, for every configured backend (each has its own users):
 //! 1. `GET /api/user-alerts-trigger/active?apiKey=K`;
@@ -37,8 +38,7 @@
 //! the first tick refreshes every moved alert once.
 
 pub mod active;
-pub mod checked;
-pub mod cross;
+pub mod rules;
 mod sources;
 mod values;
 
@@ -46,8 +46,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
 pub use self::active::{parse_active, ActiveAlert, AlertKind, Tier, ACTIVE_PATH};
-pub use self::checked::should_update;
-use self::cross::{crossed, Cross};
+use self::rules::{crossed, should_update, Cross};
 pub use self::sources::Sources;
 use self::values::Values;
 use super::services::Services;
@@ -363,6 +362,3 @@ impl Job for UserAlerts {
         Ok(parts.join("; "))
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -28,20 +28,25 @@
 //! A 429 `retry_after` from either source pauses this job only (its ticks
 //! return at once until the time has passed); nothing else waits for it.
 
+pub mod rules;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::{Job, Schedule};
-use crate::backend::{
-    Outbox, Post as OutboxPost, TelegramChannel, TelegramIngest, TelegramMessage,
+pub use self::rules::RESOLVE_EVERY;
+use self::rules::{
+    decided_at, fallback_route, flood, message_of, new_posts, older_page_before,
+    route_after_get_chat, route_is_fresh, Paused, Route,
 };
+use super::{Job, Schedule};
+use crate::backend::{Outbox, Post as OutboxPost, TelegramChannel, TelegramIngest};
 use crate::clock::iso;
 use crate::config::TelegramConfig;
 use crate::state::StateDir;
-use crate::telegram::bot_api::{BotApi, ChannelPost, CHANNEL_UPDATES};
+use crate::telegram::bot_api::{BotApi, CHANNEL_UPDATES};
 use crate::telegram::preview::{self, PreviewClient};
 use crate::telegram::{CategoryMap, Channel, Post, TelegramError};
 
@@ -50,8 +55,6 @@ pub const INTERVAL: Duration = Duration::from_secs(30);
 /// How long the first `getUpdates` of a tick waits for news. Short: a tick
 /// must end well within shutdown's drain time, and a new tick comes in 30 s.
 pub const LONG_POLL: Duration = Duration::from_secs(3);
-/// How often each channel's source (bot or preview) is checked again.
-pub const RESOLVE_EVERY: Duration = Duration::from_secs(600);
 /// `getUpdates` calls per tick at most (100 updates each): a backlog after
 /// a long outage is worked off over a few ticks, not in one endless tick.
 const MAX_UPDATE_ROUNDS: usize = 10;
@@ -71,17 +74,6 @@ pub struct TelegramState {
     /// enqueued.
     #[serde(default)]
     pub last_seen: BTreeMap<String, i64>,
-}
-
-/// Where a configured channel is read from.
-#[derive(Debug, Clone, PartialEq)]
-enum Route {
-    /// Its posts reach the bot's `getUpdates`.
-    Bot,
-    /// Read from the preview page of this username.
-    Preview(String),
-    /// Neither: why, for the log.
-    Unreadable(String),
 }
 
 /// The telegram job.
@@ -123,9 +115,6 @@ struct Tally {
     /// Per-channel failures.
     errors: Vec<String>,
 }
-
-/// A flood limit ends the tick at once.
-struct Paused(Duration);
 
 impl TelegramJob {
     /// A job for the configured channels, posting through `outbox` and
@@ -189,7 +178,7 @@ impl TelegramJob {
             let fresh = self
                 .routes
                 .get(&name)
-                .is_some_and(|(_, at)| now.duration_since(*at).unwrap_or_default() < RESOLVE_EVERY);
+                .is_some_and(|(_, at)| route_is_fresh(*at, now));
             if fresh {
                 continue;
             }
@@ -198,15 +187,7 @@ impl TelegramJob {
                 Route::Unreadable(why) => tracing::error!("channel {name}: {why}"),
                 route => tracing::debug!("channel {name}: read through {route:?}"),
             }
-            // A decision forced by an outage is used for this tick only and
-            // made again on the next.
-            let at = if settled {
-                now
-            } else {
-                now.checked_sub(RESOLVE_EVERY)
-                    .unwrap_or(SystemTime::UNIX_EPOCH)
-            };
-            self.routes.insert(name, (route, at));
+            self.routes.insert(name, (route, decided_at(now, settled)));
         }
         Ok(())
     }
@@ -214,14 +195,7 @@ impl TelegramJob {
     /// The source of channel `name`, and whether that is settled (`false`
     /// when Telegram could not be asked, so the question is asked again).
     async fn route_of(&mut self, name: &str) -> Result<(Route, bool), Paused> {
-        let is_username = name.parse::<i64>().is_err();
-        let fallback = |why: String| {
-            if is_username {
-                Route::Preview(name.to_string())
-            } else {
-                Route::Unreadable(why)
-            }
-        };
+        let fallback = |why: String| fallback_route(name, why);
         let unsettled = |e: TelegramError, call: &str| {
             flood(e).map(|e| {
                 let settled = !matches!(e, TelegramError::Transport(_));
@@ -255,14 +229,7 @@ impl TelegramJob {
                 let channel = crate::telegram::bot_api::channel_of(&chat);
                 let username = channel.username.clone();
                 self.known.insert(name.to_string(), channel);
-                let route = match (admin, username) {
-                    (true, _) => Route::Bot,
-                    (false, Some(username)) => Route::Preview(username),
-                    (false, None) => {
-                        fallback("private channel and the bot is not its administrator".into())
-                    }
-                };
-                Ok((route, true))
+                Ok((route_after_get_chat(name, admin, username), true))
             }
             Err(e) => unsettled(e, "getChat"),
         }
@@ -298,24 +265,11 @@ impl TelegramJob {
             };
             let full = updates.len() >= 100;
 
-            // Per channel, the latest version of each message: an edit in the
-            // same batch replaces the text of the post it edits.
-            let mut batches: BTreeMap<String, (Channel, BTreeMap<i64, ChannelPost>)> =
-                BTreeMap::new();
-            for post in updates.into_iter().filter_map(|u| u.post) {
-                let Some(name) = self.configured_name(&post.channel) else {
-                    continue;
-                };
-                let last_seen = self.state.last_seen.get(&name).copied().unwrap_or(0);
-                if !post.edited && post.post.id <= last_seen {
-                    continue; // already sent (a replay after a crash)
-                }
-                let entry = batches
-                    .entry(name)
-                    .or_insert_with(|| (post.channel.clone(), BTreeMap::new()));
-                entry.0 = post.channel.clone();
-                entry.1.insert(post.post.id, post);
-            }
+            let batches = new_posts(
+                updates.into_iter().filter_map(|u| u.post),
+                &self.channels,
+                &self.state.last_seen,
+            );
             for (name, (channel, posts)) in batches {
                 let posts: Vec<Post> = posts.into_values().map(|p| p.post).collect();
                 if let Err(e) = self.enqueue(&name, &channel, posts, tally).await {
@@ -334,21 +288,6 @@ impl TelegramJob {
             }
         }
         Ok(())
-    }
-
-    /// The configured name a Bot API channel goes by, if it is configured.
-    fn configured_name(&self, channel: &Channel) -> Option<String> {
-        let id = channel.id.to_string();
-        self.channels
-            .iter()
-            .find(|c| {
-                **c == id
-                    || channel
-                        .username
-                        .as_deref()
-                        .is_some_and(|u| u.eq_ignore_ascii_case(c))
-            })
-            .cloned()
     }
 
     /// Reads `username`'s preview page(s) and enqueues what is new.
@@ -386,11 +325,9 @@ impl TelegramJob {
                     .filter(|p| p.id > last_seen)
                     .map(|p| (p.id, p)),
             );
-            // Older pages only to close a gap since the last tick; a first
-            // run takes what the page shows.
-            match oldest {
-                Some(oldest) if last_seen > 0 && oldest > last_seen + 1 => before = Some(oldest),
-                _ => break,
+            match older_page_before(oldest, last_seen) {
+                Some(oldest) => before = Some(oldest),
+                None => break,
             }
         }
         if posts.is_empty() {
@@ -518,14 +455,6 @@ impl Job for TelegramJob {
     }
 }
 
-/// A flood limit becomes [`Paused`]; any other error is handed back.
-fn flood(e: TelegramError) -> Result<TelegramError, Paused> {
-    match e {
-        TelegramError::RateLimited { retry_after } => Err(Paused(retry_after)),
-        other => Ok(other),
-    }
-}
-
 /// Runs a blocking Telegram call on the blocking pool.
 async fn blocking<C, T, F>(client: C, call: F) -> Result<T, TelegramError>
 where
@@ -536,19 +465,4 @@ where
     tokio::task::spawn_blocking(move || call(&client))
         .await
         .unwrap_or_else(|e| Err(TelegramError::Transport(format!("task failed: {e}"))))
-}
-
-/// The backend's message of a post.
-fn message_of(post: &Post) -> TelegramMessage {
-    TelegramMessage {
-        id: post.id,
-        text: post.text.clone(),
-        date: iso(post.date),
-        sender_name: post.sender_name.clone(),
-        views: post.views,
-        forwards: post.forwards,
-        has_media: post.media.is_some(),
-        media_type: post.media,
-        links: post.links.clone(),
-    }
 }
