@@ -118,12 +118,7 @@ pub fn page() -> Reply {
 /// The dashboard's address for a person to open, from the listen address:
 /// a wildcard address (`0.0.0.0`, `[::]`) is reachable on loopback.
 pub fn url(listen: std::net::SocketAddr) -> String {
-    let ip = match listen.ip() {
-        ip if !ip.is_unspecified() => ip,
-        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-    };
-    format!("http://{}/", std::net::SocketAddr::new(ip, listen.port()))
+    format!("http://{}/", crate::service::ready::connectable(listen))
 }
 
 /// The market table as of `now`.
