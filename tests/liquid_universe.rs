@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use volspike::binance::frames::{TickerUpdate, Update};
+use volspike::binance::frames::{TickerValues, Update, Values};
 use volspike::clock::from_unix_ms;
 use volspike::jobs::liquid_universe::rules::Thresholds;
 use volspike::jobs::liquid_universe::LiquidUniverse;
@@ -186,14 +186,14 @@ fn volumes_come_from_the_stream_when_it_has_every_symbol() {
     let rig = JobRig::new(&binance, &backend, &dir.join("state"));
     let mut job = LiquidUniverse::new(&rig.services, Thresholds::default());
     let now_ms = volspike::clock::unix_ms(std::time::SystemTime::now());
-    let ticker = |symbol: &str, volume: f64| {
-        Update::Ticker(TickerUpdate {
-            symbol: symbol.into(),
+    let ticker = |symbol: &str, volume: f64| Update {
+        symbol: symbol.into(),
+        event_time: Some(now_ms),
+        values: Values::Ticker(TickerValues {
             last_price: Some(1.0),
             quote_volume: Some(volume),
             price_change_percent: None,
-            event_time: Some(now_ms),
-        })
+        }),
     };
     // Only two of the three universe symbols in the stream: REST is asked.
     let cache = &rig.services.funding.cache;

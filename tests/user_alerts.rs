@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 use volspike::backend::{Outbox, USER_ALERT_CHECKED_PATH, USER_ALERT_TRIGGER_PATH};
 use volspike::binance::cache::FundingCache;
-use volspike::binance::frames::{TickerUpdate, Update};
+use volspike::binance::frames::{TickerValues, Update, Values};
 use volspike::binance::governor::{GovernorConfig, WeightGovernor};
 use volspike::binance::{BinanceRest, Universe};
 use volspike::clock::unix_ms;
@@ -98,13 +98,15 @@ impl Rig {
     fn last_price(&self, symbol: &str, price: f64) {
         let now = unix_ms(SystemTime::now());
         self.jobs.services.funding.cache.apply(
-            &[Update::Ticker(TickerUpdate {
+            &[Update {
                 symbol: symbol.into(),
-                last_price: Some(price),
-                quote_volume: Some(1e9),
-                price_change_percent: None,
                 event_time: Some(now),
-            })],
+                values: Values::Ticker(TickerValues {
+                    last_price: Some(price),
+                    quote_volume: Some(1e9),
+                    price_change_percent: None,
+                }),
+            }],
             now,
         );
     }

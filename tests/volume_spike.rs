@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use volspike::binance::frames::{MarkUpdate, Update};
+use volspike::binance::frames::{MarkValues, Update, Values};
 use volspike::clock::from_unix_ms;
 use volspike::jobs::volume_spike::rules::Rules;
 use volspike::jobs::volume_spike::VolumeSpike;
@@ -54,14 +54,16 @@ impl Rig {
     fn new(binance: &FakeBinance, backend: &FakeBackend, state: &std::path::Path) -> Rig {
         let rig = JobRig::new(binance, backend, state);
         rig.services.funding.cache.apply(
-            &[Update::Mark(MarkUpdate {
+            &[Update {
                 symbol: "BTCUSDT".into(),
-                mark_price: Some(102.4),
-                index_price: Some(102.3),
-                funding_rate: Some(0.0001),
-                next_funding_time: Some(1_764_777_600_000),
                 event_time: Some(1_764_770_700_000),
-            })],
+                values: Values::Mark(MarkValues {
+                    mark_price: Some(102.4),
+                    index_price: Some(102.3),
+                    funding_rate: Some(0.0001),
+                    next_funding_time: Some(1_764_777_600_000),
+                }),
+            }],
             1_764_770_700_000,
         );
         let job = VolumeSpike::new(&rig.services, Rules::default());

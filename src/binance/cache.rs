@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use super::frames::{MarkUpdate, TickerUpdate, Update};
+use super::frames::{MarkValues, TickerValues, Update, Values};
 use crate::clock::unix_ms;
 
 /// The stream rebuilds the snapshot at most this often after frames.
@@ -73,7 +73,7 @@ impl SymbolData {
     /// Merges a mark update: fields present in the update win, absent or
     /// unparsable ones keep their last value. Funding rate and next funding
     /// time are taken as sent, since `None` there means "this contract has none".
-    fn merge_mark(&mut self, u: &MarkUpdate, now_ms: u64) {
+    fn merge_mark(&mut self, u: &MarkValues, event_time: Option<u64>, now_ms: u64) {
         if u.mark_price.is_some() {
             self.mark_price = u.mark_price;
         }
@@ -82,13 +82,13 @@ impl SymbolData {
         }
         self.funding_rate = u.funding_rate;
         self.next_funding_time = u.next_funding_time;
-        if u.event_time.is_some() {
-            self.mark_event_time = u.event_time;
+        if event_time.is_some() {
+            self.mark_event_time = event_time;
         }
         self.mark_updated_ms = Some(now_ms);
     }
 
-    fn merge_ticker(&mut self, u: &TickerUpdate, now_ms: u64) {
+    fn merge_ticker(&mut self, u: &TickerValues, now_ms: u64) {
         if u.last_price.is_some() {
             self.last_price = u.last_price;
         }
@@ -249,17 +249,13 @@ impl FundingCache {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         for u in updates {
-            let symbol = match u {
-                Update::Mark(m) => &m.symbol,
-                Update::Ticker(t) => &t.symbol,
-            };
-            let entry = match data.get_mut(symbol.as_str()) {
+            let entry = match data.get_mut(u.symbol.as_str()) {
                 Some(entry) => entry,
-                None => data.entry(symbol.clone()).or_default(),
+                None => data.entry(u.symbol.clone()).or_default(),
             };
-            match u {
-                Update::Mark(m) => entry.merge_mark(m, now_ms),
-                Update::Ticker(t) => entry.merge_ticker(t, now_ms),
+            match &u.values {
+                Values::Mark(m) => entry.merge_mark(m, u.event_time, now_ms),
+                Values::Ticker(t) => entry.merge_ticker(t, now_ms),
             }
         }
         self.inner.dirty.store(true, Ordering::Release);

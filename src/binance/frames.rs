@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
@@ -17,20 +18,33 @@ use serde::Deserialize;
 /// Longest symbol accepted; Binance's longest are about 20 characters.
 const MAX_SYMBOL_LEN: usize = 32;
 
-/// One update decoded from a frame, ready for the cache.
+/// One symbol's update decoded from a frame, ready for the cache.
+///
+/// One struct for both events rather than one per event: the symbol and the
+/// event time are read, checked and stored the same way for either, and the
+/// cache finds the symbol's entry before it looks at what arrived.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Update {
+pub struct Update {
+    /// Symbol, as Binance spells it (upper case, checked by [`valid_symbol`]).
+    pub symbol: String,
+    /// Binance's event time in ms (`E`).
+    pub event_time: Option<u64>,
+    /// What the event carries.
+    pub values: Values,
+}
+
+/// The event-specific part of an [`Update`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
     /// From a `markPriceUpdate` event: the only source of mark prices.
-    Mark(MarkUpdate),
+    Mark(MarkValues),
     /// From a `24hrTicker` event: last price and 24 h quote volume.
-    Ticker(TickerUpdate),
+    Ticker(TickerValues),
 }
 
 /// The funding part of one symbol (`markPriceUpdate`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct MarkUpdate {
-    /// Symbol, as Binance spells it (upper case).
-    pub symbol: String,
+pub struct MarkValues {
     /// Mark price (`p`); `None` when missing or unparsable.
     pub mark_price: Option<f64>,
     /// Index price (`i`).
@@ -39,23 +53,17 @@ pub struct MarkUpdate {
     pub funding_rate: Option<f64>,
     /// Next funding time in ms (`T`); `None` for quarterlies, which send `"T":0`.
     pub next_funding_time: Option<u64>,
-    /// Binance's event time in ms (`E`).
-    pub event_time: Option<u64>,
 }
 
 /// The ticker part of one symbol (`24hrTicker`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct TickerUpdate {
-    /// Symbol.
-    pub symbol: String,
+pub struct TickerValues {
     /// Last price (`c`). A ticker's `p` is the 24 h price *change* and is never read.
     pub last_price: Option<f64>,
     /// 24 h quote volume in the quote asset, USDT for the universe (`q`).
     pub quote_volume: Option<f64>,
     /// 24 h price change in percent (`P`: `-1.25` = −1.25 %).
     pub price_change_percent: Option<f64>,
-    /// Binance's event time in ms (`E`).
-    pub event_time: Option<u64>,
 }
 
 /// What one text frame turned out to be.
@@ -81,27 +89,34 @@ pub enum Frame {
 #[error("unreadable frame: {0}")]
 pub struct GarbageFrame(pub String);
 
-/// A JSON scalar read without insisting on its type.
+/// A JSON value read without insisting on its type: the one lenient visitor
+/// behind both a field's value ([`Loose`], objects skipped) and an array item
+/// ([`Lenient<RawItem>`], objects read as events).
 #[derive(Debug, Clone, PartialEq)]
-enum Loose<'a> {
+enum Lenient<'a, M> {
     /// A string (Binance's usual encoding of decimals).
     Str(Cow<'a, str>),
     /// A number.
     Num(f64),
     /// An unsigned integer (times), kept exact.
     Int(u64),
-    /// `null`, a boolean, an object or an array: unusable.
+    /// An object, read as `M`.
+    Map(M),
+    /// `null`, a boolean or an array: unusable.
     Other,
 }
 
-impl<'a> Loose<'a> {
+/// A field's value: an object there is skipped unread.
+type Loose<'a> = Lenient<'a, IgnoredAny>;
+
+impl<M> Lenient<'_, M> {
     /// A finite decimal, or `None` (`""`, `"NaN"`, garbage).
     fn decimal(&self) -> Option<f64> {
         let v = match self {
-            Loose::Str(s) => s.trim().parse::<f64>().ok()?,
-            Loose::Num(n) => *n,
-            Loose::Int(n) => *n as f64,
-            Loose::Other => return None,
+            Lenient::Str(s) => s.trim().parse::<f64>().ok()?,
+            Lenient::Num(n) => *n,
+            Lenient::Int(n) => *n as f64,
+            Lenient::Map(_) | Lenient::Other => return None,
         };
         v.is_finite().then_some(v)
     }
@@ -109,9 +124,9 @@ impl<'a> Loose<'a> {
     /// A positive millisecond time; 0 (quarterlies' `"T":0`) means unknown.
     fn time_ms(&self) -> Option<u64> {
         let v = match self {
-            Loose::Int(n) => *n,
-            Loose::Num(n) if n.is_finite() && *n >= 0.0 => *n as u64,
-            Loose::Str(s) => s.trim().parse::<u64>().ok()?,
+            Lenient::Int(n) => *n,
+            Lenient::Num(n) if n.is_finite() && *n >= 0.0 => *n as u64,
+            Lenient::Str(s) => s.trim().parse::<u64>().ok()?,
             _ => return None,
         };
         (v > 0).then_some(v)
@@ -119,61 +134,88 @@ impl<'a> Loose<'a> {
 
     fn text(&self) -> Option<&str> {
         match self {
-            Loose::Str(s) => Some(s),
+            Lenient::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The object, if the value was one.
+    fn into_map(self) -> Option<M> {
+        match self {
+            Lenient::Map(m) => Some(m),
             _ => None,
         }
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
+/// A field's decimal; `None` when absent or unusable.
+fn field_decimal(field: &Option<Loose<'_>>) -> Option<f64> {
+    field.as_ref().and_then(Loose::decimal)
+}
+
+/// A field's millisecond time; `None` when absent, unusable or 0.
+fn field_time_ms(field: &Option<Loose<'_>>) -> Option<u64> {
+    field.as_ref().and_then(Loose::time_ms)
+}
+
+/// A field's text; `None` when absent or not a string.
+fn field_text<'f>(field: &'f Option<Loose<'_>>) -> Option<&'f str> {
+    field.as_ref().and_then(Loose::text)
+}
+
+impl<'de: 'a, 'a, M: Deserialize<'de>> Deserialize<'de> for Lenient<'a, M> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct LooseVisitor;
-        impl<'de> Visitor<'de> for LooseVisitor {
-            type Value = Loose<'de>;
+        struct LenientVisitor<M>(PhantomData<M>);
+        impl<'de, M: Deserialize<'de>> Visitor<'de> for LenientVisitor<M> {
+            type Value = Lenient<'de, M>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("any JSON value")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Loose::Str(Cow::Borrowed(v)))
+                Ok(Lenient::Str(Cow::Borrowed(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Loose::Str(Cow::Owned(v.to_owned())))
+                Ok(Lenient::Str(Cow::Owned(v.to_owned())))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Loose::Str(Cow::Owned(v)))
+                Ok(Lenient::Str(Cow::Owned(v)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Loose::Int(v))
+                Ok(Lenient::Int(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Loose::Num(v as f64))
+                Ok(Lenient::Num(v as f64))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Loose::Num(v))
+                Ok(Lenient::Num(v))
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Loose::Other)
+                Ok(Lenient::Other)
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Other)
+                Ok(Lenient::Other)
             }
             fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Other)
+                Ok(Lenient::Other)
             }
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
                 d.deserialize_any(self)
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Loose::Other)
+                Ok(Lenient::Other)
             }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Loose::Other)
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Ok(Lenient::Map(read_map(map)?))
             }
         }
-        deserializer.deserialize_any(LooseVisitor)
+        deserializer.deserialize_any(LenientVisitor(PhantomData))
     }
+}
+
+/// Reads the object behind `map` as a `T`.
+fn read_map<'de, T: Deserialize<'de>, A: de::MapAccess<'de>>(map: A) -> Result<T, A::Error> {
+    T::deserialize(de::value::MapAccessDeserializer::new(map))
 }
 
 /// One array item, every field optional and loosely typed. Field names are
@@ -207,6 +249,7 @@ struct RawItem<'a> {
 /// anything else is kept as "other" so the frame still reads.
 #[derive(Debug)]
 enum RawData<'a> {
+    /// The array's items; `None` for an item that is not an object.
     Items(Vec<Option<RawItem<'a>>>),
     One(Box<RawItem<'a>>),
 }
@@ -231,62 +274,19 @@ fn raw_data<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RawData<'de>>, D::
         }
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(4096));
-            while let Some(item) = seq.next_element::<MaybeItem<'de>>()? {
-                items.push(item.0);
+            while let Some(item) = seq.next_element::<Lenient<'de, RawItem<'de>>>()? {
+                items.push(item.into_map());
             }
             Ok(Some(RawData::Items(items)))
         }
         fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            let item = RawItem::deserialize(de::value::MapAccessDeserializer::new(map))?;
-            Ok(Some(RawData::One(Box::new(item))))
+            Ok(Some(RawData::One(Box::new(read_map(map)?))))
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
         }
     }
     d.deserialize_any(DataVisitor)
-}
-
-/// An array item that is an event object, or `None` for anything else.
-struct MaybeItem<'a>(Option<RawItem<'a>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for MaybeItem<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ItemVisitor;
-        impl<'de> Visitor<'de> for ItemVisitor {
-            type Value = MaybeItem<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an event object")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let item = RawItem::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(MaybeItem(Some(item)))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(MaybeItem(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(MaybeItem(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(MaybeItem(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(MaybeItem(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(MaybeItem(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(MaybeItem(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(MaybeItem(None))
-            }
-        }
-        d.deserialize_any(ItemVisitor)
-    }
 }
 
 /// A symbol we can store and echo into JSON without escaping: upper-case
@@ -300,30 +300,30 @@ pub fn valid_symbol(s: &str) -> bool {
 
 /// Decodes one item; `None` when it is not an event we read.
 fn decode(item: &RawItem<'_>) -> Option<Update> {
-    let symbol = item.symbol.as_ref()?.text()?;
+    let symbol = field_text(&item.symbol)?;
     if !valid_symbol(symbol) {
         return None;
     }
-    let event_time = item.event_time.as_ref().and_then(Loose::time_ms);
-    match item.event.as_ref()?.text()? {
-        "markPriceUpdate" => Some(Update::Mark(MarkUpdate {
-            symbol: symbol.to_owned(),
-            mark_price: item.p.as_ref().and_then(Loose::decimal),
-            index_price: item.index.as_ref().and_then(Loose::decimal),
-            funding_rate: item.rate.as_ref().and_then(Loose::decimal),
-            next_funding_time: item.next_funding.as_ref().and_then(Loose::time_ms),
-            event_time,
-        })),
-        "24hrTicker" => Some(Update::Ticker(TickerUpdate {
-            symbol: symbol.to_owned(),
+    let values = match field_text(&item.event)? {
+        "markPriceUpdate" => Values::Mark(MarkValues {
+            mark_price: field_decimal(&item.p),
+            index_price: field_decimal(&item.index),
+            funding_rate: field_decimal(&item.rate),
+            next_funding_time: field_time_ms(&item.next_funding),
+        }),
+        "24hrTicker" => Values::Ticker(TickerValues {
             // Never `p`: on a ticker it is the 24 h price change.
-            last_price: item.close.as_ref().and_then(Loose::decimal),
-            quote_volume: item.quote_volume.as_ref().and_then(Loose::decimal),
-            price_change_percent: item.big_p.as_ref().and_then(Loose::decimal),
-            event_time,
-        })),
-        _ => None,
-    }
+            last_price: field_decimal(&item.close),
+            quote_volume: field_decimal(&item.quote_volume),
+            price_change_percent: field_decimal(&item.big_p),
+        }),
+        _ => return None,
+    };
+    Some(Update {
+        symbol: symbol.to_owned(),
+        event_time: field_time_ms(&item.event_time),
+        values,
+    })
 }
 
 /// Parses one text frame.
@@ -332,12 +332,7 @@ pub fn parse(text: &str) -> Result<Frame, GarbageFrame> {
     let Some(data) = raw.data else {
         return Ok(Frame::Control);
     };
-    let stream = raw
-        .stream
-        .as_ref()
-        .and_then(Loose::text)
-        .unwrap_or("")
-        .to_owned();
+    let stream = field_text(&raw.stream).unwrap_or("").to_owned();
     let (updates, skipped) = match data {
         RawData::Items(items) => {
             let mut updates = Vec::with_capacity(items.len());
@@ -382,14 +377,16 @@ mod tests {
     fn mark_price_sample_with_new_fields() {
         assert_eq!(
             updates(MARK),
-            vec![Update::Mark(MarkUpdate {
+            vec![Update {
                 symbol: "BTCUSDT".into(),
-                mark_price: Some(11185.87786614),
-                index_price: Some(11784.62659091),
-                funding_rate: Some(0.00038167),
-                next_funding_time: Some(1562306400000),
                 event_time: Some(1562305380000),
-            })]
+                values: Values::Mark(MarkValues {
+                    mark_price: Some(11185.87786614),
+                    index_price: Some(11784.62659091),
+                    funding_rate: Some(0.00038167),
+                    next_funding_time: Some(1562306400000),
+                }),
+            }]
         );
     }
 
@@ -400,12 +397,16 @@ mod tests {
             {"e":"markPriceUpdate","E":1,"s":"ETHUSDT","p":"3000.5","i":"3000","P":"0","r":"0.0001","T":1700000000000}]}"#;
         let u = updates(text);
         assert_eq!(u.len(), 2);
-        let Update::Mark(q) = &u[0] else { panic!() };
-        assert_eq!(q.symbol, "BTCUSDT_260925");
+        assert_eq!(u[0].symbol, "BTCUSDT_260925");
+        let Values::Mark(q) = &u[0].values else {
+            panic!()
+        };
         assert_eq!(q.mark_price, Some(70000.1));
         assert_eq!(q.funding_rate, None);
         assert_eq!(q.next_funding_time, None);
-        let Update::Mark(e) = &u[1] else { panic!() };
+        let Values::Mark(e) = &u[1].values else {
+            panic!()
+        };
         assert_eq!(e.funding_rate, Some(0.0001));
     }
 
@@ -413,13 +414,15 @@ mod tests {
     fn ticker_p_is_never_a_price() {
         assert_eq!(
             updates(TICKER),
-            vec![Update::Ticker(TickerUpdate {
+            vec![Update {
                 symbol: "BTCUSDT".into(),
-                last_price: Some(0.0025),
-                quote_volume: Some(18.0),
-                price_change_percent: Some(250.0),
                 event_time: Some(123456789),
-            })]
+                values: Values::Ticker(TickerValues {
+                    last_price: Some(0.0025),
+                    quote_volume: Some(18.0),
+                    price_change_percent: Some(250.0),
+                }),
+            }]
         );
     }
 
@@ -435,14 +438,16 @@ mod tests {
                 assert_eq!(skipped, 5);
                 assert_eq!(
                     updates,
-                    vec![Update::Mark(MarkUpdate {
+                    vec![Update {
                         symbol: "SOLUSDT".into(),
-                        mark_price: None,
-                        index_price: Some(150.0),
-                        funding_rate: None,
-                        next_funding_time: Some(1700000000000),
                         event_time: None,
-                    })]
+                        values: Values::Mark(MarkValues {
+                            mark_price: None,
+                            index_price: Some(150.0),
+                            funding_rate: None,
+                            next_funding_time: Some(1700000000000),
+                        }),
+                    }]
                 );
             }
             Frame::Control => panic!("expected data"),

@@ -132,27 +132,25 @@ macro_rules! declare {
     (@secret secret) => { true };
     (@value number ([$($name:literal),+], $default:literal, $lo:literal ..= $hi:literal) $help:literal) => {
         Number {
-            setting: Setting {
-                names: &[$($name),+],
-                default: Some(stringify!($default)),
-                unset: Unset::Default,
-                secret: false,
-                help: $help,
-            },
+            setting: declare!(@defaulted [$($name),+], stringify!($default), $help),
             default: $default as _,
             range: ($lo as _, $hi as _),
         }
     };
     (@value text ([$($name:literal),+], $default:literal) $help:literal) => {
         Text {
-            setting: Setting {
-                names: &[$($name),+],
-                default: Some($default),
-                unset: Unset::Default,
-                secret: false,
-                help: $help,
-            },
+            setting: declare!(@defaulted [$($name),+], $default, $help),
             default: $default,
+        }
+    };
+    // The `Setting` of a number or text: unset means its default.
+    (@defaulted [$($name:literal),+], $default_text:expr, $help:literal) => {
+        Setting {
+            names: &[$($name),+],
+            default: Some($default_text),
+            unset: Unset::Default,
+            secret: false,
+            help: $help,
         }
     };
     (@value plain ([$($name:literal),+], $unset:ident $(($note:literal))? $(, $secret:ident)?) $help:literal) => {

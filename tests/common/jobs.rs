@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use volspike::backend::{BackoffPolicy, Outbox, OutboxSettings};
 use volspike::binance::cache::FundingCache;
-use volspike::binance::frames::{MarkUpdate, Update};
+use volspike::binance::frames::{MarkValues, Update, Values};
 use volspike::clock::{from_unix_ms, unix_ms};
 use volspike::config::{Config, Mode, Sources};
 use volspike::jobs::services::Services;
@@ -31,14 +31,16 @@ pub fn at(secs: u64) -> SystemTime {
 pub fn mark(cache: &FundingCache, symbol: &str, price: f64, funding: f64) {
     let now = unix_ms(SystemTime::now());
     cache.apply(
-        &[Update::Mark(MarkUpdate {
+        &[Update {
             symbol: symbol.to_string(),
-            mark_price: Some(price),
-            index_price: Some(price),
-            funding_rate: Some(funding),
-            next_funding_time: Some(T0_MS + 3_600_000),
             event_time: Some(now),
-        })],
+            values: Values::Mark(MarkValues {
+                mark_price: Some(price),
+                index_price: Some(price),
+                funding_rate: Some(funding),
+                next_funding_time: Some(T0_MS + 3_600_000),
+            }),
+        }],
         now,
     );
 }

@@ -176,7 +176,7 @@ pub fn watchlist(ctx: &HttpContext, now: SystemTime) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binance::frames::{MarkUpdate, TickerUpdate, Update};
+    use crate::binance::frames::{MarkValues, TickerValues, Update, Values};
 
     #[test]
     fn the_page_is_self_contained() {
@@ -233,21 +233,25 @@ mod tests {
             .iter()
             .flat_map(|(s, v, r)| {
                 [
-                    Update::Mark(MarkUpdate {
+                    Update {
                         symbol: s.to_string(),
-                        mark_price: Some(1.0),
-                        index_price: None,
-                        funding_rate: Some(*r),
-                        next_funding_time: None,
                         event_time: None,
-                    }),
-                    Update::Ticker(TickerUpdate {
+                        values: Values::Mark(MarkValues {
+                            mark_price: Some(1.0),
+                            index_price: None,
+                            funding_rate: Some(*r),
+                            next_funding_time: None,
+                        }),
+                    },
+                    Update {
                         symbol: s.to_string(),
-                        last_price: Some(1.0),
-                        quote_volume: Some(*v),
-                        price_change_percent: None,
                         event_time: None,
-                    }),
+                        values: Values::Ticker(TickerValues {
+                            last_price: Some(1.0),
+                            quote_volume: Some(*v),
+                            price_change_percent: None,
+                        }),
+                    },
                 ]
             })
             .collect();

@@ -87,19 +87,21 @@ pub async fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binance::frames::{MarkUpdate, Update};
+    use crate::binance::frames::{MarkValues, Update, Values};
 
     fn mark(cache: &FundingCache) {
         let now = crate::clock::unix_ms(crate::clock::now());
         cache.apply(
-            &[Update::Mark(MarkUpdate {
+            &[Update {
                 symbol: "BTCUSDT".into(),
-                mark_price: Some(65_000.0),
-                index_price: Some(65_000.0),
-                funding_rate: Some(0.0001),
-                next_funding_time: Some(now + 3_600_000),
                 event_time: Some(now),
-            })],
+                values: Values::Mark(MarkValues {
+                    mark_price: Some(65_000.0),
+                    index_price: Some(65_000.0),
+                    funding_rate: Some(0.0001),
+                    next_funding_time: Some(now + 3_600_000),
+                }),
+            }],
             now,
         );
         cache.rebuild(now);
