@@ -357,6 +357,7 @@ impl OutboxRig {
             requests: Default::default(),
             http: Default::default(),
             oi_change_omissions: Default::default(),
+            volume_stream: None,
         };
         OutboxRig {
             _runtime: runtime,
