@@ -73,7 +73,7 @@ pub fn render(ctx: &HttpContext, now: SystemTime) -> String {
     jobs(&mut e, ctx, now);
     delivery::alerts_and_delivery(&mut e, ctx);
     latency::write(&mut e);
-    kline::streams(&mut e, ctx, now);
+    kline::streams(&mut e, ctx, crate::clock::now());
     binance::websocket(&mut e, ctx, now);
     binance::governor(&mut e, ctx);
     binance::bodies(&mut e);
