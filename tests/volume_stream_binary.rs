@@ -209,10 +209,13 @@ fn an_injected_crossing_is_posted_once_with_the_exact_payload_and_quiet_tapes_ne
         ("volspike_kline_control_messages_paced_total", 0.0),
         ("volspike_kline_reconnects_total", 0.0),
         ("volspike_kline_gap_symbols", 0.0),
-        ("volspike_kline_previous_hours_read_total", 3.0),
+        ("volspike_kline_previous_volumes_read_total", 3.0),
     ] {
         assert_eq!(metrics.get(name), Some(&value), "{name}: {metrics:?}");
     }
+    // The whole page with the kline families passes Prometheus's linter.
+    let (_, text) = http_get(&running.addr, "/metrics").unwrap_or_default();
+    crate::metrics::promtool_check(&text);
 
     let injected = world.binance.set_open_hour_volume("SPIKEUSDT", 35e6);
     let posts = world

@@ -47,7 +47,7 @@ pub(super) fn streams(e: &mut Encoder, ctx: &HttpContext, now: SystemTime) {
         ("volspike_kline_reconnects_total", Kind::Counter, "Kline connection attempts after each connection's first (after a failure, close, silence or the 24 h replacement).", v.links.reconnects as f64),
         ("volspike_kline_updates_total", Kind::Counter, "Kline updates received.", v.updates as f64),
         ("volspike_kline_gap_symbols", Kind::Gauge, "Subscribed symbols without a kline update for the silence limit (or none yet): the next 5-minute slot sweeps them over REST.", v.gap_symbols as f64),
-        ("volspike_kline_previous_hours_read_total", Kind::Counter, "Previous hours' volumes read over REST (at start, after a gap, new listings).", v.previous_hours_read as f64),
+        ("volspike_kline_previous_volumes_read_total", Kind::Counter, "Previous hours' volumes read over REST (at start, after a gap, new listings).", v.previous_hours_read as f64),
     ];
     e.singles(families);
 }
