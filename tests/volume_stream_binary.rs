@@ -171,16 +171,7 @@ fn an_injected_crossing_is_posted_once_with_the_exact_payload_and_quiet_tapes_ne
     world.wait_streaming(&running);
     assert!(world.alerts().is_empty(), "nothing crossed yet");
     // The detect thread and the one connection are critical loops, alive.
-    let health = http_get(&running.addr, "/health")
-        .ok()
-        .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
-        .unwrap_or_default();
-    let loops: Vec<&Value> = health["loops"]
-        .as_array()
-        .map(|l| l.iter().filter(|l| l["name"] == "volume_stream").collect())
-        .unwrap_or_default();
-    assert_eq!(loops.len(), 2, "{health}");
-    assert!(loops.iter().all(|l| l["alive"] == true), "{health}");
+    assert_stream_loops_alive(&running);
 
     // The kline streams on /metrics: one connection up carrying the three
     // symbols (under the 1024 cap), subscribed in one message, nothing
@@ -378,11 +369,8 @@ fn while_the_stream_is_down_the_sweep_posts_and_the_stream_never_repeats_it() {
 
 #[test]
 fn a_gap_after_the_stream_posted_is_swept_over_rest_without_a_second_post() {
-    let hour = some_hour();
-    let world = World::new("stream-gap", hour);
     // 14:14:40: the stream posts, then goes silent before the :15 tick.
-    let running = world.start_at(hour + 14 * MINUTE + 40_000, "stream");
-    world.wait_streaming(&running);
+    let (world, running) = streaming_at("stream-gap", 14 * MINUTE + 40_000);
     world.binance.set_open_hour_volume("SPIKEUSDT", 35e6);
     let posts = world
         .backend
@@ -405,6 +393,30 @@ fn a_gap_after_the_stream_posted_is_swept_over_rest_without_a_second_post() {
     assert_decided_once(&running);
 }
 
+/// The fakes and the appliance in `stream` mode at `into_hour` ms past
+/// [`some_hour`], once it is streaming.
+fn streaming_at(name: &str, into_hour: i64) -> (World, Running) {
+    let hour = some_hour();
+    let world = World::new(name, hour);
+    let running = world.start_at(hour + into_hour, "stream");
+    world.wait_streaming(&running);
+    (world, running)
+}
+
+/// Asserts the detect thread and the one kline connection are on
+/// `/health` as two live `volume_stream` loops; returns the answer.
+fn assert_stream_loops_alive(running: &Running) -> (u16, Value) {
+    let (code, body) = http_get(&running.addr, "/health").unwrap_or_default();
+    let health: Value = serde_json::from_str(&body).unwrap_or_default();
+    let loops: Vec<&Value> = health["loops"]
+        .as_array()
+        .map(|l| l.iter().filter(|l| l["name"] == "volume_stream").collect())
+        .unwrap_or_default();
+    assert_eq!(loops.len(), 2, "{health}");
+    assert!(loops.iter().all(|l| l["alive"] == true), "{health}");
+    (code, health)
+}
+
 /// `/metrics`' samples, by name with labels as written, when it answers.
 fn metrics_of(running: &Running) -> std::collections::BTreeMap<String, f64> {
     let text = http_get(&running.addr, "/metrics")
@@ -424,10 +436,7 @@ fn a_stalled_kline_link_is_reconnected_and_its_symbols_swept_without_a_health_pr
     // docs/health.md: a kline connection that is down is not a problem by
     // itself (its thread keeps beating while it reconnects); its symbols
     // are swept over REST at the next slot and the job's summary says so.
-    let hour = some_hour();
-    let world = World::new("stream-stalled", hour);
-    let running = world.start_at(hour + 14 * MINUTE + 35_000, "stream");
-    world.wait_streaming(&running);
+    let (world, running) = streaming_at("stream-stalled", 14 * MINUTE + 35_000);
     // Accepting, never sending: the link's silence limit (3 s) must notice.
     world.binance.ws_set_stalled(true);
     let metrics = wait_until(PATIENCE, || {
@@ -462,20 +471,13 @@ fn a_stalled_kline_link_is_reconnected_and_its_symbols_swept_without_a_health_pr
     );
     // Still stalled: /health answers 200, no critical problem, the two
     // volume_stream loops alive.
-    let (code, body) = http_get(&running.addr, "/health").unwrap_or_default();
-    let health: Value = serde_json::from_str(&body).unwrap_or_default();
+    let (code, health) = assert_stream_loops_alive(&running);
     assert_eq!(code, 200, "{health}");
     let critical: Vec<&Value> = health["problems"]
         .as_array()
         .map(|p| p.iter().filter(|p| p["severity"] == "critical").collect())
         .unwrap_or_default();
     assert!(critical.is_empty(), "{health}");
-    let loops: Vec<&Value> = health["loops"]
-        .as_array()
-        .map(|l| l.iter().filter(|l| l["name"] == "volume_stream").collect())
-        .unwrap_or_default();
-    assert_eq!(loops.len(), 2, "{health}");
-    assert!(loops.iter().all(|l| l["alive"] == true), "{health}");
     // Back on the stream: the gap closes on the reconnected link.
     world.binance.ws_set_stalled(false);
     let back = wait_until(PATIENCE, || {
