@@ -285,7 +285,16 @@ fn the_link_follows_the_universe_and_comes_back_after_a_drop_or_silence() {
     settings.backoff_max = Duration::from_millis(400);
     let (trigger, shutdown) = volspike::shutdown::channel();
     let (tx, rx) = std::sync::mpsc::channel();
-    let thread = kline_link::spawn(settings, symbols.clone(), tx, None, shutdown).expect("thread");
+    let counters = kline_link::LinkCounters::default();
+    let thread = kline_link::spawn(
+        settings,
+        symbols.clone(),
+        counters.clone(),
+        tx,
+        None,
+        shutdown,
+    )
+    .expect("thread");
 
     assert_eq!(next_link_event(&rx), LinkEvent::Up);
     wait_kline(&rx, &first);
@@ -293,6 +302,12 @@ fn the_link_follows_the_universe_and_comes_back_after_a_drop_or_silence() {
     symbols.lock().expect("set").insert(second.clone());
     wait_kline(&rx, &second);
     assert_eq!(fake.ws_total_connections(), 1);
+    let sent = counters.totals();
+    assert_eq!(
+        (sent.subscribe_messages, sent.reconnects),
+        (2, 0),
+        "{sent:?}"
+    );
 
     // Dropped: down, back up, both streams resubscribed.
     fake.ws_drop_all();
@@ -306,9 +321,66 @@ fn the_link_follows_the_universe_and_comes_back_after_a_drop_or_silence() {
     assert!(why.contains("no kline"), "{why}");
     fake.ws_set_stalled(false);
     wait_kline(&rx, &first);
+    // Each replacement was a reconnect and resubscribed both in one message.
+    let sent = counters.totals();
+    assert_eq!(
+        (sent.subscribe_messages, sent.reconnects),
+        (4, 2),
+        "{sent:?}"
+    );
+    // A delisting goes out as one UNSUBSCRIBE.
+    symbols.lock().expect("set").remove(&second);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counters.totals().unsubscribe_messages == 0 {
+        assert!(Instant::now() < deadline, "no UNSUBSCRIBE sent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counters.totals().unsubscribe_messages, 1);
+    assert_eq!(
+        counters.totals().paced_messages,
+        0,
+        "two messages a second at most"
+    );
 
     assert!(fake.ws_peak_client_rate() <= 10);
     trigger.trigger();
+    thread.join().expect("link thread ends at shutdown");
+}
+
+#[test]
+fn a_full_connection_subscribes_in_paced_batches_and_counts_the_held_ones() {
+    let fake = FakeBinance::start(Market::synthetic(5)).expect("fake binance");
+    // 1024 streams (the cap of one connection): 6 SUBSCRIBE messages of at
+    // most 200, sent at most SEND_PER_SECOND a second, so the 6th waits.
+    let mut set: BTreeSet<String> = fake.market().symbols().into_iter().collect();
+    let mut i = 0;
+    while set.len() < klines::MAX_STREAMS_PER_CONNECTION {
+        set.insert(format!("UNLISTED{i:04}USDT"));
+        i += 1;
+    }
+    let symbols = Arc::new(Mutex::new(set));
+    let settings = StreamSettings::new(&fake.ws_url(), Duration::from_secs(5));
+    let (trigger, shutdown) = volspike::shutdown::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let counters = kline_link::LinkCounters::default();
+    let thread =
+        kline_link::spawn(settings, symbols, counters.clone(), tx, None, shutdown).expect("thread");
+    assert_eq!(next_link_event(&rx), LinkEvent::Up);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counters.totals().subscribe_messages < 6 {
+        assert!(Instant::now() < deadline, "{:?}", counters.totals());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = counters.totals();
+    assert_eq!(sent.subscribe_messages, 6, "{sent:?}");
+    const { assert!(klines::SEND_PER_SECOND < 6) };
+    assert_eq!(
+        sent.paced_messages, 1,
+        "the 6th waited, counted once: {sent:?}"
+    );
+    assert!(fake.ws_peak_client_rate() <= 10);
+    trigger.trigger();
+    drop(rx);
     thread.join().expect("link thread ends at shutdown");
 }
 

@@ -97,7 +97,7 @@ fn scrape(addr: &str) -> (String, Vec<(String, Sample)>) {
 /// `promtool check metrics` (Prometheus's own linter: naming, units,
 /// `_total` on counters, HELP on every family). Missing promtool is a
 /// failure in CI and in tests/run.sh, a loud skip elsewhere.
-fn promtool_check(text: &str) {
+pub(crate) fn promtool_check(text: &str) {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("promtool"))
@@ -357,6 +357,7 @@ impl OutboxRig {
             requests: Default::default(),
             http: Default::default(),
             oi_change_omissions: Default::default(),
+            volume_stream: None,
         };
         OutboxRig {
             _runtime: runtime,

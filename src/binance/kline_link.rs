@@ -10,6 +10,7 @@
 //! batches no faster than [`klines::SEND_PER_SECOND`].
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,6 +40,54 @@ pub enum LinkEvent {
     Down(String),
 }
 
+/// What the links did since start, summed over every connection given the
+/// same counters: for `/metrics`. Cheap to clone (clones count together).
+#[derive(Debug, Clone, Default)]
+pub struct LinkCounters {
+    /// The atomics every clone shares.
+    inner: Arc<LinkCounts>,
+}
+
+/// The atomics behind [`LinkCounters`].
+#[derive(Debug, Default)]
+struct LinkCounts {
+    /// SUBSCRIBE messages sent.
+    subscribe_messages: AtomicU64,
+    /// UNSUBSCRIBE messages sent.
+    unsubscribe_messages: AtomicU64,
+    /// Messages that had to wait for the per-connection send pacing.
+    paced_messages: AtomicU64,
+    /// Connection attempts after a link's first.
+    reconnects: AtomicU64,
+}
+
+/// A reading of [`LinkCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkTotals {
+    /// SUBSCRIBE messages sent.
+    pub subscribe_messages: u64,
+    /// UNSUBSCRIBE messages sent.
+    pub unsubscribe_messages: u64,
+    /// Messages that waited for the pacing (at most
+    /// [`klines::SEND_PER_SECOND`] a second per connection).
+    pub paced_messages: u64,
+    /// Connection attempts after a link's first.
+    pub reconnects: u64,
+}
+
+impl LinkCounters {
+    /// The totals since start.
+    pub fn totals(&self) -> LinkTotals {
+        let c = &self.inner;
+        LinkTotals {
+            subscribe_messages: c.subscribe_messages.load(Ordering::Relaxed),
+            unsubscribe_messages: c.unsubscribe_messages.load(Ordering::Relaxed),
+            paced_messages: c.paced_messages.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Where a link hands its events: `false` when the reader is gone (the
 /// link then stops).
 pub trait LinkSink: Send + 'static {
@@ -55,10 +104,11 @@ impl LinkSink for std::sync::mpsc::Sender<LinkEvent> {
 /// Starts the link's thread. It ends at shutdown or when the sink's reader
 /// is gone. `heartbeat`, when given, beats at least every
 /// [`READ_TICK`] while connected or backing off: the watchdog sees a stuck
-/// thread.
+/// thread. What it sends and its reconnects are added to `counters`.
 pub fn spawn(
     settings: StreamSettings,
     symbols: Arc<Mutex<BTreeSet<String>>>,
+    counters: LinkCounters,
     mut sink: impl LinkSink,
     heartbeat: Option<Heartbeat>,
     shutdown: Shutdown,
@@ -71,27 +121,38 @@ pub fn spawn(
                     h.beat_blocking();
                 }
             };
-            run(&settings, &symbols, &mut sink, &beat, &shutdown)
+            let link = Link {
+                settings: &settings,
+                symbols: &symbols,
+                counts: &counters.inner,
+            };
+            run(&link, &mut sink, &beat, &shutdown)
         })
 }
 
-fn run(
-    settings: &StreamSettings,
-    symbols: &Mutex<BTreeSet<String>>,
-    sink: &mut impl LinkSink,
-    beat: &dyn Fn(),
-    shutdown: &Shutdown,
-) {
+/// What one link's loops read and count into.
+struct Link<'a> {
+    settings: &'a StreamSettings,
+    symbols: &'a Mutex<BTreeSet<String>>,
+    counts: &'a LinkCounts,
+}
+
+fn run(link: &Link<'_>, sink: &mut impl LinkSink, beat: &dyn Fn(), shutdown: &Shutdown) {
+    let settings = link.settings;
     let url = format!("{}/stream", settings.base_url);
     let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
+    let mut first = true;
     while !shutdown.is_triggered() {
+        if !std::mem::take(&mut first) {
+            link.counts.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
         let why = match stream::connect(&url, settings.proxy.as_ref()) {
             Ok(ws) => {
                 if !sink.send(LinkEvent::Up) {
                     return;
                 }
                 let started = Instant::now();
-                let why = session(ws, settings, symbols, sink, beat, shutdown);
+                let why = session(ws, link, sink, beat, shutdown);
                 if started.elapsed() >= Duration::from_secs(60) {
                     backoff.reset();
                 }
@@ -117,18 +178,21 @@ fn run(
 /// Reads one connection; `Some(why)` when it must be replaced, `None` to stop.
 fn session(
     mut ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
-    settings: &StreamSettings,
-    symbols: &Mutex<BTreeSet<String>>,
+    link: &Link<'_>,
     sink: &mut impl LinkSink,
     beat: &dyn Fn(),
     shutdown: &Shutdown,
 ) -> Option<String> {
+    let (settings, symbols, counts) = (link.settings, link.symbols, link.counts);
     if let Err(e) = stream::set_read_timeout(&mut ws, READ_TICK) {
         return Some(format!("socket options: {e}"));
     }
     let opened = Instant::now();
     let mut carried: BTreeSet<String> = BTreeSet::new();
     let mut outgoing: VecDeque<String> = VecDeque::new();
+    // Whether the message at the head of `outgoing` was held by the pacer
+    // (counted once, however long it waits).
+    let mut head_paced = false;
     let mut pacer = SendPacer::new(klines::SEND_PER_SECOND);
     let mut next_id = 1;
     let mut last_data = Instant::now();
@@ -170,12 +234,26 @@ fn session(
                 }
             }
         }
-        while !outgoing.is_empty() && pacer.wait_before_next(Instant::now()).is_zero() {
-            if let Some(text) = outgoing.pop_front() {
-                pacer.record(Instant::now());
-                if let Err(e) = ws.send(Message::text(text)) {
-                    return Some(format!("subscribing: {e}"));
+        while !outgoing.is_empty() {
+            if !pacer.wait_before_next(Instant::now()).is_zero() {
+                if !std::mem::replace(&mut head_paced, true) {
+                    counts.paced_messages.fetch_add(1, Ordering::Relaxed);
                 }
+                break;
+            }
+            let Some(text) = outgoing.pop_front() else {
+                break;
+            };
+            head_paced = false;
+            let sent = if text.contains(r#""method":"UNSUBSCRIBE""#) {
+                &counts.unsubscribe_messages
+            } else {
+                &counts.subscribe_messages
+            };
+            sent.fetch_add(1, Ordering::Relaxed);
+            pacer.record(Instant::now());
+            if let Err(e) = ws.send(Message::text(text)) {
+                return Some(format!("subscribing: {e}"));
             }
         }
         if !carried.is_empty() && last_data.elapsed() >= settings.silence {

@@ -300,6 +300,7 @@ async fn supervise(
                 requests: Default::default(),
                 http: http_stats,
                 oi_change_omissions: services.oi_change_omissions.clone(),
+                volume_stream: Some(services.volume_stream.clone()),
             },
             liveness.register("http", LOOP_DEADLINE),
             shutdown.clone(),

@@ -13,6 +13,7 @@ use crate::binance::governor::WeightGovernor;
 use crate::binance::Universe;
 use crate::jobs::oi_change_omissions::OiChangeOmissionCounters;
 use crate::jobs::status::StatusBoard;
+use crate::jobs::volume_spike::live::VolumeStream;
 use crate::systemd::liveness::Liveness;
 
 /// What handlers read: the appliance's shared state.
@@ -41,6 +42,8 @@ pub struct HttpContext {
     pub http: HttpStats,
     /// Volume alerts sent without `oiChange`, as the volume job counts them.
     pub oi_change_omissions: OiChangeOmissionCounters,
+    /// volume_spike's kline streams, for `/metrics`; `None` in tests.
+    pub volume_stream: Option<VolumeStream>,
 }
 
 #[cfg(test)]
@@ -61,6 +64,7 @@ pub(crate) mod tests {
             requests: RequestCounters::default(),
             http: HttpStats::default(),
             oi_change_omissions: OiChangeOmissionCounters::default(),
+            volume_stream: None,
         }
     }
 }

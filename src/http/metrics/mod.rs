@@ -10,6 +10,9 @@
 //! - alerts and posts enqueued by type (accepted by the outbox; duplicates
 //!   not counted; delivery is counted per backend), and per backend the
 //!   backlog and delivery counters;
+//! - volume alerts' detection latency; in volume `stream` mode the kline
+//!   connections, streams, control messages, pacing, reconnects, symbols
+//!   in a gap and previous hours read over REST;
 //! - the funding WebSocket: state, messages, reconnects, last message time,
 //!   symbols and the times of the oldest and newest data;
 //! - Binance weight in use, ceiling and limit, 429s and pauses;
@@ -28,6 +31,7 @@ mod binance;
 mod delivery;
 pub mod encode;
 mod http;
+mod kline;
 pub mod latency;
 pub(crate) mod process;
 
@@ -69,6 +73,7 @@ pub fn render(ctx: &HttpContext, now: SystemTime) -> String {
     jobs(&mut e, ctx, now);
     delivery::alerts_and_delivery(&mut e, ctx);
     latency::write(&mut e);
+    kline::streams(&mut e, ctx, crate::clock::now());
     binance::websocket(&mut e, ctx, now);
     binance::governor(&mut e, ctx);
     binance::bodies(&mut e);

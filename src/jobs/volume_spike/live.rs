@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use super::post::Poster;
 use super::rules::{Candle, Rules};
 use super::stream::StreamDetector;
+use crate::binance::kline_link::{LinkCounters, LinkTotals};
+use crate::binance::klines;
 use crate::binance::proxy::BinanceProxy;
 use crate::binance::{BinanceRest, Universe};
 use crate::config::Config;
@@ -74,6 +76,37 @@ pub(super) struct Inner {
     pub updates: AtomicU64,
     /// Closed hours read over REST since start (start, gaps, new listings).
     pub seeded: AtomicU64,
+    /// What every connection sent and its reconnects.
+    pub link_counters: LinkCounters,
+}
+
+/// The kline streams as `/metrics` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KlineView {
+    /// Connections started (each carries at most
+    /// [`klines::MAX_STREAMS_PER_CONNECTION`] streams).
+    pub connections: usize,
+    /// Connections up now.
+    pub connections_up: usize,
+    /// Streams subscribed over all connections.
+    pub streams: usize,
+    /// Subscribed symbols without an update for the silence limit (or none
+    /// yet): the next slot sweeps them over REST.
+    pub gap_symbols: usize,
+    /// Kline updates received since start.
+    pub updates: u64,
+    /// Previous hours read over REST since start.
+    pub previous_hours_read: u64,
+    /// Control messages and reconnects of every connection.
+    pub links: LinkTotals,
+}
+
+impl std::fmt::Debug for VolumeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumeStream")
+            .field("enabled", &self.inner.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VolumeStream {
@@ -96,6 +129,7 @@ impl VolumeStream {
                 links_up: AtomicUsize::new(0),
                 updates: AtomicU64::new(0),
                 seeded: AtomicU64::new(0),
+                link_counters: LinkCounters::default(),
             }),
         }
     }
@@ -171,18 +205,44 @@ impl VolumeStream {
         }
     }
 
+    /// The streams as of `now_ms`; `None` in `sweep` mode (no stream).
+    pub fn view(&self, now_ms: u64) -> Option<KlineView> {
+        if !self.inner.enabled {
+            return None;
+        }
+        let sets: Vec<BTreeSet<String>> = lock(&self.inner.links)
+            .iter()
+            .map(|l| lock(l).clone())
+            .collect();
+        let silence_ms = self.inner.silence.as_millis() as u64;
+        let gap_symbols =
+            lock(&self.inner.detector).silent_count(sets.iter().flatten(), now_ms, silence_ms);
+        Some(KlineView {
+            connections: sets.len(),
+            connections_up: self.inner.links_up.load(Ordering::Relaxed),
+            streams: sets.iter().map(BTreeSet::len).sum(),
+            gap_symbols,
+            updates: self.inner.updates.load(Ordering::Relaxed),
+            previous_hours_read: self.inner.seeded.load(Ordering::Relaxed),
+            links: self.inner.link_counters.totals(),
+        })
+    }
+
     /// A short line for the tick's summary: connections, updates, REST reads.
     pub(super) fn describe(&self) -> String {
         let links = lock(&self.inner.links);
         let streams: usize = links.iter().map(|l| lock(l).len()).sum();
+        let sent = self.inner.link_counters.totals();
         format!(
-            "{streams} kline streams on {} of {} connections up (at most {} streams and {} messages/s each), {} updates, {} previous hours read over REST",
+            "{streams} kline streams on {} of {} connections up (at most {} streams and {} messages/s each), {} updates, {} previous hours read over REST, {} reconnects, {} control messages held by the pacing",
             self.inner.links_up.load(Ordering::Relaxed),
             links.len(),
-            crate::binance::klines::MAX_STREAMS_PER_CONNECTION,
-            crate::binance::klines::SEND_PER_SECOND,
+            klines::MAX_STREAMS_PER_CONNECTION,
+            klines::SEND_PER_SECOND,
             self.inner.updates.load(Ordering::Relaxed),
             self.inner.seeded.load(Ordering::Relaxed),
+            sent.reconnects,
+            sent.paced_messages,
         )
     }
 }

@@ -265,6 +265,7 @@ impl Planner {
             let thread = kline_link::spawn(
                 settings,
                 set.clone(),
+                inner.link_counters.clone(),
                 Tagged {
                     index,
                     tx: self.tx.clone(),

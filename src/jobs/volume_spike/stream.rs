@@ -190,6 +190,24 @@ impl StreamDetector {
         }
     }
 
+    /// How many of `symbols` are in a gap at `now_ms`: never updated, or
+    /// silent for `silence_ms` or more (as [`Self::slot_candles`] sees it).
+    pub fn silent_count<'a>(
+        &self,
+        symbols: impl IntoIterator<Item = &'a String>,
+        now_ms: u64,
+        silence_ms: u64,
+    ) -> usize {
+        symbols
+            .into_iter()
+            .filter(|s| {
+                self.tapes
+                    .get(*s)
+                    .is_none_or(|t| now_ms.saturating_sub(t.last_update_ms) >= silence_ms)
+            })
+            .count()
+    }
+
     /// Marks `symbols` silent (their connection went down): slots sweep
     /// them over REST until their next update.
     pub fn mark_silent<'a>(&mut self, symbols: impl IntoIterator<Item = &'a String>) {
@@ -331,6 +349,9 @@ mod tests {
             None,
             "never seen"
         );
+        let both = ["AUSDT".to_string(), "BUSDT".to_string()];
+        assert_eq!(d.silent_count(&both, t30, silence), 1, "BUSDT never seen");
+        assert_eq!(d.silent_count(&both, t30 + silence, silence), 2);
         // At 15:00 the closed 14:00 hour against 13:00.
         let h15 = H14 + HOUR_MS;
         d.on_event(&event("AUSDT", H14, 45e6, true, h15 + 20), h15 + 30, never);
