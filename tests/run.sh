@@ -31,6 +31,7 @@ export VOLSPIKE_FULL_SUITE=1
 
 suite "cargo fmt" cargo fmt --all -- --check
 suite "import circles" python3 tests/import_cycles.py
+suite "file lengths" python3 tests/file_lengths.py
 suite "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 suite "cargo test" cargo test --workspace --locked
 suite "static musl binary" tests/static_binary.sh
