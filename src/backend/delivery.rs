@@ -181,9 +181,7 @@ impl Gates {
             route.last_failed = Some(post.seq);
         }
         if route.failures >= 2 {
-            let mut slot = route.backoff;
-            Hold::fail(&mut slot, policy, now);
-            route.backoff = slot;
+            Hold::fail(&mut route.backoff, policy, now);
         }
         let successes = self.successes;
         let retry = self.posts.entry(post.seq).or_insert(PostRetry {
@@ -366,7 +364,6 @@ pub(crate) async fn run(
     tracing::info!(backend, "delivery stopped; undelivered posts stay on disk");
 }
 
-/// Unix ms now.
 /// Logs and counts a failed attempt that `post` will retry after `delay`.
 fn will_retry(queue: &Queue, backend: &str, post: &StoredPost, delay: Duration, reason: &str) {
     tracing::warn!(
@@ -379,6 +376,7 @@ fn will_retry(queue: &Queue, backend: &str, post: &StoredPost, delay: Duration, 
     queue.retried(format!("{}: {reason}", post.label));
 }
 
+/// Unix ms now.
 fn now_ms() -> u64 {
     unix_ms(std::time::SystemTime::now())
 }
@@ -445,8 +443,6 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
-/// Sends `post` on the blocking pool. `None` when shutdown came first and
-/// the request did not finish within [`SHUTDOWN_GRACE`].
 /// What one send came to.
 enum Attempt {
     /// The backend answered, or the request failed: see the outcome.
