@@ -120,11 +120,14 @@ impl StreamDetector {
         let previous = *tape
             .closed
             .get(&current.open_time_ms.checked_sub(HOUR_MS)?)?;
-        if alerted(&event.symbol, current.open_time_ms) {
+        // The rule is plain arithmetic; the ledger look-up builds a key and
+        // takes a lock, so it is asked only for the rare update that crosses.
+        if rules::decide(&current, &previous, 5, None, &self.rules) != Some(AlertType::Spike)
+            || alerted(&event.symbol, current.open_time_ms)
+        {
             return None;
         }
-        let decision = rules::decide(&current, &previous, 5, None, &self.rules);
-        (decision == Some(AlertType::Spike)).then(|| Crossing {
+        Some(Crossing {
             symbol: event.symbol.clone(),
             current,
             previous,
