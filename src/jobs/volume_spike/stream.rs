@@ -28,6 +28,21 @@ struct Tape {
     last_update_ms: u64,
 }
 
+impl Tape {
+    /// Keeps a closed hour, forgetting the oldest past [`CLOSED_KEPT`].
+    fn keep_closed(&mut self, candle: Candle) {
+        self.closed.insert(candle.open_time_ms, candle);
+        while self.closed.len() > CLOSED_KEPT {
+            self.closed.pop_first();
+        }
+    }
+
+    /// Whether the stream has been silent for `silence_ms` at `now_ms`.
+    fn silent(&self, now_ms: u64, silence_ms: u64) -> bool {
+        now_ms.saturating_sub(self.last_update_ms) >= silence_ms
+    }
+}
+
 /// A spike seen on the stream, to be checked against the ledger and posted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crossing {
@@ -101,10 +116,7 @@ impl StreamDetector {
         tape.last_update_ms = now_ms;
         let current = candle_of(event);
         if event.closed {
-            tape.closed.insert(current.open_time_ms, current);
-            while tape.closed.len() > CLOSED_KEPT {
-                tape.closed.pop_first();
-            }
+            tape.keep_closed(current);
             if tape
                 .open
                 .is_some_and(|o| o.open_time_ms <= current.open_time_ms)
@@ -137,11 +149,10 @@ impl StreamDetector {
 
     /// Records a closed hour read over REST (at start or after a gap).
     pub fn seed_closed(&mut self, symbol: &str, candle: Candle) {
-        let tape = self.tapes.entry(symbol.to_string()).or_default();
-        tape.closed.insert(candle.open_time_ms, candle);
-        while tape.closed.len() > CLOSED_KEPT {
-            tape.closed.pop_first();
-        }
+        self.tapes
+            .entry(symbol.to_string())
+            .or_default()
+            .keep_closed(candle);
     }
 
     /// Of `symbols`, those whose closed previous hour (for the hour holding
@@ -178,7 +189,7 @@ impl StreamDetector {
         silence_ms: u64,
     ) -> Option<(Candle, Candle)> {
         let tape = self.tapes.get(symbol)?;
-        if now_ms.saturating_sub(tape.last_update_ms) >= silence_ms {
+        if tape.silent(now_ms, silence_ms) {
             return None;
         }
         let hour = hour_of(now_ms);
@@ -206,7 +217,7 @@ impl StreamDetector {
             .filter(|s| {
                 self.tapes
                     .get(*s)
-                    .is_none_or(|t| now_ms.saturating_sub(t.last_update_ms) >= silence_ms)
+                    .is_none_or(|t| t.silent(now_ms, silence_ms))
             })
             .count()
     }
