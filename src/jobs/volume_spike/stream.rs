@@ -112,7 +112,12 @@ impl StreamDetector {
         now_ms: u64,
         alerted: impl Fn(&str, u64) -> bool,
     ) -> Option<Crossing> {
-        let tape = self.tapes.entry(event.symbol.clone()).or_default();
+        // Looked up before inserting: the symbol is copied once per
+        // symbol, not on every update.
+        if !self.tapes.contains_key(&event.symbol) {
+            self.tapes.insert(event.symbol.clone(), Tape::default());
+        }
+        let tape = self.tapes.get_mut(&event.symbol)?;
         tape.last_update_ms = now_ms;
         let current = candle_of(event);
         if event.closed {
