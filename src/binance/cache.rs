@@ -392,12 +392,7 @@ impl FundingCache {
 
     /// Age of the least recently updated funding entry at `now`.
     pub fn oldest_age(&self, now: SystemTime) -> Option<Duration> {
-        let now_ms = unix_ms(now);
-        self.read()
-            .values()
-            .filter_map(|d| d.mark_updated_ms)
-            .min()
-            .map(|ms| Duration::from_millis(now_ms.saturating_sub(ms)))
+        self.oldest_listed_age(None, now)
     }
 
     /// Age of the most recently updated funding entry at `now`.

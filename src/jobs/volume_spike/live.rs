@@ -7,7 +7,7 @@
 //! Built once per process (in [`crate::jobs::services::Services`]); in
 //! `sweep` mode it stays empty and the job sweeps every symbol, as before.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use super::stream::StreamDetector;
 use crate::binance::kline_link::{LinkCounters, LinkTotals};
 use crate::binance::klines;
 use crate::binance::proxy::BinanceProxy;
-use crate::binance::{BinanceRest, Universe};
+use crate::binance::{BinanceRest, SymbolInfo, Universe};
 use crate::config::Config;
 
 /// At hh:00 the closed candles reach the stream a moment after the hour:
@@ -66,8 +66,9 @@ pub(super) struct Inner {
     pub detector: Mutex<StreamDetector>,
     /// Each connection's symbol set (index = connection).
     pub links: Mutex<Vec<Arc<Mutex<BTreeSet<String>>>>>,
-    /// Symbol → base asset, for messages.
-    pub assets: Mutex<BTreeMap<String, String>>,
+    /// The universe as of the planner's last round (the universe's own
+    /// shared list, not a copy): base assets for messages.
+    pub listed: Mutex<Arc<Vec<SymbolInfo>>>,
     /// Set when the job is built in `stream` mode: the streams start only then.
     pub job: OnceLock<JobContext>,
     /// Connections up now.
@@ -124,7 +125,7 @@ impl VolumeStream {
                 silence: config.funding.silence,
                 detector: Mutex::new(StreamDetector::new(rules)),
                 links: Mutex::new(Vec::new()),
-                assets: Mutex::new(BTreeMap::new()),
+                listed: Mutex::new(Arc::new(Vec::new())),
                 job: OnceLock::new(),
                 links_up: AtomicUsize::new(0),
                 updates: AtomicU64::new(0),

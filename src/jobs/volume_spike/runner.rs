@@ -174,9 +174,10 @@ fn on_link_event(
             {
                 return;
             }
-            let asset = lock(&inner.assets)
-                .get(&crossing.symbol)
-                .cloned()
+            let asset = lock(&inner.listed)
+                .iter()
+                .find(|s| s.symbol == crossing.symbol)
+                .map(|s| s.base_asset.clone())
                 .unwrap_or_else(|| rules::asset_of(&crossing.symbol).to_string());
             let decision = Decision {
                 symbol: crossing.symbol,
@@ -231,10 +232,7 @@ impl Planner {
     async fn round(&mut self, first: bool) -> anyhow::Result<()> {
         let universe = self.job.universe.symbols().await?;
         let desired: BTreeSet<String> = universe.iter().map(|s| s.symbol.clone()).collect();
-        *lock(&self.stream.inner.assets) = universe
-            .iter()
-            .map(|s| (s.symbol.clone(), s.base_asset.clone()))
-            .collect();
+        *lock(&self.stream.inner.listed) = universe;
         self.follow(&desired)?;
         lock(&self.stream.inner.detector).retain(|s| desired.contains(s));
         self.seed(&desired, first).await;

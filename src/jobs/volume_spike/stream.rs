@@ -28,6 +28,21 @@ struct Tape {
     last_update_ms: u64,
 }
 
+impl Tape {
+    /// Keeps a closed hour, forgetting the oldest past [`CLOSED_KEPT`].
+    fn keep_closed(&mut self, candle: Candle) {
+        self.closed.insert(candle.open_time_ms, candle);
+        while self.closed.len() > CLOSED_KEPT {
+            self.closed.pop_first();
+        }
+    }
+
+    /// Whether the stream has been silent for `silence_ms` at `now_ms`.
+    fn silent(&self, now_ms: u64, silence_ms: u64) -> bool {
+        now_ms.saturating_sub(self.last_update_ms) >= silence_ms
+    }
+}
+
 /// A spike seen on the stream, to be checked against the ledger and posted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crossing {
@@ -97,14 +112,16 @@ impl StreamDetector {
         now_ms: u64,
         alerted: impl Fn(&str, u64) -> bool,
     ) -> Option<Crossing> {
-        let tape = self.tapes.entry(event.symbol.clone()).or_default();
+        // Looked up before inserting: the symbol is copied once per
+        // symbol, not on every update.
+        if !self.tapes.contains_key(&event.symbol) {
+            self.tapes.insert(event.symbol.clone(), Tape::default());
+        }
+        let tape = self.tapes.get_mut(&event.symbol)?;
         tape.last_update_ms = now_ms;
         let current = candle_of(event);
         if event.closed {
-            tape.closed.insert(current.open_time_ms, current);
-            while tape.closed.len() > CLOSED_KEPT {
-                tape.closed.pop_first();
-            }
+            tape.keep_closed(current);
             if tape
                 .open
                 .is_some_and(|o| o.open_time_ms <= current.open_time_ms)
@@ -120,11 +137,14 @@ impl StreamDetector {
         let previous = *tape
             .closed
             .get(&current.open_time_ms.checked_sub(HOUR_MS)?)?;
-        if alerted(&event.symbol, current.open_time_ms) {
+        // The rule is plain arithmetic; the ledger look-up builds a key and
+        // takes a lock, so it is asked only for the rare update that crosses.
+        if rules::decide(&current, &previous, 5, None, &self.rules) != Some(AlertType::Spike)
+            || alerted(&event.symbol, current.open_time_ms)
+        {
             return None;
         }
-        let decision = rules::decide(&current, &previous, 5, None, &self.rules);
-        (decision == Some(AlertType::Spike)).then(|| Crossing {
+        Some(Crossing {
             symbol: event.symbol.clone(),
             current,
             previous,
@@ -134,11 +154,10 @@ impl StreamDetector {
 
     /// Records a closed hour read over REST (at start or after a gap).
     pub fn seed_closed(&mut self, symbol: &str, candle: Candle) {
-        let tape = self.tapes.entry(symbol.to_string()).or_default();
-        tape.closed.insert(candle.open_time_ms, candle);
-        while tape.closed.len() > CLOSED_KEPT {
-            tape.closed.pop_first();
-        }
+        self.tapes
+            .entry(symbol.to_string())
+            .or_default()
+            .keep_closed(candle);
     }
 
     /// Of `symbols`, those whose closed previous hour (for the hour holding
@@ -175,7 +194,7 @@ impl StreamDetector {
         silence_ms: u64,
     ) -> Option<(Candle, Candle)> {
         let tape = self.tapes.get(symbol)?;
-        if now_ms.saturating_sub(tape.last_update_ms) >= silence_ms {
+        if tape.silent(now_ms, silence_ms) {
             return None;
         }
         let hour = hour_of(now_ms);
@@ -203,7 +222,7 @@ impl StreamDetector {
             .filter(|s| {
                 self.tapes
                     .get(*s)
-                    .is_none_or(|t| now_ms.saturating_sub(t.last_update_ms) >= silence_ms)
+                    .is_none_or(|t| t.silent(now_ms, silence_ms))
             })
             .count()
     }
