@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{http_get, wait_until, Running, TempDir};
+use crate::common::{http_get, proc_status, wait_until, Running, TempDir};
 use volspike_fakes::{FakeBinance, Market};
 
 /// systemd's default soft `LimitNOFILE`.
@@ -26,16 +26,6 @@ const TASK_LIMIT: u64 = 64;
 const NO_JOBS: &str =
     "funding_stream,funding_health,volume_spike,liquid_universe,open_interest,user_alerts,telegram";
 const MIB: u64 = 1024;
-
-/// A `/proc/<pid>/status` field (KiB for memory, a count for Threads).
-fn proc_status(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// Lets this test process open thousands of sockets. Only ever raises the
 /// soft limit: the other modules' tests share this process.

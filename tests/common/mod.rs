@@ -65,6 +65,17 @@ impl TempDir {
     }
 }
 
+/// A `/proc/<pid>/status` field as a number: KiB for the memory fields
+/// (VmRSS, VmHWM), a count for Threads; 0 when the process or field is gone.
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// GET `path` on `addr`; returns status and body. Generous timeouts.
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
