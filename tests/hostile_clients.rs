@@ -95,6 +95,20 @@ fn start_limited(
     start_with_fd_limit(dir, args, env, tasks, FD_LIMIT)
 }
 
+/// `volspike run --local` with every job off, `ulimit -n fd_limit` and no
+/// task limit, its HTTP server up.
+fn start_quiet(dir: &TempDir, fd_limit: u64) -> Running {
+    let app = start_with_fd_limit(
+        dir,
+        &["--local"],
+        &[("VOLSPIKE_DISABLED_JOBS", NO_JOBS)],
+        None,
+        fd_limit,
+    );
+    assert!(app.wait_http(), "log:\n{}", app.log_text());
+    app
+}
+
 /// `volspike run` with `ulimit -n fd_limit` and, when available, the task limit.
 fn start_with_fd_limit(
     dir: &TempDir,
@@ -337,13 +351,7 @@ fn send_endless_header(addr: SocketAddr, total: usize) -> (usize, Vec<u8>) {
 #[test]
 fn endless_header_lines_cost_no_memory() {
     let dir = TempDir::new("hostile-header");
-    let app = start_limited(
-        &dir,
-        &["--local"],
-        &[("VOLSPIKE_DISABLED_JOBS", NO_JOBS)],
-        None,
-    );
-    assert!(app.wait_http(), "log:\n{}", app.log_text());
+    let app = start_quiet(&dir, FD_LIMIT);
     let pid = app.child.id();
     for _ in 0..20 {
         let _ = http_get(&app.addr, "/health");
@@ -380,13 +388,7 @@ fn endless_header_lines_cost_no_memory() {
 #[test]
 fn odd_requests_are_answered_not_left_hanging() {
     let dir = TempDir::new("hostile-odd");
-    let app = start_limited(
-        &dir,
-        &["--local"],
-        &[("VOLSPIKE_DISABLED_JOBS", NO_JOBS)],
-        None,
-    );
-    assert!(app.wait_http(), "log:\n{}", app.log_text());
+    let app = start_quiet(&dir, FD_LIMIT);
     let ask = |request: &[u8], wait: u64| -> String {
         let Ok(mut stream) = TcpStream::connect(&app.addr) else {
             return String::new();
@@ -441,14 +443,7 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_goes_on() {
     let dir = TempDir::new("hostile-emfile");
     // 24 descriptors: the connection cap (16 at least) plus what the process
     // already holds (16) runs out before the cap does: accept fails (EMFILE).
-    let app = start_with_fd_limit(
-        &dir,
-        &["--local"],
-        &[("VOLSPIKE_DISABLED_JOBS", NO_JOBS)],
-        None,
-        24,
-    );
-    assert!(app.wait_http(), "log:\n{}", app.log_text());
+    let app = start_quiet(&dir, 24);
     let pid = app.child.id();
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     let addr: SocketAddr = app.addr.parse().expect("address");
