@@ -40,30 +40,8 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port on 127.0.0.1")
 }
 
-/// A temporary directory (tempfile's, under `$TMPDIR`) named after the
-/// test that made it, removed on drop.
-pub struct TempDir(tempfile::TempDir);
-
-impl TempDir {
-    /// A fresh empty directory whose name starts with `volspike-test-<tag>-`.
-    pub fn new(tag: &str) -> TempDir {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("volspike-test-{tag}-"))
-            .tempdir()
-            .expect("creating a temp dir");
-        TempDir(dir)
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    /// A path inside it.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-}
+/// The temporary directory the unit tests use too.
+pub use volspike_fakes::TempDir;
 
 /// A `/proc/<pid>/status` field as a number: KiB for the memory fields
 /// (VmRSS, VmHWM), a count for Threads; 0 when the process or field is gone.
