@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{clock_offset_before_boundary, http_get, wait_until, Running, TempDir};
+use crate::common::market::start_funding_check;
+use crate::common::{http_get, wait_until, Running, TempDir};
 use volspike::binance::governor::{GovernorConfig, WeightGovernor};
 use volspike::binance::proxy::BinanceProxy;
 use volspike::binance::{BinanceRest, REGION_REFUSED};
@@ -93,17 +94,14 @@ fn the_binary_reaches_binance_rest_and_websocket_through_the_conventional_proxy(
     binance.ws_set_interval(Duration::from_millis(300));
     let proxy = FakeProxy::start().expect("fake proxy");
     let dir = TempDir::new("proxy-binary");
-    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(4));
-    let (rest, ws, via) = (binance.rest_url(), binance.ws_url(), proxy.url());
+    let via = proxy.url();
     // The fake speaks plain http/ws, so the conventional variable is HTTP_PROXY.
-    let app = Running::start(
+    let app = start_funding_check(
         &dir,
-        &["--local", "--only", "funding_stream,funding_health"],
+        &binance,
+        Duration::from_secs(4),
         &[
-            ("BINANCE_FAPI_URL", rest.as_str()),
-            ("BINANCE_WS_URL", ws.as_str()),
             ("HTTP_PROXY", via.as_str()),
-            ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
             ("VOLSPIKE_HEALTH_MIN_SYMBOLS", "10"),
         ],
     );
@@ -123,7 +121,7 @@ fn the_binary_reaches_binance_rest_and_websocket_through_the_conventional_proxy(
     .unwrap_or_else(|| panic!("funding_health never ran; log:\n{}", app.log_text()));
     assert_eq!(job["lastResult"], "ok", "{job}\n{}", app.log_text());
     let connects = proxy.connects();
-    let (rest_host, ws_host) = (authority(&rest), authority(&ws));
+    let (rest_host, ws_host) = (authority(&binance.rest_url()), authority(&binance.ws_url()));
     assert!(connects.contains(&ws_host), "{connects:?}");
     assert!(connects.contains(&rest_host), "{connects:?}");
     assert!(
@@ -142,17 +140,11 @@ fn a_451_is_named_in_the_log_and_health() {
     // Every REST call answers 451, as Binance does to a refused region.
     binance.fail_next(100_000, 451, None);
     let dir = TempDir::new("proxy-451");
-    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(4));
-    let (rest, ws) = (binance.rest_url(), binance.ws_url());
-    let app = Running::start(
+    let app = start_funding_check(
         &dir,
-        &["--local", "--only", "funding_stream,funding_health"],
-        &[
-            ("BINANCE_FAPI_URL", rest.as_str()),
-            ("BINANCE_WS_URL", ws.as_str()),
-            ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
-            ("VOLSPIKE_HEALTH_MIN_SYMBOLS", "10"),
-        ],
+        &binance,
+        Duration::from_secs(4),
+        &[("VOLSPIKE_HEALTH_MIN_SYMBOLS", "10")],
     );
     let body = wait_until(Duration::from_secs(40), || {
         let (_, body) = http_get(&app.addr, "/health").ok()?;

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::common::{clock_offset_before_boundary, http_get, wait_until, Running, TempDir};
+use crate::common::market::start_funding_check;
+use crate::common::{http_get, wait_until, Running, TempDir};
 use volspike_fakes::{FakeBinance, Market};
 
 fn job_state(addr: &str) -> Option<serde_json::Value> {
@@ -21,19 +22,7 @@ fn first_check(
     binance: &FakeBinance,
     extra: &[(&str, &str)],
 ) -> (Running, serde_json::Value) {
-    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(4));
-    let (rest, ws) = (binance.rest_url(), binance.ws_url());
-    let mut env = vec![
-        ("BINANCE_FAPI_URL", rest.as_str()),
-        ("BINANCE_WS_URL", ws.as_str()),
-        ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    let app = Running::start(
-        dir,
-        &["--local", "--only", "funding_stream,funding_health"],
-        &env,
-    );
+    let app = start_funding_check(dir, binance, Duration::from_secs(4), extra);
     let job = wait_until(Duration::from_secs(40), || job_state(&app.addr))
         .unwrap_or_else(|| panic!("funding_health never ran; log:\n{}", app.log_text()));
     (app, job)
@@ -88,15 +77,11 @@ fn a_delisted_symbol_is_evicted_and_never_fails_the_check() {
     let binance = FakeBinance::start(market).expect("fake binance");
     binance.ws_set_interval(Duration::from_millis(300));
     let dir = TempDir::new("funding-health-delisted");
-    let offset = clock_offset_before_boundary(Duration::from_secs(60), Duration::from_secs(10));
-    let (rest, ws) = (binance.rest_url(), binance.ws_url());
-    let app = Running::start(
+    let app = start_funding_check(
         &dir,
-        &["--local", "--only", "funding_stream,funding_health"],
+        &binance,
+        Duration::from_secs(10),
         &[
-            ("BINANCE_FAPI_URL", rest.as_str()),
-            ("BINANCE_WS_URL", ws.as_str()),
-            ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
             ("VOLSPIKE_HEALTH_MIN_SYMBOLS", "10"),
             // Two seconds of silence is stale: the delisted symbol ages
             // past it long before the check.

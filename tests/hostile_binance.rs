@@ -5,21 +5,11 @@
 
 use std::time::Duration;
 
-use crate::common::{http_get, wait_until, Running, TempDir};
+use crate::common::{http_get, proc_status, wait_until, Running, TempDir};
 use volspike_fakes::{FakeBinance, HostileBody, Market};
 
 const EXCHANGE_INFO: &str = "/fapi/v1/exchangeInfo";
 const MIB: usize = 1024 * 1024;
-
-/// A `/proc/<pid>/status` field in KiB (VmRSS, VmHWM).
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn requests_to(fake: &FakeBinance, path: &str) -> usize {
     fake.requests().iter().filter(|r| r.path == path).count()
@@ -85,7 +75,7 @@ fn peak_rss_against(tag: &str, body: HostileBody) -> u64 {
         "health never recovered; log:\n{}",
         app.log_text()
     );
-    let peak = status_kib(app.child.id(), "VmHWM");
+    let peak = proc_status(app.child.id(), "VmHWM");
     eprintln!(
         "{tag}: peak RSS {peak} KiB after {} exchangeInfo calls; /health ok {:?} after the fault cleared",
         requests_to(&fake, EXCHANGE_INFO),

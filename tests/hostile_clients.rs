@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{http_get, wait_until, Running, TempDir};
+use crate::common::{http_get, proc_status, wait_until, Running, TempDir};
 use volspike_fakes::{FakeBinance, Market};
 
 /// systemd's default soft `LimitNOFILE`.
@@ -26,16 +26,6 @@ const TASK_LIMIT: u64 = 64;
 const NO_JOBS: &str =
     "funding_stream,funding_health,volume_spike,liquid_universe,open_interest,user_alerts,telegram";
 const MIB: u64 = 1024;
-
-/// A `/proc/<pid>/status` field (KiB for memory, a count for Threads).
-fn proc_status(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// Lets this test process open thousands of sockets. Only ever raises the
 /// soft limit: the other modules' tests share this process.
@@ -103,6 +93,20 @@ fn start_limited(
     tasks: Option<&TaskLimit>,
 ) -> Running {
     start_with_fd_limit(dir, args, env, tasks, FD_LIMIT)
+}
+
+/// `volspike run --local` with every job off, `ulimit -n fd_limit` and no
+/// task limit, its HTTP server up.
+fn start_quiet(dir: &TempDir, fd_limit: u64) -> Running {
+    let app = start_with_fd_limit(
+        dir,
+        &["--local"],
+        &[("VOLSPIKE_DISABLED_JOBS", NO_JOBS)],
+        None,
+        fd_limit,
+    );
+    assert!(app.wait_http(), "log:\n{}", app.log_text());
+    app
 }
 
 /// `volspike run` with `ulimit -n fd_limit` and, when available, the task limit.
@@ -347,13 +351,7 @@ fn send_endless_header(addr: SocketAddr, total: usize) -> (usize, Vec<u8>) {
 #[test]
 fn endless_header_lines_cost_no_memory() {
     let dir = TempDir::new("hostile-header");
-    let app = start_limited(
-        &dir,
-        &["--local"],
-        &[("VOLSPIKE_DISABLED_JOBS", NO_JOBS)],
-        None,
-    );
-    assert!(app.wait_http(), "log:\n{}", app.log_text());
+    let app = start_quiet(&dir, FD_LIMIT);
     let pid = app.child.id();
     for _ in 0..20 {
         let _ = http_get(&app.addr, "/health");
@@ -390,13 +388,7 @@ fn endless_header_lines_cost_no_memory() {
 #[test]
 fn odd_requests_are_answered_not_left_hanging() {
     let dir = TempDir::new("hostile-odd");
-    let app = start_limited(
-        &dir,
-        &["--local"],
-        &[("VOLSPIKE_DISABLED_JOBS", NO_JOBS)],
-        None,
-    );
-    assert!(app.wait_http(), "log:\n{}", app.log_text());
+    let app = start_quiet(&dir, FD_LIMIT);
     let ask = |request: &[u8], wait: u64| -> String {
         let Ok(mut stream) = TcpStream::connect(&app.addr) else {
             return String::new();
@@ -451,14 +443,7 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_goes_on() {
     let dir = TempDir::new("hostile-emfile");
     // 24 descriptors: the connection cap (16 at least) plus what the process
     // already holds (16) runs out before the cap does: accept fails (EMFILE).
-    let app = start_with_fd_limit(
-        &dir,
-        &["--local"],
-        &[("VOLSPIKE_DISABLED_JOBS", NO_JOBS)],
-        None,
-        24,
-    );
-    assert!(app.wait_http(), "log:\n{}", app.log_text());
+    let app = start_quiet(&dir, 24);
     let pid = app.child.id();
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     let addr: SocketAddr = app.addr.parse().expect("address");

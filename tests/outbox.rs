@@ -150,6 +150,22 @@ impl Rig {
         }
     }
 
+    /// Queues a volume alert for each of `symbols`.
+    fn queue_alerts<S: AsRef<str>>(&self, symbols: impl IntoIterator<Item = S>) {
+        for symbol in symbols {
+            self.outbox
+                .enqueue_blocking(Post::volume_alert(&alert(symbol.as_ref())))
+                .expect("enqueue");
+        }
+    }
+
+    /// Brings `fake` back up and waits for `backend`'s queue to empty.
+    fn drained_once_up(&self, fake: &FakeBackend, backend: &str) {
+        fake.set_down(false);
+        self.drained(backend);
+    }
+
+    /// Waits until `backend` has nothing pending.
     fn drained(&self, backend: &str) {
         self.wait_for(&format!("{backend} to drain"), |r| {
             r.stats(backend).pending == 0
@@ -270,16 +286,11 @@ fn an_outage_delays_posts_which_then_arrive_once_each_in_order() {
     fake.set_down(true);
     let rig = Rig::start("outage", &[backend("primary", &fake, "k")]);
     let names: Vec<String> = (0..6).map(|i| format!("S{i}USDT")).collect();
-    for name in &names {
-        rig.outbox
-            .enqueue_blocking(Post::volume_alert(&alert(name)))
-            .expect("enqueue");
-    }
+    rig.queue_alerts(&names);
     // Let several attempts fail before the backend comes back.
     rig.wait_for("failed attempts", |r| r.stats("primary").retried >= 3);
     assert_eq!(rig.stats("primary").pending, 6);
-    fake.set_down(false);
-    rig.drained("primary");
+    rig.drained_once_up(&fake, "primary");
     let got = fake.requests_to(VOLUME_ALERT_PATH);
     assert_eq!(symbols(&got), names);
     assert_eq!(got.len(), 6, "each post exactly once");
@@ -291,9 +302,7 @@ fn server_errors_are_retried_until_accepted() {
     let fake = FakeBackend::start().expect("fake");
     fake.fail_next(3, 500);
     let rig = Rig::start("500", &[backend("primary", &fake, "k")]);
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("BTCUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["BTCUSDT"]);
     rig.drained("primary");
     let statuses: Vec<u16> = fake
         .requests_to(VOLUME_ALERT_PATH)
@@ -311,9 +320,7 @@ fn too_many_requests_is_retried() {
     let fake = FakeBackend::start().expect("fake");
     fake.fail_next(1, 429);
     let rig = Rig::start("429", &[backend("primary", &fake, "k")]);
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("BTCUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["BTCUSDT"]);
     rig.drained("primary");
     let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![429, 200]);
@@ -325,12 +332,7 @@ fn a_bad_request_becomes_a_dead_letter_not_retried_and_the_queue_moves_on() {
     let fake = FakeBackend::start().expect("fake");
     fake.fail_next(1, 400);
     let rig = Rig::start("400", &[backend("primary", &fake, "k")]);
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("BADUSDT")))
-        .expect("enqueue");
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("GOODUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["BADUSDT", "GOODUSDT"]);
     rig.drained("primary");
     let got = fake.requests_to(VOLUME_ALERT_PATH);
     let seen: Vec<(String, u16)> = got
@@ -368,18 +370,12 @@ fn a_401_window_loses_nothing_and_pauses_the_backend_with_a_reason() {
     let fake = FakeBackend::start().expect("fake");
     fake.expect_api_key("k");
     let rig = Rig::start("401", &[backend("primary", &fake, "k")]);
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("FIRSTUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["FIRSTUSDT"]);
     rig.drained("primary");
     // The key is being rotated: the backend refuses the old one for a while.
     fake.expect_api_key("k-next");
     let names: Vec<String> = (0..10).map(|i| format!("W{i}USDT")).collect();
-    for name in &names {
-        rig.outbox
-            .enqueue_blocking(Post::volume_alert(&alert(name)))
-            .expect("enqueue");
-    }
+    rig.queue_alerts(&names);
     rig.wait_for("the pause", |r| {
         r.stats("primary").paused.is_some() && r.stats("primary").retried >= 3
     });
@@ -481,11 +477,7 @@ fn one_backend_down_never_delays_the_other() {
             backend("dev", &dev, "kd"),
         ],
     );
-    for name in ["AUSDT", "BUSDT", "CUSDT"] {
-        rig.outbox
-            .enqueue_blocking(Post::volume_alert(&alert(name)))
-            .expect("enqueue");
-    }
+    rig.queue_alerts(["AUSDT", "BUSDT", "CUSDT"]);
     rig.drained("dev");
     assert_eq!(
         symbols(&dev.requests_to(VOLUME_ALERT_PATH)),
@@ -497,8 +489,7 @@ fn one_backend_down_never_delays_the_other() {
         .all(|r| r.header("x-api-key") == Some("kd")));
     // Primary still holds all three, and gets them once it is back.
     assert_eq!(rig.stats("primary").pending, 3);
-    primary.set_down(false);
-    rig.drained("primary");
+    rig.drained_once_up(&primary, "primary");
     assert_eq!(
         symbols(&primary.requests_to(VOLUME_ALERT_PATH)),
         ["AUSDT", "BUSDT", "CUSDT"]
@@ -529,9 +520,7 @@ fn a_route_answering_5xx_does_not_hold_back_other_routes() {
     rig.outbox
         .enqueue_blocking(Post::oi_samples(&samples[0]))
         .expect("enqueue");
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("BTCUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["BTCUSDT"]);
     let got = fake.wait_for_requests(VOLUME_ALERT_PATH, 1, PATIENCE);
     assert_eq!(got[0].status, 200);
     // The samples are still pending, retried, not dropped.
@@ -549,11 +538,7 @@ fn a_restart_resends_pending_posts_exactly_once() {
     fake.set_down(true);
     let backends = [backend("primary", &fake, "k")];
     let rig = Rig::start("restart", &backends);
-    for name in ["AUSDT", "BUSDT", "CUSDT"] {
-        rig.outbox
-            .enqueue_blocking(Post::volume_alert(&alert(name)))
-            .expect("enqueue");
-    }
+    rig.queue_alerts(["AUSDT", "BUSDT", "CUSDT"]);
     let dir = rig.stop();
 
     fake.set_down(false);
@@ -583,11 +568,7 @@ fn a_crash_without_any_flush_loses_nothing() {
     fake.set_down(true);
     let backends = [backend("primary", &fake, "k")];
     let rig = Rig::start("crash", &backends);
-    for name in ["AUSDT", "BUSDT"] {
-        rig.outbox
-            .enqueue_blocking(Post::volume_alert(&alert(name)))
-            .expect("enqueue");
-    }
+    rig.queue_alerts(["AUSDT", "BUSDT"]);
     rig.wait_for("a failed attempt", |r| r.stats("primary").retried >= 1);
     // Torn down mid-flight: no graceful stop, no in-memory state written.
     let dir = rig.crash();
@@ -790,11 +771,7 @@ fn a_full_disk_never_turns_into_a_resend_loop_and_recovers_by_itself() {
     let backends = [backend("primary", &fake, "k")];
     let rig = Rig::start("fulldisk", &backends);
     let names: Vec<String> = (0..20).map(|i| format!("D{i}USDT")).collect();
-    for name in &names {
-        rig.outbox
-            .enqueue_blocking(Post::volume_alert(&alert(name)))
-            .expect("enqueue");
-    }
+    rig.queue_alerts(&names);
     // The disk fills up; then the backend answers.
     rig.outbox.inject_disk_full(true);
     assert!(matches!(
@@ -861,9 +838,7 @@ fn a_stray_file_at_the_last_sequence_number_never_makes_a_post_overwrite_another
     fake.set_down(true);
     let backends = [backend("primary", &fake, "k")];
     let rig = Rig::start("wrap", &backends);
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("AUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["AUSDT"]);
     let dir = rig.stop();
     let queue_dir = dir.join("outbox/primary");
     let first = queue_dir.join("0000000000000001.json");
@@ -878,12 +853,9 @@ fn a_stray_file_at_the_last_sequence_number_never_makes_a_post_overwrite_another
     )
     .expect("write");
     let rig = Rig::start_in(dir, &backends);
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("BUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["BUSDT"]);
     assert_eq!(rig.stats("primary").pending, 3);
-    fake.set_down(false);
-    rig.drained("primary");
+    rig.drained_once_up(&fake, "primary");
     assert_eq!(
         symbols(&fake.requests_to(VOLUME_ALERT_PATH)),
         ["AUSDT", "STRAYUSDT", "BUSDT"]
@@ -906,8 +878,7 @@ fn latest_state_posts_are_coalesced_while_waiting() {
     }
     assert_eq!(rig.stats("primary").pending, 2);
     assert_eq!(rig.stats("primary").coalesced, 4);
-    fake.set_down(false);
-    rig.drained("primary");
+    rig.drained_once_up(&fake, "primary");
     let got = fake.requests_to(USER_ALERT_CHECKED_PATH);
     let sent: Vec<(String, f64)> = got
         .iter()
@@ -949,9 +920,7 @@ fn a_volume_alert_whose_answer_was_lost_in_a_crash_is_checked_not_sent_again() {
     fake.slow_acks(1.0, Duration::from_secs(2), Duration::from_secs(2));
     let backends = [backend("primary", &fake, "k")];
     let rig = Rig::start("lostack", &backends);
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("LATEUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["LATEUSDT"]);
     let got = fake.wait_for_requests(VOLUME_ALERT_PATH, 1, PATIENCE);
     assert_eq!(got.len(), 1);
     let dir = rig.crash();
@@ -977,9 +946,7 @@ fn a_volume_alert_whose_answer_was_lost_in_a_crash_is_checked_not_sent_again() {
     let rig_dir = rig.stop();
     let rig = Rig::start_in(rig_dir, &backends);
     fake.set_down(true);
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("NEVERUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["NEVERUSDT"]);
     rig.wait_for("a failed attempt", |r| r.stats("primary").retried >= 1);
     let dir = rig.crash();
     fake.set_down(false);
@@ -1006,11 +973,7 @@ fn drain_after_outage(tag: &str, outage: Duration) -> Duration {
         OutboxSettings::default(),
     );
     let names: Vec<String> = (0..50).map(|i| format!("B{i}USDT")).collect();
-    for name in &names {
-        rig.outbox
-            .enqueue_blocking(Post::volume_alert(&alert(name)))
-            .expect("enqueue");
-    }
+    rig.queue_alerts(&names);
     std::thread::sleep(outage);
     fake.set_down(false);
     let back = Instant::now();
@@ -1067,9 +1030,7 @@ fn a_read_route_that_cannot_answer_never_stalls_delivery_the_alert_is_resent() {
     );
     let backends = [backend("primary", &fake, "k")];
     let rig = Rig::start("noread", &backends);
-    rig.outbox
-        .enqueue_blocking(Post::volume_alert(&alert("LATEUSDT")))
-        .expect("enqueue");
+    rig.queue_alerts(["LATEUSDT"]);
     fake.wait_for_requests(VOLUME_ALERT_PATH, 1, PATIENCE);
     let dir = rig.crash();
     fake.slow_acks(0.0, Duration::ZERO, Duration::ZERO);

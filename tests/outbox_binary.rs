@@ -92,6 +92,29 @@ fn wait_for_health(http: &str) -> serde_json::Value {
     }
 }
 
+/// Queues a volume alert for each of `symbols` in the state at `dir`, to
+/// `fake` as backend "primary" (key "k-bin"), as a previous process would
+/// have left them; the outbox is closed again before this returns.
+fn queue_before_start<S: AsRef<str>>(
+    dir: &std::path::Path,
+    fake: &FakeBackend,
+    symbols: impl IntoIterator<Item = S>,
+) {
+    let state = StateDir::open(dir).expect("state");
+    let backends = [BackendConfig {
+        name: "primary",
+        url: fake.url(),
+        key: Secret::new("k-bin"),
+        kinds: None,
+    }];
+    let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
+    for symbol in symbols {
+        outbox
+            .enqueue_blocking(Post::volume_alert(&alert(symbol.as_ref())))
+            .expect("enqueue");
+    }
+}
+
 fn pending_files(state: &std::path::Path) -> usize {
     std::fs::read_dir(state.join("outbox/primary"))
         .map(|d| {
@@ -112,22 +135,8 @@ fn the_binary_resends_what_was_left_and_not_again_after_kill_9() {
     fake.expect_api_key("k-bin");
     let tmp = TempDir::new("outbox-bin");
     let dir = tmp.path().to_path_buf();
-    {
-        // A previous process queued two alerts and died before sending them.
-        let state = StateDir::open(&dir).expect("state");
-        let backends = [BackendConfig {
-            name: "primary",
-            url: fake.url(),
-            key: Secret::new("k-bin"),
-            kinds: None,
-        }];
-        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
-        for symbol in ["AUSDT", "BUSDT"] {
-            outbox
-                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
-                .expect("enqueue");
-        }
-    }
+    // A previous process queued two alerts and died before sending them.
+    queue_before_start(&dir, &fake, ["AUSDT", "BUSDT"]);
     assert_eq!(pending_files(&dir), 2);
 
     let (mut child, _) = spawn_run(&dir, &fake.url());
@@ -162,21 +171,7 @@ fn kill_9_in_a_loop_with_late_acknowledgements_delivers_every_alert_exactly_once
     let tmp = TempDir::new("outbox-kill9");
     let dir = tmp.path().to_path_buf();
     let symbols: Vec<String> = (0..150).map(|i| format!("K{i}USDT")).collect();
-    {
-        let state = StateDir::open(&dir).expect("state");
-        let backends = [BackendConfig {
-            name: "primary",
-            url: fake.url(),
-            key: Secret::new("k-bin"),
-            kinds: None,
-        }];
-        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
-        for symbol in &symbols {
-            outbox
-                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
-                .expect("enqueue");
-        }
-    }
+    queue_before_start(&dir, &fake, &symbols);
     let mut kills = 0;
     while kills < 50 && pending_files(&dir) > 0 {
         let (mut child, _) = spawn_run(&dir, &fake.url());
@@ -245,22 +240,8 @@ fn outbox_list_retry_and_drop_manage_the_dead_letters_a_running_service_replays(
     );
     let tmp = TempDir::new("outbox-dead");
     let dir = tmp.path().to_path_buf();
-    {
-        let state = StateDir::open(&dir).expect("state");
-        let backends = [BackendConfig {
-            name: "primary",
-            url: fake.url(),
-            key: Secret::new("k-bin"),
-            kinds: None,
-        }];
-        // Queued by a previous process.
-        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
-        for symbol in ["AUSDT", "BUSDT"] {
-            outbox
-                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
-                .expect("enqueue");
-        }
-    }
+    // Queued by a previous process.
+    queue_before_start(&dir, &fake, ["AUSDT", "BUSDT"]);
     let (mut child, http) = spawn_run(&dir, &fake.url());
     fake.wait_for_requests(VOLUME_ALERT_PATH, 2, PATIENCE);
     let deadline = Instant::now() + PATIENCE;
@@ -342,21 +323,7 @@ fn a_real_full_tmpfs_never_turns_into_a_resend_loop() {
     fake.expect_api_key("k-bin");
     fake.set_down(true);
     let symbols: Vec<String> = (0..20).map(|i| format!("T{i}USDT")).collect();
-    {
-        let state = StateDir::open(&dir).expect("state");
-        let backends = [BackendConfig {
-            name: "primary",
-            url: fake.url(),
-            key: Secret::new("k-bin"),
-            kinds: None,
-        }];
-        let outbox = Outbox::open(&state, &backends, OutboxSettings::default()).expect("outbox");
-        for symbol in &symbols {
-            outbox
-                .enqueue_blocking(Post::volume_alert(&alert(symbol)))
-                .expect("enqueue");
-        }
-    }
+    queue_before_start(&dir, &fake, &symbols);
     let (mut child, http) = spawn_run(&dir, &fake.url());
     wait_for_health(&http);
     // Fill the filesystem to the last byte.

@@ -55,6 +55,33 @@ fn count(messages: &Messages, needle: &str) -> usize {
         .count()
 }
 
+/// `volspike run --local` with every job off, watchdog pings every half
+/// second to a fake notify socket, and `wedge` (`loop@seconds`) stopping a
+/// loop on purpose; returns once the first pings have arrived.
+fn start_wedged(dir: &TempDir, wedge: &str) -> (Running, Messages) {
+    let (socket, messages) = fake_notify_socket(dir);
+    let socket = socket.to_string_lossy().into_owned();
+    let app = Running::start(
+        dir,
+        &["--local"],
+        &[
+            ("NOTIFY_SOCKET", socket.as_str()),
+            ("WATCHDOG_USEC", "1000000"),
+            ("VOLSPIKE_WEDGE", wedge),
+            ("VOLSPIKE_DISABLED_JOBS", NO_JOBS),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || (count(&messages, "WATCHDOG=1")
+            >= 2)
+            .then_some(()))
+        .is_some(),
+        "pings before the wedge; log:\n{}",
+        app.log_text()
+    );
+    (app, messages)
+}
+
 #[test]
 fn ready_status_watchdog_and_stopping_on_a_fake_notify_socket() {
     let dir = TempDir::new("notify");
@@ -114,27 +141,8 @@ fn ready_status_watchdog_and_stopping_on_a_fake_notify_socket() {
 #[test]
 fn a_wedged_loop_stops_the_watchdog_pings() {
     let dir = TempDir::new("wedge");
-    let (socket, messages) = fake_notify_socket(&dir);
-    let socket = socket.to_string_lossy().into_owned();
     // The scheduler really stops 2 s after start; its deadline is 10 s.
-    let app = Running::start(
-        &dir,
-        &["--local"],
-        &[
-            ("NOTIFY_SOCKET", socket.as_str()),
-            ("WATCHDOG_USEC", "1000000"),
-            ("VOLSPIKE_WEDGE", "scheduler@2"),
-            ("VOLSPIKE_DISABLED_JOBS", NO_JOBS),
-        ],
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || (count(&messages, "WATCHDOG=1")
-            >= 2)
-            .then_some(()))
-        .is_some(),
-        "pings before the wedge; log:\n{}",
-        app.log_text()
-    );
+    let (app, messages) = start_wedged(&dir, "scheduler@2");
     // Once the scheduler is past its deadline, /health says so and pings stop.
     let degraded = wait_until(Duration::from_secs(40), || {
         http_get(&app.addr, "/health")
@@ -205,28 +213,9 @@ fn journal_stream_matching_stderr_selects_journald() {
 #[test]
 fn a_wedged_accept_loop_stops_the_watchdog_pings() {
     let dir = TempDir::new("wedge-http");
-    let (socket, messages) = fake_notify_socket(&dir);
-    let socket = socket.to_string_lossy().into_owned();
     // The accept loop ("http") really stops 2 s after start; its deadline
     // is 10 s. Idle handler threads must not keep the pings coming.
-    let app = Running::start(
-        &dir,
-        &["--local"],
-        &[
-            ("NOTIFY_SOCKET", socket.as_str()),
-            ("WATCHDOG_USEC", "1000000"),
-            ("VOLSPIKE_WEDGE", "http@2"),
-            ("VOLSPIKE_DISABLED_JOBS", NO_JOBS),
-        ],
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || (count(&messages, "WATCHDOG=1")
-            >= 2)
-            .then_some(()))
-        .is_some(),
-        "pings before the wedge; log:\n{}",
-        app.log_text()
-    );
+    let (app, messages) = start_wedged(&dir, "http@2");
     let withheld = wait_until(Duration::from_secs(40), || {
         app.log_text()
             .contains("withholding watchdog pings")

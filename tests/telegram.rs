@@ -17,7 +17,7 @@ use volspike::telegram::bot_api::BotApi;
 use volspike::telegram::notifier::TelegramNotifier;
 use volspike_fakes::{FakeBackend, FakeTelegram};
 
-use crate::common::TempDir;
+use crate::common::{Running, TempDir};
 
 const INGEST: &str = "/api/telegram/ingest";
 const TOKEN: &str = "123456:test-token";
@@ -510,26 +510,42 @@ async fn the_notifier_never_makes_the_caller_wait() {
     off.send_alert("x").await;
 }
 
-#[test]
-fn volspike_run_starts_the_job_when_channels_are_configured() {
+/// A fake backend expecting key "k" and a fake Telegram whose @marketfeed
+/// preview page is the fixture.
+fn marketfeed_fakes() -> (FakeBackend, FakeTelegram) {
     let backend = FakeBackend::start().expect("fake backend");
     backend.expect_api_key("k");
     let telegram = FakeTelegram::start().expect("fake telegram");
     telegram.set_preview_page("marketfeed", None, PREVIEW_FIXTURE);
-    let dir = TempDir::new("tg-run");
+    (backend, telegram)
+}
+
+/// `volspike run --only telegram` reading @marketfeed from `telegram` and
+/// posting to `backend`, plus `env`.
+fn run_telegram_job(
+    dir: &TempDir,
+    backend: &FakeBackend,
+    telegram: &FakeTelegram,
+    env: &[(&str, &str)],
+) -> Running {
     let backend_url = backend.url();
     let (api_url, preview_url) = (telegram.api_url(), telegram.preview_url());
-    let mut running = crate::common::Running::start(
-        &dir,
-        &["--only", "telegram"],
-        &[
-            ("BACKEND_URL", backend_url.as_str()),
-            ("ALERT_INGEST_API_KEY", "k"),
-            ("TELEGRAM_CHANNELS", "@marketfeed"),
-            ("TELEGRAM_API_URL", api_url.as_str()),
-            ("TELEGRAM_PREVIEW_URL", preview_url.as_str()),
-        ],
-    );
+    let mut all = vec![
+        ("BACKEND_URL", backend_url.as_str()),
+        ("ALERT_INGEST_API_KEY", "k"),
+        ("TELEGRAM_CHANNELS", "@marketfeed"),
+        ("TELEGRAM_API_URL", api_url.as_str()),
+        ("TELEGRAM_PREVIEW_URL", preview_url.as_str()),
+    ];
+    all.extend_from_slice(env);
+    Running::start(dir, &["--only", "telegram"], &all)
+}
+
+#[test]
+fn volspike_run_starts_the_job_when_channels_are_configured() {
+    let (backend, telegram) = marketfeed_fakes();
+    let dir = TempDir::new("tg-run");
+    let mut running = run_telegram_job(&dir, &backend, &telegram, &[]);
     let posted = backend.wait_for_requests(INGEST, 1, Duration::from_secs(30));
     assert_eq!(posted.len(), 1, "log:\n{}", running.log_text());
     assert_eq!(posted[0].status, 200);
@@ -555,24 +571,13 @@ fn the_old_alert_bot_token_reads_channels_from_previews_only() {
     // An imported env file: TELEGRAM_TOKEN was the old alert bot, never a
     // channel reader. Channels come from the preview pages; the bot is not
     // asked for updates.
-    let backend = FakeBackend::start().expect("fake backend");
-    backend.expect_api_key("k");
-    let telegram = FakeTelegram::start().expect("fake telegram");
-    telegram.set_preview_page("marketfeed", None, PREVIEW_FIXTURE);
+    let (backend, telegram) = marketfeed_fakes();
     let dir = TempDir::new("tg-old-token");
-    let backend_url = backend.url();
-    let (api_url, preview_url) = (telegram.api_url(), telegram.preview_url());
-    let mut running = crate::common::Running::start(
+    let mut running = run_telegram_job(
         &dir,
-        &["--only", "telegram"],
-        &[
-            ("BACKEND_URL", backend_url.as_str()),
-            ("ALERT_INGEST_API_KEY", "k"),
-            ("TELEGRAM_TOKEN", "123:old-alert-bot"),
-            ("TELEGRAM_CHANNELS", "@marketfeed"),
-            ("TELEGRAM_API_URL", api_url.as_str()),
-            ("TELEGRAM_PREVIEW_URL", preview_url.as_str()),
-        ],
+        &backend,
+        &telegram,
+        &[("TELEGRAM_TOKEN", "123:old-alert-bot")],
     );
     let posted = backend.wait_for_requests(INGEST, 1, Duration::from_secs(30));
     assert_eq!(posted.len(), 1, "log:\n{}", running.log_text());

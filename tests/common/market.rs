@@ -1,9 +1,12 @@
 //! The small market the operator-surface tests (dashboard, metrics,
-//! status) run the real binary against: few symbols, each one a case.
+//! status) run the real binary against: few symbols, each one a case; and
+//! the real binary's funding jobs started against a fake exchange.
 
 use volspike_fakes::{FakeBinance, Market, SymbolState};
 
-use super::{http_get, wait_until, Running, TempDir};
+use std::time::Duration;
+
+use super::{clock_offset_before_boundary, http_get, wait_until, Running, TempDir};
 
 /// The symbols the dashboard must list, in table order (volume, largest first).
 pub const TABLE: [&str; 3] = ["AAAUSDT", "BBBUSDT", "CCCUSDT"];
@@ -58,9 +61,33 @@ pub fn start_appliance(dir: &TempDir, fake: &FakeBinance, env: &[(&str, &str)]) 
     app
 }
 
+/// `volspike run --local --only funding_stream,funding_health` against
+/// `binance`, with the clock `lead` before a minute boundary (the check
+/// runs about `lead` after start), plus `env`. Does not wait for HTTP.
+pub fn start_funding_check(
+    dir: &TempDir,
+    binance: &FakeBinance,
+    lead: Duration,
+    env: &[(&str, &str)],
+) -> Running {
+    let offset = clock_offset_before_boundary(Duration::from_secs(60), lead);
+    let (rest, ws) = (binance.rest_url(), binance.ws_url());
+    let mut all = vec![
+        ("BINANCE_FAPI_URL", rest.as_str()),
+        ("BINANCE_WS_URL", ws.as_str()),
+        ("VOLSPIKE_CLOCK_OFFSET_MS", offset.as_str()),
+    ];
+    all.extend_from_slice(env);
+    Running::start(
+        dir,
+        &["--local", "--only", "funding_stream,funding_health"],
+        &all,
+    )
+}
+
 /// Waits until the dashboard's table lists every symbol of [`TABLE`].
 pub fn wait_for_table(app: &Running) {
-    let filled = wait_until(std::time::Duration::from_secs(60), || {
+    let filled = wait_until(Duration::from_secs(60), || {
         let (status, body) = http_get(&app.addr, "/api/dashboard").ok()?;
         let json: serde_json::Value = serde_json::from_str(&body).ok()?;
         let rows = json["market"]["rows"].as_array()?;

@@ -40,29 +40,18 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port on 127.0.0.1")
 }
 
-/// A temporary directory (tempfile's, under `$TMPDIR`) named after the
-/// test that made it, removed on drop.
-pub struct TempDir(tempfile::TempDir);
+/// The temporary directory the unit tests use too.
+pub use volspike_fakes::TempDir;
 
-impl TempDir {
-    /// A fresh empty directory whose name starts with `volspike-test-<tag>-`.
-    pub fn new(tag: &str) -> TempDir {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("volspike-test-{tag}-"))
-            .tempdir()
-            .expect("creating a temp dir");
-        TempDir(dir)
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    /// A path inside it.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
+/// A `/proc/<pid>/status` field as a number: KiB for the memory fields
+/// (VmRSS, VmHWM), a count for Threads; 0 when the process or field is gone.
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// GET `path` on `addr`; returns status and body. Generous timeouts.

@@ -73,28 +73,9 @@ done_step
 
 step "fakes on the droplet network's 127.0.0.1"
 droplet_netns || fail "no network namespace for the droplet"
-# Start one fake in the background (not in a $(...) subshell: its PID must be
-# recorded here for the cleanup); sets FAKE_READY to its READY line's rest.
-FAKE_READY=
-start_fake() {
-    local name=$1 i
-    shift
-    ip netns exec "$DROPLET_NETNS" "$FAKES/$name" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    BG_PIDS+=($!)
-    for (( i = 0; i < 100; i++ )); do
-        if grep -q '^READY' "$WORK/$name.out" 2>/dev/null; then
-            FAKE_READY=$(sed -n 's/^READY //p' "$WORK/$name.out" | head -n 1)
-            return 0
-        fi
-        kill -0 "${BG_PIDS[-1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$WORK/$name.err" >&2
-    fail "$name did not print READY"
-}
-start_fake fake-binance --rest 127.0.0.1:0 --ws 127.0.0.1:0 --symbols 600
+droplet_start_fake fake-binance --rest 127.0.0.1:0 --ws 127.0.0.1:0 --symbols 600
 binance=$FAKE_READY
-start_fake fake-backend --addr 127.0.0.1:0 --log "$WORK/backend.log"
+droplet_start_fake fake-backend --addr 127.0.0.1:0 --log "$WORK/backend.log"
 backend=$FAKE_READY
 REST_URL=$(sed -E 's/.*rest=([^ ]+).*/\1/' <<<"$binance")
 WS_URL=$(sed -E 's/.*ws=([^ ]+).*/\1/' <<<"$binance")

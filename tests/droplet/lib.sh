@@ -60,6 +60,13 @@
 #                                 (append background processes to it); on exit
 #                                 kills BG_PIDS, runs droplet_cleanup, removes
 #                                 WORK (instead of droplet_trap)
+#   droplet_start_fake NAME [ARGS...]
+#                                 with the harness, after droplet_netns: start
+#                                 $FAKES/NAME ARGS in the droplet's network
+#                                 namespace in the background (its PID added to
+#                                 BG_PIDS, so call it in this shell, not in a
+#                                 $(...)), wait for its READY line and set
+#                                 FAKE_READY to the rest of that line
 #
 # Settings (environment):
 #   VOLSPIKE_DROPLET_CACHE   cache dir for bookworm.tar   (/var/cache/volspike-droplet)
@@ -504,4 +511,22 @@ droplet_test_harness() {
     trap _droplet_test_cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
+}
+
+droplet_start_fake() {
+    local name=$1 i
+    shift
+    FAKE_READY=
+    ip netns exec "$DROPLET_NETNS" "$FAKES/$name" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    BG_PIDS+=($!)
+    for (( i = 0; i < 100; i++ )); do
+        if grep -q '^READY' "$WORK/$name.out" 2>/dev/null; then
+            FAKE_READY=$(sed -n 's/^READY //p' "$WORK/$name.out" | head -n 1)
+            return 0
+        fi
+        kill -0 "${BG_PIDS[-1]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$WORK/$name.err" >&2
+    fail "$name did not print READY"
 }

@@ -96,23 +96,6 @@ step "fakes on the droplet network's 127.0.0.1, boot droplet, install OLD"
 # the release server run there too, so they share its 127.0.0.1 and a port
 # taken on the host cannot fail the test.
 droplet_netns || fail "no network namespace for the droplet"
-FAKE_READY=
-start_fake() {
-    local name=$1 i
-    shift
-    ip netns exec "$DROPLET_NETNS" "$FAKES/$name" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    BG_PIDS+=($!)
-    for (( i = 0; i < 100; i++ )); do
-        if grep -q '^READY' "$WORK/$name.out" 2>/dev/null; then
-            FAKE_READY=$(sed -n 's/^READY //p' "$WORK/$name.out" | head -n 1)
-            return 0
-        fi
-        kill -0 "${BG_PIDS[-1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$WORK/$name.err" >&2
-    fail "$name did not print READY"
-}
 free_port() {
     local p
     for _ in $(seq 1 50); do
@@ -121,10 +104,10 @@ free_port() {
     done
     return 1
 }
-start_fake fake-binance --rest 127.0.0.1:0 --ws 127.0.0.1:0 --symbols 50
+droplet_start_fake fake-binance --rest 127.0.0.1:0 --ws 127.0.0.1:0 --symbols 50
 REST_URL=$(sed -E 's/.*rest=([^ ]+).*/\1/' <<<"$FAKE_READY")
 WS_URL=$(sed -E 's/.*ws=([^ ]+).*/\1/' <<<"$FAKE_READY")
-start_fake fake-backend --addr 127.0.0.1:0 --log "$WORK/backend.log"
+droplet_start_fake fake-backend --addr 127.0.0.1:0 --log "$WORK/backend.log"
 BACKEND_URL=$(sed -E 's/.*url=([^ ]+).*/\1/' <<<"$FAKE_READY")
 SRV_PORT=$(free_port) || fail "no free port"
 HTTP_PORT=$(free_port) || fail "no free port"

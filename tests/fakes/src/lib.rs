@@ -14,6 +14,8 @@
 //! * [`FakeProxy`] is an HTTP CONNECT proxy that records every tunnel.
 //! * [`ScriptedServer`] answers each request from the test's closure, for
 //!   client tests that need exact replies request by request.
+//! * [`TempDir`] is the temporary directory volspike's unit and integration
+//!   tests share.
 
 mod backend;
 mod binance;
@@ -24,6 +26,7 @@ mod scripted;
 mod sync;
 mod tcp_server;
 mod telegram;
+mod temp_dir;
 
 pub use backend::{BackendRequest, FakeBackend};
 pub use binance::market::{
@@ -34,3 +37,4 @@ pub use binance::{FakeBinance, HostileBody, RestRequest, DEFAULT_WEIGHT_LIMIT, S
 pub use proxy::FakeProxy;
 pub use scripted::{Hit, Reply, ScriptedServer};
 pub use telegram::{FakeTelegram, SentMessage, TelegramRequest, FAKE_BOT_ID};
+pub use temp_dir::TempDir;
